@@ -1,0 +1,1 @@
+"""The `aekit` command line."""

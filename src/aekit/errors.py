@@ -1,0 +1,27 @@
+"""Exception classes: one per kind of problem, each message naming the fix."""
+
+from __future__ import annotations
+
+
+class AekitError(Exception):
+    """Base class of every error aekit raises on purpose."""
+
+
+class ConfigError(AekitError, ValueError):
+    """A configuration value or argument is invalid."""
+
+
+class SpecError(AekitError, ValueError):
+    """A model_fn returned an EstimatorSpec that does not fit its mode."""
+
+
+class InputError(AekitError, ValueError):
+    """An input function produced data the Estimator cannot use."""
+
+
+class CheckpointError(AekitError, RuntimeError):
+    """A checkpoint cannot be written or read."""
+
+
+class NanLossError(AekitError, RuntimeError):
+    """Training produced a NaN or infinite loss."""

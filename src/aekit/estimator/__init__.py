@@ -1,0 +1,17 @@
+"""The Estimator engine: specs, config, checkpoints, the training loop."""
+
+from aekit.estimator.estimator import Estimator, ModelFn
+from aekit.estimator.run_config import RunConfig
+from aekit.estimator.spec import EstimatorSpec, ModeKeys
+from aekit.estimator.training import EvalSpec, TrainSpec, train_and_evaluate
+
+__all__ = [
+    "EstimatorSpec",
+    "Estimator",
+    "EvalSpec",
+    "ModeKeys",
+    "ModelFn",
+    "RunConfig",
+    "TrainSpec",
+    "train_and_evaluate",
+]

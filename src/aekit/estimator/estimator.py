@@ -1,0 +1,470 @@
+"""The Estimator: trains, evaluates and predicts with a model_fn, owning the loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from aekit import summary
+from aekit.errors import ConfigError, InputError, SpecError
+from aekit.estimator import checkpoint as ckpt
+from aekit.estimator import rng
+from aekit.estimator.inputs import Features, InputFn, Labels, batch_size, iterate_batches, to_device
+from aekit.estimator.run_config import RunConfig
+from aekit.estimator.spec import EstimatorSpec, ModeKeys
+from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
+from aekit.hooks.basic import (
+    LoggingHook,
+    NanLossGuardHook,
+    StepCounterHook,
+    StopAtStepHook,
+    SummarySaverHook,
+    raise_if_nonfinite,
+)
+from aekit.hooks.checkpoint_saver import CheckpointSaverHook
+from aekit.metrics import MetricUpdate
+from aekit.summary import EventWriters
+
+_log = logging.getLogger("aekit")
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+class ModelFn(Protocol):
+    """Builds the spec of one batch: `model_fn(network, features, labels, mode, params)`."""
+
+    def __call__(
+        self,
+        network: torch.nn.Module,
+        features: Features,
+        labels: Labels,
+        mode: ModeKeys,
+        params: Mapping[str, Any],
+    ) -> EstimatorSpec: ...
+
+
+class Estimator:
+    """Trains, evaluates and predicts with `model_fn` on `network`.
+
+    Args:
+        model_fn: returns an EstimatorSpec for a batch in a given mode.
+        network: the torch module holding all trainable state.
+        optimizer: an optimizer over `network`'s parameters, or a factory taking the
+            parameters; default Adam with `params["learning_rate"]` (1e-3).
+        lr_scheduler: factory taking the optimizer; the schedule is stepped every step.
+        model_dir: where checkpoints and summaries go (overrides config.model_dir).
+        params: hyper-parameters handed to model_fn.
+        config: a RunConfig.
+    """
+
+    def __init__(
+        self,
+        model_fn: ModelFn,
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | OptimizerFactory | None = None,
+        lr_scheduler: SchedulerFactory | None = None,
+        model_dir: str | Path | None = None,
+        params: Mapping[str, Any] | None = None,
+        config: RunConfig | None = None,
+    ) -> None:
+        if not isinstance(network, torch.nn.Module):
+            raise ConfigError(f"network must be a torch.nn.Module, got {type(network).__name__}")
+        config = config or RunConfig()
+        if model_dir is not None and config.model_dir is not None:
+            if Path(model_dir).resolve() != Path(config.model_dir).resolve():
+                raise ConfigError(
+                    f"model_dir={str(model_dir)!r} contradicts config.model_dir="
+                    f"{config.model_dir!r}; give only one"
+                )
+        directory = model_dir or config.model_dir
+        if directory is None:
+            directory = tempfile.mkdtemp(prefix="aekit-")
+            _log.info("no model_dir given; using the temporary directory %s", directory)
+        self._config = dataclasses.replace(config, model_dir=str(directory))
+        self._params: dict[str, Any] = dict(params or {})
+        self._device = self._config.torch_device
+        self._model_fn = model_fn
+        self._network = network.to(self._device)
+        self._optimizer = self._make_optimizer(optimizer)
+        self._lr_scheduler = lr_scheduler(self._optimizer) if lr_scheduler else None
+        self._global_step = 0
+        self._synced_with: Path | None = None  # checkpoint whose state is in memory
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self._device)
+        self._train_hooks: list[Hook] = []
+        self._pending_hook_states: dict[str, Any] = {}  # hook state of the synced checkpoint
+        self.event_writers = EventWriters(self.model_dir)
+
+    def _make_optimizer(
+        self, optimizer: torch.optim.Optimizer | OptimizerFactory | None
+    ) -> torch.optim.Optimizer:
+        if isinstance(optimizer, torch.optim.Optimizer):
+            return optimizer
+        if optimizer is None:
+            lr = float(self._params.get("learning_rate", 1e-3))
+            return torch.optim.Adam(self._network.parameters(), lr=lr)
+        return optimizer(self._network.parameters())
+
+    # -- properties ---------------------------------------------------------------
+
+    @property
+    def model_dir(self) -> str:
+        """Directory holding checkpoints and summaries."""
+        assert self._config.model_dir is not None
+        return self._config.model_dir
+
+    @property
+    def config(self) -> RunConfig:
+        """The RunConfig in force (model_dir filled in)."""
+        return self._config
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """A copy of the hyper-parameters handed to model_fn."""
+        return dict(self._params)
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The torch module being trained."""
+        return self._network
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer updating the network."""
+        return self._optimizer
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network and batches live."""
+        return self._device
+
+    @property
+    def global_step(self) -> int:
+        """Training steps taken, as of the state in memory."""
+        return self._global_step
+
+    def latest_checkpoint(self) -> Path | None:
+        """Newest checkpoint file in model_dir, or None."""
+        return ckpt.latest_checkpoint(self.model_dir)
+
+    # -- checkpoints --------------------------------------------------------------
+
+    def loss_was_nonfinite(self) -> bool:
+        """Whether any training loss since the last restore was NaN or infinite (syncs)."""
+        return bool(self._nonfinite)
+
+    def save_checkpoint(self) -> Path:
+        """Write the state in memory as `ckpt-<global_step>.pt`; refuse a NaN-tainted state."""
+        raise_if_nonfinite(self)
+        hooks = {
+            key: state
+            for key, hook in _keyed(self._train_hooks)
+            if (state := hook.state_dict()) is not None
+        }
+        state = {
+            "global_step": self._global_step,
+            "network": self._network.state_dict(),
+            "optimizer": self._optimizer.state_dict(),
+            "lr_scheduler": self._lr_scheduler.state_dict() if self._lr_scheduler else None,
+            "rng": rng.get_state(),
+            "hooks": hooks,
+        }
+        Path(self.model_dir).mkdir(parents=True, exist_ok=True)
+        path = ckpt.checkpoint_path(self.model_dir, self._global_step)
+        ckpt.save(path, state)
+        ckpt.prune(self.model_dir, self._config.keep_checkpoint_max)
+        self._synced_with = path
+        self._pending_hook_states = hooks
+        _log.debug("saved %s", path)
+        return path
+
+    def _restore(self, path: str | Path | None = None, with_rng: bool = False) -> bool:
+        """Load `path` (default: the newest readable checkpoint); False if there is none."""
+        if path is None:
+            newest = self.latest_checkpoint()
+            if newest is not None and newest == self._synced_with:
+                return True  # memory already holds it
+            found = ckpt.load_latest(self.model_dir, self._device)
+            if found is None:
+                return False
+            path, state = found
+        else:
+            path = Path(path)
+            state = ckpt.load(path, self._device)
+        try:
+            self._network.load_state_dict(state["network"])
+            self._optimizer.load_state_dict(state["optimizer"])
+            if self._lr_scheduler is not None and state.get("lr_scheduler") is not None:
+                self._lr_scheduler.load_state_dict(state["lr_scheduler"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise ConfigError(
+                f"checkpoint {path} does not fit this model ({str(exc).splitlines()[0][:200]}); "
+                "use a fresh model_dir or the model settings it was trained with"
+            ) from exc
+        self._global_step = int(state["global_step"])
+        if with_rng and state.get("rng"):
+            rng.set_state(state["rng"])
+        self._pending_hook_states = dict(state.get("hooks") or {})
+        self._synced_with = path
+        self._nonfinite.zero_()
+        _log.info("restored %s (step %d)", path, self._global_step)
+        return True
+
+    # -- train --------------------------------------------------------------------
+
+    def train(
+        self,
+        input_fn: InputFn,
+        hooks: Sequence[Hook] | None = None,
+        steps: int | None = None,
+        max_steps: int | None = None,
+        saving_listeners: Sequence[CheckpointSaverListener] = (),
+    ) -> Estimator:
+        """Train until the input ends, `steps` more steps, or global step `max_steps`.
+
+        Resumes from the newest checkpoint in model_dir and saves one at the end.
+        """
+        if steps is not None and max_steps is not None:
+            raise ConfigError("give steps or max_steps to train(), not both")
+        for name, value in (("steps", steps), ("max_steps", max_steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"train({name}=...) must be a positive integer, got {value!r}")
+        restored = self._restore(with_rng=True)
+        if max_steps is not None and self._global_step >= max_steps:
+            _log.info("global step %d already reached max_steps=%d", self._global_step, max_steps)
+            return self
+        if not restored and self._config.random_seed is not None:
+            rng.seed_everything(self._config.random_seed)
+        last_step = max_steps if max_steps is not None else (
+            self._global_step + steps if steps is not None else None
+        )
+        self._train_hooks = self._default_hooks(last_step) + list(hooks or [])
+        self._train_hooks.append(
+            CheckpointSaverHook(
+                self._config.save_checkpoints_steps,
+                self._config.save_checkpoints_secs,
+                saving_listeners,
+            )
+        )
+        try:
+            self._run_training(input_fn, self._train_hooks)
+        finally:
+            self.event_writers.flush()
+            self._train_hooks = []
+        return self
+
+    def _default_hooks(self, last_step: int | None) -> list[Hook]:
+        c = self._config
+        counter = StepCounterHook(c.log_step_count_steps)
+        hooks: list[Hook] = [
+            NanLossGuardHook(1 if self._device.type == "cpu" else max(1, c.log_step_count_steps)),
+            counter,
+            LoggingHook(c.log_step_count_steps, counter, last_step, c.progress_bar),
+            SummarySaverHook(c.save_summary_steps),
+        ]
+        if last_step is not None:
+            hooks.insert(0, StopAtStepHook(last_step=last_step))
+        return hooks
+
+    def _run_training(self, input_fn: InputFn, hooks: list[Hook]) -> None:
+        context = RunContext(self, ModeKeys.TRAIN)
+        for hook in hooks:
+            hook.begin(self)
+        for key, hook in _keyed(hooks):
+            if key in self._pending_hook_states:
+                hook.load_state_dict(self._pending_hook_states[key])
+        for hook in hooks:
+            hook.after_create_session(context)
+        self._network.train()
+        batches = iterate_batches(input_fn)
+        while not context.stop_requested:
+            for hook in hooks:
+                hook.before_run(context)
+            try:
+                features, labels = next(batches)
+            except StopIteration:
+                break
+            result = self._train_step(features, labels, context)
+            for hook in hooks:
+                hook.after_run(context, result)
+        for hook in hooks:
+            hook.end(context)
+
+    def _train_step(self, features: Features, labels: Labels, context: RunContext) -> StepResult:
+        features, labels = to_device(features, self._device), to_device(labels, self._device)
+        recorder = summary.Recorder() if context.record_summaries else None
+        grad_norm = None
+        learning_rate = float(self._optimizer.param_groups[0]["lr"])
+        with summary.recording(recorder):
+            spec = self._call_model_fn(features, labels, ModeKeys.TRAIN)
+            assert spec.loss is not None
+            if spec.train_op is not None:
+                spec.train_op()
+            else:
+                self._optimizer.zero_grad(set_to_none=True)
+                spec.loss.backward()
+                if recorder is not None:
+                    grad_norm = _global_norm(self._network.parameters())
+                self._optimizer.step()
+        if self._lr_scheduler is not None:
+            self._lr_scheduler.step()
+        self._global_step += 1
+        loss = spec.loss.detach()
+        self._nonfinite.logical_or_(~torch.isfinite(loss))
+        return StepResult(spec, batch_size(features), loss, learning_rate, grad_norm, recorder)
+
+    def _call_model_fn(self, features: Features, labels: Labels, mode: ModeKeys) -> EstimatorSpec:
+        spec = self._model_fn(self._network, features, labels, mode, self._params)
+        if not isinstance(spec, EstimatorSpec):
+            raise SpecError(
+                f"model_fn returned a {type(spec).__name__}; it must return aekit.EstimatorSpec"
+            )
+        if spec.mode is not mode:
+            raise SpecError(f"model_fn was called in {mode.name} mode but returned a {spec.mode.name} spec")
+        return spec
+
+    # -- evaluate -----------------------------------------------------------------
+
+    def evaluate(
+        self,
+        input_fn: InputFn,
+        steps: int | None = None,
+        hooks: Sequence[Hook] | None = None,
+        name: str | None = None,
+        checkpoint_path: str | Path | None = None,
+    ) -> dict[str, float]:
+        """Metrics over the whole input (or `steps` batches), plus "loss" and "global_step".
+
+        Writes them as scalars to `model_dir/eval` (or `eval_<name>`).
+        """
+        if name is not None and (not name or "/" in name or name.startswith(".")):
+            raise ConfigError(f"evaluate(name={name!r}) must be a plain directory name")
+        self._restore(checkpoint_path)
+        hooks = list(hooks or [])
+        context = RunContext(self, ModeKeys.EVAL)
+        totals: dict[str, MetricUpdate] = {}
+        loss_total = torch.zeros((), dtype=torch.float64, device=self._device)
+        examples = 0
+        was_training = self._network.training
+        self._network.eval()
+        try:
+            for hook in hooks:
+                hook.begin(self)
+            for hook in hooks:
+                hook.after_create_session(context)
+            with torch.no_grad():
+                for index, (features, labels) in enumerate(iterate_batches(input_fn)):
+                    if (steps is not None and index >= steps) or context.stop_requested:
+                        break
+                    for hook in hooks:
+                        hook.before_run(context)
+                    features = to_device(features, self._device)
+                    spec = self._call_model_fn(features, to_device(labels, self._device), ModeKeys.EVAL)
+                    assert spec.loss is not None
+                    size = batch_size(features)
+                    loss_total += spec.loss.detach().to(torch.float64) * size
+                    examples += size
+                    for key, update in spec.eval_metric_ops.items():
+                        totals[key] = totals[key] + update if key in totals else update
+                    for hook in hooks:
+                        hook.after_run(context, StepResult(spec, size, spec.loss.detach()))
+            for hook in hooks:
+                hook.end(context)
+        finally:
+            self._network.train(was_training)
+        if examples == 0:
+            raise InputError("evaluate() got no batches from input_fn; give it data to evaluate")
+        results = {key: update.result() for key, update in totals.items()}
+        results["loss"] = float(loss_total) / examples
+        self.event_writers.write_scalars(f"eval_{name}" if name else "eval", results, self._global_step)
+        self.event_writers.flush()
+        results["global_step"] = float(self._global_step)
+        return results
+
+    # -- predict ------------------------------------------------------------------
+
+    def predict(
+        self,
+        input_fn: InputFn,
+        predict_keys: Sequence[str] | None = None,
+        hooks: Sequence[Hook] | None = None,
+        checkpoint_path: str | Path | None = None,
+        yield_single_examples: bool = True,
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """Yield predictions as dicts of numpy arrays, one per example (or per batch)."""
+        self._restore(checkpoint_path)
+        hooks = list(hooks or [])
+        context = RunContext(self, ModeKeys.PREDICT)
+        for hook in hooks:
+            hook.begin(self)
+        for hook in hooks:
+            hook.after_create_session(context)
+        was_training = self._network.training
+        self._network.eval()
+        try:
+            for features, labels in iterate_batches(input_fn):
+                if context.stop_requested:
+                    break
+                for hook in hooks:
+                    hook.before_run(context)
+                features = to_device(features, self._device)
+                with torch.no_grad():
+                    spec = self._call_model_fn(features, to_device(labels, self._device), ModeKeys.PREDICT)
+                outputs = _select(spec, predict_keys)
+                for hook in hooks:
+                    hook.after_run(context, StepResult(spec, batch_size(features)))
+                if not yield_single_examples:
+                    yield outputs
+                    continue
+                sizes = {len(v) for v in outputs.values()}
+                if len(sizes) != 1:
+                    raise SpecError(
+                        "predictions have different batch sizes "
+                        f"{ {k: len(v) for k, v in outputs.items()} }; use yield_single_examples=False"
+                    )
+                for i in range(sizes.pop()):
+                    yield {key: value[i] for key, value in outputs.items()}
+            for hook in hooks:
+                hook.end(context)
+        finally:
+            self._network.train(was_training)
+
+
+def _select(spec: EstimatorSpec, keys: Sequence[str] | None) -> dict[str, np.ndarray]:
+    assert spec.predictions is not None
+    predictions = dict(spec.predictions)
+    if keys is not None:
+        missing = [k for k in keys if k not in predictions]
+        if missing:
+            raise SpecError(f"predict_keys {missing} not among the predictions {sorted(predictions)}")
+        predictions = {k: predictions[k] for k in keys}
+    return {k: _to_numpy(v) for k, v in predictions.items()}
+
+
+def _to_numpy(value: torch.Tensor) -> np.ndarray:
+    value = value.detach()
+    if value.dtype in (torch.bfloat16, torch.float16):
+        value = value.float()
+    array: np.ndarray = value.cpu().numpy()
+    return array
+
+
+def _global_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor | None:
+    norms = [p.grad.detach().norm() for p in parameters if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else None
+
+
+def _keyed(hooks: Sequence[Hook]) -> Iterator[tuple[str, Hook]]:
+    """Stable keys for hooks' checkpointed state: class name, numbered when repeated."""
+    seen: dict[str, int] = {}
+    for hook in hooks:
+        name = type(hook).__qualname__
+        seen[name] = seen.get(name, 0) + 1
+        yield (name if seen[name] == 1 else f"{name}-{seen[name]}"), hook

@@ -1,0 +1,74 @@
+"""Turning what an input_fn yields into (features, labels) batches on a device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+from aekit.errors import InputError
+
+Features = Union[torch.Tensor, Mapping[str, torch.Tensor]]
+Labels = Union[torch.Tensor, Mapping[str, torch.Tensor], None]
+InputFn = Union[Callable[[], Iterable[Any]], Iterable[Any]]
+
+
+def iterate_batches(input_fn: InputFn) -> Iterator[tuple[Features, Labels]]:
+    """Yield (features, labels) from an input_fn or an iterable of batches.
+
+    An element may be `(features, labels)`, `(features,)` or bare features; numpy
+    arrays become tensors. Missing labels are None.
+    """
+    source = input_fn() if callable(input_fn) else input_fn
+    if not isinstance(source, Iterable) or isinstance(source, torch.Tensor | np.ndarray):
+        raise InputError(
+            f"input_fn gave a {type(source).__name__}, not an iterable of batches; return "
+            "e.g. aekit.data.Dataset, a DataLoader or a list of (features, labels)"
+        )
+    for element in source:
+        yield _split(element)
+
+
+def _split(element: Any) -> tuple[Features, Labels]:
+    if isinstance(element, tuple | list):
+        if len(element) == 2:
+            return _tensors(element[0]), _tensors(element[1])
+        if len(element) == 1:
+            return _tensors(element[0]), None
+        raise InputError(
+            f"a batch is a sequence of {len(element)} items; yield (features, labels) "
+            "or features alone"
+        )
+    return _tensors(element), None
+
+
+def _tensors(value: Any) -> Any:
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, Mapping):
+        return {k: _tensors(v) for k, v in value.items()}
+    raise InputError(
+        f"a batch holds a {type(value).__name__}; features and labels must be tensors, "
+        "numpy arrays or dicts of them"
+    )
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """Move tensors (also inside dicts) to `device`; pinned memory copies asynchronously."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=value.is_pinned())
+    if isinstance(value, Mapping):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def batch_size(features: Features) -> int:
+    """Number of examples in a batch: the first dimension of its first tensor."""
+    tensor = features if isinstance(features, torch.Tensor) else next(iter(features.values()), None)
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() == 0:
+        raise InputError("features must be a tensor (or dict of tensors) with a batch dimension")
+    return int(tensor.shape[0])

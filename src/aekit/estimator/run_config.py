@@ -1,0 +1,79 @@
+"""RunConfig: where a run writes and how often it saves, summarises and logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from aekit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How an Estimator runs, independent of the model.
+
+    Attributes:
+        model_dir: directory for checkpoints and summaries (a temporary one when None).
+        random_seed: seeds torch, numpy and random when training starts from scratch.
+        device: "auto" (CUDA when present, else CPU) or any torch device string.
+        save_checkpoints_steps: save every this many steps (None: use the seconds rule).
+        save_checkpoints_secs: save every this many seconds (None: only the steps rule).
+        save_summary_steps: write training summaries every this many steps (0: never).
+        keep_checkpoint_max: how many recent checkpoints to keep (0: keep all).
+        log_step_count_steps: log loss and speed every this many steps (0: never).
+        progress_bar: draw a progress line; None draws it when stderr is a terminal.
+    """
+
+    model_dir: str | None = None
+    random_seed: int | None = None
+    device: str = "auto"
+    save_checkpoints_steps: int | None = None
+    save_checkpoints_secs: float | None = 600.0
+    save_summary_steps: int = 100
+    keep_checkpoint_max: int = 5
+    log_step_count_steps: int = 100
+    progress_bar: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.save_checkpoints_steps is not None and self.save_checkpoints_secs is not None:
+            # Both given: steps win, as a user who sets steps explicitly expects.
+            object.__setattr__(self, "save_checkpoints_secs", None)
+        _check_positive("save_checkpoints_steps", self.save_checkpoints_steps)
+        _check_positive("save_checkpoints_secs", self.save_checkpoints_secs)
+        for name in ("save_summary_steps", "keep_checkpoint_max", "log_step_count_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"RunConfig.{name} must be an integer >= 0, got {value!r}")
+        if self.random_seed is not None and (
+            isinstance(self.random_seed, bool) or not isinstance(self.random_seed, int)
+        ):
+            raise ConfigError(f"RunConfig.random_seed must be an integer, got {self.random_seed!r}")
+        resolve_device(self.device)
+
+    @property
+    def torch_device(self) -> torch.device:
+        """The device this config resolves to on this machine."""
+        return resolve_device(self.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn "auto" or a device string into a torch.device that exists here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available; use 'cpu'")
+    return device
+
+
+def _check_positive(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"RunConfig.{name} must be a positive number or None, got {value!r}")

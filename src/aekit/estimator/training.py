@@ -1,0 +1,147 @@
+"""TrainSpec, EvalSpec and train_and_evaluate: train, evaluating after checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aekit._io import atomic_write, atomic_write_text
+from aekit.errors import ConfigError
+from aekit.estimator import checkpoint as ckpt
+from aekit.estimator.estimator import Estimator
+from aekit.estimator.inputs import InputFn
+from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
+
+_log = logging.getLogger("aekit")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """What to train on and for how long (None: until the input ends)."""
+
+    input_fn: InputFn
+    max_steps: int | None = None
+    hooks: Sequence[Hook] = ()
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What to evaluate on, and when.
+
+    Evaluation follows checkpoint saves: after each save, once `throttle_secs` have
+    passed since the last evaluation, and always at the end. `every_n_steps` adds a
+    save (and so an evaluation) every that many steps, e.g. once per epoch. With
+    `best_metric`, the checkpoint with the best value is copied to `model_dir/best/`.
+    """
+
+    input_fn: InputFn
+    steps: int | None = None
+    name: str | None = None
+    hooks: Sequence[Hook] = ()
+    every_n_steps: int | None = None
+    throttle_secs: float = 0.0
+    best_metric: str | None = None
+    higher_is_better: bool = False
+
+    def __post_init__(self) -> None:
+        if self.every_n_steps is not None and self.every_n_steps <= 0:
+            raise ConfigError(f"EvalSpec.every_n_steps must be positive, got {self.every_n_steps}")
+        if self.throttle_secs < 0:
+            raise ConfigError(f"EvalSpec.throttle_secs must be >= 0, got {self.throttle_secs}")
+
+
+def train_and_evaluate(
+    estimator: Estimator, train_spec: TrainSpec, eval_spec: EvalSpec
+) -> dict[str, float]:
+    """Train per `train_spec`, evaluating per `eval_spec`; returns the last evaluation."""
+    evaluator = _EvaluateAfterSave(eval_spec)
+    hooks = list(train_spec.hooks)
+    if eval_spec.every_n_steps is not None:
+        hooks.append(_CheckpointEveryNSteps(eval_spec.every_n_steps))
+    estimator.train(
+        train_spec.input_fn, hooks=hooks, max_steps=train_spec.max_steps, saving_listeners=[evaluator]
+    )
+    if evaluator.last_result is None:  # nothing left to train: evaluate what is there
+        evaluator.evaluate(estimator)
+    assert evaluator.last_result is not None
+    return evaluator.last_result
+
+
+class _CheckpointEveryNSteps(Hook):
+    def __init__(self, every_n_steps: int) -> None:
+        self.every_n_steps = every_n_steps
+
+    def after_run(self, context: RunContext, result: StepResult) -> None:
+        if context.global_step % self.every_n_steps == 0:
+            context.request_checkpoint()
+
+
+class _EvaluateAfterSave(CheckpointSaverListener):
+    def __init__(self, spec: EvalSpec) -> None:
+        self.spec = spec
+        self.last_result: dict[str, float] | None = None
+        self._last_time = -math.inf
+        self._last_step: int | None = None
+
+    def after_save(self, estimator: Estimator, step: int, path: Path) -> None:
+        if time.monotonic() - self._last_time >= self.spec.throttle_secs:
+            self.evaluate(estimator, path)
+
+    def end(self, estimator: Estimator, step: int) -> None:
+        if self._last_step != step:
+            self.evaluate(estimator)
+
+    def evaluate(self, estimator: Estimator, path: Path | None = None) -> None:
+        spec = self.spec
+        result = estimator.evaluate(spec.input_fn, steps=spec.steps, hooks=spec.hooks, name=spec.name)
+        self.last_result = result
+        self._last_time = time.monotonic()
+        self._last_step = estimator.global_step
+        _log.info(
+            "evaluation at step %d: %s",
+            estimator.global_step,
+            ", ".join(f"{k} = {v:.5g}" for k, v in result.items() if k != "global_step"),
+        )
+        if spec.best_metric is not None:
+            _export_if_best(estimator, spec, result, path or estimator.latest_checkpoint())
+
+
+def _export_if_best(
+    estimator: Estimator, spec: EvalSpec, result: dict[str, float], path: Path | None
+) -> None:
+    metric = spec.best_metric
+    assert metric is not None
+    if metric not in result:
+        raise ConfigError(
+            f"EvalSpec.best_metric={metric!r} is not among the metrics {sorted(result)}"
+        )
+    if path is None:
+        return
+    best_dir = Path(estimator.model_dir) / "best"
+    record = best_dir / "best.json"
+    value = result[metric]
+    if record.is_file():
+        previous = json.loads(record.read_text())["metrics"][metric]
+        better = value > previous if spec.higher_is_better else value < previous
+        if not better:
+            return
+    if not math.isfinite(value):
+        return
+    best_dir.mkdir(parents=True, exist_ok=True)
+    target = best_dir / path.name
+    with open(path, "rb") as source:
+        atomic_write(target, lambda f: shutil.copyfileobj(source, f))
+    atomic_write_text(
+        record,
+        json.dumps({"checkpoint": target.name, "metric": metric, "metrics": result}, indent=2),
+    )
+    for old in ckpt.list_checkpoints(best_dir):
+        if old != target:
+            old.unlink(missing_ok=True)
+    _log.info("new best %s = %.5g at step %d, copied to %s", metric, value, estimator.global_step, target)

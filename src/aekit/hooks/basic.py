@@ -1,0 +1,172 @@
+"""Built-in hooks for stopping, counting speed, logging and guarding the loss."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import torch
+
+from aekit.errors import ConfigError, NanLossError
+from aekit.hooks.base import Hook, RunContext, StepResult
+
+if TYPE_CHECKING:
+    from aekit.estimator.estimator import Estimator
+
+_log = logging.getLogger("aekit")
+
+
+def _check_every(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+class StopAtStepHook(Hook):
+    """Stops training after `num_steps` more steps or at global step `last_step`."""
+
+    def __init__(self, num_steps: int | None = None, last_step: int | None = None) -> None:
+        if (num_steps is None) == (last_step is None):
+            raise ConfigError("StopAtStepHook needs exactly one of num_steps and last_step")
+        self._num_steps = num_steps
+        self.last_step = last_step
+
+    def after_create_session(self, context: RunContext) -> None:
+        if self._num_steps is not None:
+            self.last_step = context.global_step + self._num_steps
+        if self.last_step is not None and context.global_step >= self.last_step:
+            context.request_stop()
+
+    def after_run(self, context: RunContext, result: StepResult) -> None:
+        if self.last_step is not None and context.global_step >= self.last_step:
+            context.request_stop()
+
+
+class StepCounterHook(Hook):
+    """Measures steps/sec and examples/sec every `every_n_steps` and writes them as summaries."""
+
+    def __init__(self, every_n_steps: int = 100) -> None:
+        self.every_n_steps = _check_every("every_n_steps", every_n_steps)
+        self.steps_per_sec: float | None = None
+        self.examples_per_sec: float | None = None
+
+    def after_create_session(self, context: RunContext) -> None:
+        self._start = time.perf_counter()
+        self._steps = 0
+        self._examples = 0
+
+    def after_run(self, context: RunContext, result: StepResult) -> None:
+        self._steps += 1
+        self._examples += result.batch_size
+        if not self.every_n_steps or context.global_step % self.every_n_steps:
+            return
+        if result.loss is not None and result.loss.device.type != "cpu":
+            torch.cuda.synchronize(result.loss.device)  # time the work, not its launch
+        elapsed = time.perf_counter() - self._start
+        if elapsed > 0:
+            self.steps_per_sec = self._steps / elapsed
+            self.examples_per_sec = self._examples / elapsed
+            context.estimator.event_writers.write_scalars(
+                "train",
+                {"global_step/sec": self.steps_per_sec, "examples/sec": self.examples_per_sec},
+                context.global_step,
+            )
+        self.after_create_session(context)
+
+
+class LoggingHook(Hook):
+    """Logs the loss every `every_n_steps`; on a terminal, also draws a progress line."""
+
+    def __init__(
+        self,
+        every_n_steps: int = 100,
+        counter: StepCounterHook | None = None,
+        last_step: int | None = None,
+        progress_bar: bool | None = None,
+    ) -> None:
+        self.every_n_steps = _check_every("every_n_steps", every_n_steps)
+        self._counter = counter
+        self._last_step = last_step
+        self._bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+        self._drawn = False
+
+    def after_run(self, context: RunContext, result: StepResult) -> None:
+        step = context.global_step
+        if not self.every_n_steps or step % self.every_n_steps or result.loss is None:
+            return
+        loss = float(result.loss)
+        speed = self._counter.examples_per_sec if self._counter else None
+        speed_text = f", {speed:,.0f} examples/sec" if speed else ""
+        if self._bar:
+            total = f"/{self._last_step}" if self._last_step else ""
+            sys.stderr.write(f"\rstep {step}{total}  loss {loss:.5g}{speed_text}   ")
+            sys.stderr.flush()
+            self._drawn = True
+        else:
+            _log.info("step %d: loss = %.5g%s", step, loss, speed_text)
+
+    def end(self, context: RunContext) -> None:
+        if self._drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class NanLossGuardHook(Hook):
+    """Stops training with NanLossError once the loss is NaN or infinite.
+
+    The check reads a flag the Estimator keeps on the device, so it costs a host
+    sync only every `every_n_steps` (1 checks every step). Checkpoints are refused
+    whatever the interval, so no checkpoint ever holds a state past a bad loss.
+    """
+
+    def __init__(self, every_n_steps: int = 1) -> None:
+        self.every_n_steps = max(1, _check_every("every_n_steps", every_n_steps))
+
+    def after_run(self, context: RunContext, result: StepResult) -> None:
+        if context.global_step % self.every_n_steps == 0:
+            raise_if_nonfinite(context.estimator)
+
+
+def raise_if_nonfinite(estimator: Estimator) -> None:
+    """Raise NanLossError when any loss since the last restore was NaN or infinite."""
+    if not estimator.loss_was_nonfinite():
+        return
+    last = estimator.latest_checkpoint()
+    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+    raise NanLossError(
+        f"loss became NaN or infinite by step {estimator.global_step}; {kept}. Lower the "
+        "learning rate, check the input data for NaN/Inf, or clip gradients"
+    )
+
+
+class SummarySaverHook(Hook):
+    """Every `save_steps`, records the step's summaries and writes loss, lr and grad norm."""
+
+    def __init__(self, save_steps: int = 100) -> None:
+        self.save_steps = _check_every("save_steps", save_steps)
+
+    def before_run(self, context: RunContext) -> None:
+        step = context.global_step + 1  # the step about to run
+        context.record_summaries = bool(self.save_steps) and (
+            step % self.save_steps == 0 or step == 1
+        )
+
+    def after_run(self, context: RunContext, result: StepResult) -> None:
+        if not context.record_summaries:
+            return
+        writers = context.estimator.event_writers
+        scalars: dict[str, float] = {}
+        if result.loss is not None:
+            scalars["loss"] = float(result.loss)
+        if result.learning_rate is not None:
+            scalars["learning_rate"] = result.learning_rate
+        if result.grad_norm is not None:
+            norm = float(result.grad_norm)
+            if math.isfinite(norm):
+                scalars["global_gradient_norm"] = norm
+        writers.write_scalars("train", scalars, context.global_step)
+        if result.recorder is not None:
+            writers.write_records("train", result.recorder, context.global_step)
