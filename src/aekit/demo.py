@@ -64,7 +64,12 @@ def run_demo(model_dir: str, steps: int = 600, seed: int = 0) -> dict[str, float
     torch.manual_seed(seed)
     train_x, test_x = digits()
     network = nn.Sequential(
-        nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 32), nn.ReLU(),
+        nn.Linear(64, 32),
+        nn.ReLU(),
+        nn.Linear(32, 16),
+        nn.ReLU(),
+        nn.Linear(16, 32),
+        nn.ReLU(),
         nn.Linear(32, 64),
     )
     estimator = Estimator(
@@ -72,7 +77,10 @@ def run_demo(model_dir: str, steps: int = 600, seed: int = 0) -> dict[str, float
         network,
         params={"learning_rate": 3e-3},
         config=RunConfig(
-            model_dir=model_dir, random_seed=seed, save_checkpoints_steps=200, log_step_count_steps=100
+            model_dir=model_dir,
+            random_seed=seed,
+            save_checkpoints_steps=200,
+            log_step_count_steps=100,
         ),
     )
     return train_and_evaluate(

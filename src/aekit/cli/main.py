@@ -12,7 +12,9 @@ from aekit.errors import AekitError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aekit", description="Autoencoders with an Estimator API.")
+    parser = argparse.ArgumentParser(
+        prog="aekit", description="Autoencoders with an Estimator API."
+    )
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every detail")
     commands = parser.add_subparsers(dest="command", required=True)

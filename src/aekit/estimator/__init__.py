@@ -6,8 +6,8 @@ from aekit.estimator.spec import EstimatorSpec, ModeKeys
 from aekit.estimator.training import EvalSpec, TrainSpec, train_and_evaluate
 
 __all__ = [
-    "EstimatorSpec",
     "Estimator",
+    "EstimatorSpec",
     "EvalSpec",
     "ModeKeys",
     "ModelFn",

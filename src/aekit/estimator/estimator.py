@@ -7,7 +7,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,17 +38,9 @@ OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimize
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 
-class ModelFn(Protocol):
-    """Builds the spec of one batch: `model_fn(network, features, labels, mode, params)`."""
-
-    def __call__(
-        self,
-        network: torch.nn.Module,
-        features: Features,
-        labels: Labels,
-        mode: ModeKeys,
-        params: Mapping[str, Any],
-    ) -> EstimatorSpec: ...
+# model_fn(network, features, labels, mode, params) -> EstimatorSpec. Typed loosely
+# because a model_fn may narrow features to a tensor, which a Protocol would refuse.
+ModelFn = Callable[..., EstimatorSpec]
 
 
 class Estimator:
@@ -78,12 +70,15 @@ class Estimator:
         if not isinstance(network, torch.nn.Module):
             raise ConfigError(f"network must be a torch.nn.Module, got {type(network).__name__}")
         config = config or RunConfig()
-        if model_dir is not None and config.model_dir is not None:
-            if Path(model_dir).resolve() != Path(config.model_dir).resolve():
-                raise ConfigError(
-                    f"model_dir={str(model_dir)!r} contradicts config.model_dir="
-                    f"{config.model_dir!r}; give only one"
-                )
+        if (
+            model_dir is not None
+            and config.model_dir is not None
+            and Path(model_dir).resolve() != Path(config.model_dir).resolve()
+        ):
+            raise ConfigError(
+                f"model_dir={str(model_dir)!r} contradicts config.model_dir="
+                f"{config.model_dir!r}; give only one"
+            )
         directory = model_dir or config.model_dir
         if directory is None:
             directory = tempfile.mkdtemp(prefix="aekit-")
@@ -234,7 +229,9 @@ class Estimator:
         if steps is not None and max_steps is not None:
             raise ConfigError("give steps or max_steps to train(), not both")
         for name, value in (("steps", steps), ("max_steps", max_steps)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value <= 0
+            ):
                 raise ConfigError(f"train({name}=...) must be a positive integer, got {value!r}")
         restored = self._restore(with_rng=True)
         if max_steps is not None and self._global_step >= max_steps:
@@ -242,8 +239,10 @@ class Estimator:
             return self
         if not restored and self._config.random_seed is not None:
             rng.seed_everything(self._config.random_seed)
-        last_step = max_steps if max_steps is not None else (
-            self._global_step + steps if steps is not None else None
+        last_step = (
+            max_steps
+            if max_steps is not None
+            else (self._global_step + steps if steps is not None else None)
         )
         self._train_hooks = self._default_hooks(last_step) + list(hooks or [])
         self._train_hooks.append(
@@ -309,7 +308,7 @@ class Estimator:
                 spec.train_op()
             else:
                 self._optimizer.zero_grad(set_to_none=True)
-                spec.loss.backward()
+                spec.loss.backward()  # type: ignore[no-untyped-call]
                 if recorder is not None:
                     grad_norm = _global_norm(self._network.parameters())
                 self._optimizer.step()
@@ -327,7 +326,9 @@ class Estimator:
                 f"model_fn returned a {type(spec).__name__}; it must return aekit.EstimatorSpec"
             )
         if spec.mode is not mode:
-            raise SpecError(f"model_fn was called in {mode.name} mode but returned a {spec.mode.name} spec")
+            raise SpecError(
+                f"model_fn was called in {mode.name} mode but returned a {spec.mode.name} spec"
+            )
         return spec
 
     # -- evaluate -----------------------------------------------------------------
@@ -366,7 +367,9 @@ class Estimator:
                     for hook in hooks:
                         hook.before_run(context)
                     features = to_device(features, self._device)
-                    spec = self._call_model_fn(features, to_device(labels, self._device), ModeKeys.EVAL)
+                    spec = self._call_model_fn(
+                        features, to_device(labels, self._device), ModeKeys.EVAL
+                    )
                     assert spec.loss is not None
                     size = batch_size(features)
                     loss_total += spec.loss.detach().to(torch.float64) * size
@@ -383,7 +386,9 @@ class Estimator:
             raise InputError("evaluate() got no batches from input_fn; give it data to evaluate")
         results = {key: update.result() for key, update in totals.items()}
         results["loss"] = float(loss_total) / examples
-        self.event_writers.write_scalars(f"eval_{name}" if name else "eval", results, self._global_step)
+        self.event_writers.write_scalars(
+            f"eval_{name}" if name else "eval", results, self._global_step
+        )
         self.event_writers.flush()
         results["global_step"] = float(self._global_step)
         return results
@@ -416,7 +421,9 @@ class Estimator:
                     hook.before_run(context)
                 features = to_device(features, self._device)
                 with torch.no_grad():
-                    spec = self._call_model_fn(features, to_device(labels, self._device), ModeKeys.PREDICT)
+                    spec = self._call_model_fn(
+                        features, to_device(labels, self._device), ModeKeys.PREDICT
+                    )
                 outputs = _select(spec, predict_keys)
                 for hook in hooks:
                     hook.after_run(context, StepResult(spec, batch_size(features)))
@@ -425,9 +432,10 @@ class Estimator:
                     continue
                 sizes = {len(v) for v in outputs.values()}
                 if len(sizes) != 1:
+                    sizes_by_key = {k: len(v) for k, v in outputs.items()}
                     raise SpecError(
-                        "predictions have different batch sizes "
-                        f"{ {k: len(v) for k, v in outputs.items()} }; use yield_single_examples=False"
+                        f"predictions have different batch sizes {sizes_by_key}; "
+                        "use yield_single_examples=False"
                     )
                 for i in range(sizes.pop()):
                     yield {key: value[i] for key, value in outputs.items()}
@@ -443,7 +451,9 @@ def _select(spec: EstimatorSpec, keys: Sequence[str] | None) -> dict[str, np.nda
     if keys is not None:
         missing = [k for k in keys if k not in predictions]
         if missing:
-            raise SpecError(f"predict_keys {missing} not among the predictions {sorted(predictions)}")
+            raise SpecError(
+                f"predict_keys {missing} not among the predictions {sorted(predictions)}"
+            )
         predictions = {k: predictions[k] for k in keys}
     return {k: _to_numpy(v) for k, v in predictions.items()}
 

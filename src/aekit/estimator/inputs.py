@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
 
 from aekit.errors import InputError
 
-Features = Union[torch.Tensor, Mapping[str, torch.Tensor]]
-Labels = Union[torch.Tensor, Mapping[str, torch.Tensor], None]
-InputFn = Union[Callable[[], Iterable[Any]], Iterable[Any]]
+Features: TypeAlias = torch.Tensor | Mapping[str, torch.Tensor]
+Labels: TypeAlias = torch.Tensor | Mapping[str, torch.Tensor] | None
+InputFn: TypeAlias = Callable[[], Iterable[Any]] | Iterable[Any]
 
 
 def iterate_batches(input_fn: InputFn) -> Iterator[tuple[Features, Labels]]:

@@ -30,7 +30,8 @@ def get_state() -> dict[str, Any]:
             "gauss": float(gauss),
         },
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    initialized = torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
+    if torch.cuda.is_available() and initialized:
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 

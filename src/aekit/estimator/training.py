@@ -65,7 +65,10 @@ def train_and_evaluate(
     if eval_spec.every_n_steps is not None:
         hooks.append(_CheckpointEveryNSteps(eval_spec.every_n_steps))
     estimator.train(
-        train_spec.input_fn, hooks=hooks, max_steps=train_spec.max_steps, saving_listeners=[evaluator]
+        train_spec.input_fn,
+        hooks=hooks,
+        max_steps=train_spec.max_steps,
+        saving_listeners=[evaluator],
     )
     if evaluator.last_result is None:  # nothing left to train: evaluate what is there
         evaluator.evaluate(estimator)
@@ -99,7 +102,9 @@ class _EvaluateAfterSave(CheckpointSaverListener):
 
     def evaluate(self, estimator: Estimator, path: Path | None = None) -> None:
         spec = self.spec
-        result = estimator.evaluate(spec.input_fn, steps=spec.steps, hooks=spec.hooks, name=spec.name)
+        result = estimator.evaluate(
+            spec.input_fn, steps=spec.steps, hooks=spec.hooks, name=spec.name
+        )
         self.last_result = result
         self._last_time = time.monotonic()
         self._last_step = estimator.global_step
@@ -144,4 +149,6 @@ def _export_if_best(
     for old in ckpt.list_checkpoints(best_dir):
         if old != target:
             old.unlink(missing_ok=True)
-    _log.info("new best %s = %.5g at step %d, copied to %s", metric, value, estimator.global_step, target)
+    _log.info(
+        "new best %s = %.5g at step %d, copied to %s", metric, value, estimator.global_step, target
+    )

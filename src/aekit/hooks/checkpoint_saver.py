@@ -53,7 +53,10 @@ class CheckpointSaverHook(Hook):
             self._save(context)
 
     def end(self, context: RunContext) -> None:
-        if self._last_saved_step != context.global_step or not context.estimator.latest_checkpoint():
+        if (
+            self._last_saved_step != context.global_step
+            or not context.estimator.latest_checkpoint()
+        ):
             self._save(context)
         for listener in self.listeners:
             listener.end(context.estimator, context.global_step)

@@ -1,0 +1,102 @@
+"""train_and_evaluate: the Experiment schedule and best-checkpoint export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import aekit
+from aekit.estimator import checkpoint as ckpt
+from aekit.hooks import CheckpointSaverListener
+from tiny import batches, tiny_autoencoder_fn, tiny_data, tiny_network
+
+
+def make(model_dir: Path, **config: object) -> aekit.Estimator:
+    settings: dict[str, object] = {"log_step_count_steps": 0, "save_summary_steps": 0}
+    settings.update(config)
+    return aekit.Estimator(
+        tiny_autoencoder_fn,
+        tiny_network(),
+        model_dir=model_dir,
+        params={"learning_rate": 0.05},
+        config=aekit.RunConfig(keep_checkpoint_max=0, **settings),  # type: ignore[arg-type]
+    )
+
+
+class Steps(CheckpointSaverListener):
+    def __init__(self) -> None:
+        self.saved: list[int] = []
+
+    def after_save(self, estimator: aekit.Estimator, step: int, path: Path) -> None:
+        self.saved.append(step)
+
+
+def test_evaluates_every_n_steps_and_at_the_end(tmp_path: Path) -> None:
+    x = tiny_data()
+    evaluated: list[int] = []
+
+    class Record(aekit.hooks.Hook):
+        def end(self, context: aekit.hooks.RunContext) -> None:
+            evaluated.append(context.global_step)
+
+    est = make(tmp_path)
+    result = aekit.train_and_evaluate(
+        est,
+        aekit.TrainSpec(lambda: batches(x, 8, epochs=3), max_steps=20),
+        aekit.EvalSpec(lambda: batches(x, 32), every_n_steps=8, hooks=[Record()]),
+    )
+    assert evaluated == [8, 16, 20]
+    assert result["global_step"] == 20
+    assert [ckpt.step_of(p) for p in ckpt.list_checkpoints(tmp_path)] == [8, 16, 20]
+
+
+def test_rerun_after_max_steps_only_evaluates(tmp_path: Path) -> None:
+    x = tiny_data()
+    spec = aekit.TrainSpec(lambda: batches(x, 8, epochs=3), max_steps=5)
+    first = aekit.train_and_evaluate(make(tmp_path), spec, aekit.EvalSpec(lambda: [x]))
+    again = aekit.train_and_evaluate(make(tmp_path), spec, aekit.EvalSpec(lambda: [x]))
+    assert again == pytest.approx(first)
+
+
+def test_best_checkpoint_is_exported(tmp_path: Path) -> None:
+    x = tiny_data()
+    est = make(tmp_path)
+    aekit.train_and_evaluate(
+        est,
+        aekit.TrainSpec(lambda: batches(x, 8, epochs=4), max_steps=32),
+        aekit.EvalSpec(lambda: [x], every_n_steps=8, best_metric="rmse"),
+    )
+    record = json.loads((tmp_path / "best" / "best.json").read_text())
+    best = tmp_path / "best" / record["checkpoint"]
+    assert best.is_file() and len(ckpt.list_checkpoints(tmp_path / "best")) == 1
+    rmse_of_best = est.evaluate([x], checkpoint_path=best)["rmse"]
+    assert rmse_of_best == pytest.approx(record["metrics"]["rmse"])
+    for path in ckpt.list_checkpoints(tmp_path):
+        assert est.evaluate([x], checkpoint_path=path)["rmse"] >= rmse_of_best - 1e-12
+
+
+def test_unknown_best_metric_is_refused(tmp_path: Path) -> None:
+    x = tiny_data()
+    with pytest.raises(aekit.ConfigError, match="best_metric='acc'"):
+        aekit.train_and_evaluate(
+            make(tmp_path),
+            aekit.TrainSpec(lambda: batches(x, 8), max_steps=2),
+            aekit.EvalSpec(lambda: [x], best_metric="acc"),
+        )
+
+
+def test_eval_spec_validation() -> None:
+    with pytest.raises(aekit.ConfigError, match="every_n_steps"):
+        aekit.EvalSpec(lambda: [], every_n_steps=0)
+    with pytest.raises(aekit.ConfigError, match="throttle_secs"):
+        aekit.EvalSpec(lambda: [], throttle_secs=-1)
+
+
+def test_saving_listeners_hear_every_save(tmp_path: Path) -> None:
+    listener = Steps()
+    make(tmp_path, save_checkpoints_steps=3).train(
+        lambda: batches(tiny_data(), 8), saving_listeners=[listener]
+    )
+    assert listener.saved == [3, 6, 8]

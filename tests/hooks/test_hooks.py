@@ -1,0 +1,80 @@
+"""Built-in hooks on their own."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+import aekit
+from aekit.hooks import CheckpointSaverHook, LoggingHook, StepCounterHook, StopAtStepHook
+from tiny import tiny_autoencoder_fn, tiny_network
+
+
+def endless() -> list[torch.Tensor]:
+    return [torch.rand(4, 8) for _ in range(50)]
+
+
+def make(model_dir: Path, **config: object) -> aekit.Estimator:
+    return aekit.Estimator(
+        tiny_autoencoder_fn,
+        tiny_network(),
+        model_dir=model_dir,
+        config=aekit.RunConfig(**config),  # type: ignore[arg-type]
+    )
+
+
+def test_stop_at_step_needs_exactly_one_bound() -> None:
+    with pytest.raises(aekit.ConfigError, match="exactly one"):
+        StopAtStepHook()
+    with pytest.raises(aekit.ConfigError, match="exactly one"):
+        StopAtStepHook(num_steps=1, last_step=2)
+
+
+def test_stop_at_step_hook_given_by_user(tmp_path: Path) -> None:
+    est = make(tmp_path, log_step_count_steps=0)
+    est.train(endless, hooks=[StopAtStepHook(num_steps=7)])
+    assert est.global_step == 7
+    est.train(endless, hooks=[StopAtStepHook(last_step=7)])
+    assert est.global_step == 7
+
+
+def test_logging_hook_logs_loss_and_speed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    est = make(tmp_path, log_step_count_steps=5, progress_bar=False)
+    with caplog.at_level(logging.INFO, logger="aekit"):
+        est.train(endless, max_steps=10)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert [line.split(":")[0] for line in lines] == ["step 5", "step 10"]
+    assert all("loss = " in line and "examples/sec" in line for line in lines)
+
+
+def test_progress_bar_draws_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    counter = StepCounterHook(every_n_steps=2)
+    bar = LoggingHook(every_n_steps=2, counter=counter, last_step=4, progress_bar=True)
+    make(tmp_path, log_step_count_steps=0).train(endless, hooks=[counter, bar], max_steps=4)
+    err = capsys.readouterr().err
+    assert "\rstep 2/4  loss " in err and "\rstep 4/4  loss " in err and err.endswith("\n")
+
+
+def test_step_counter_measures_speed(tmp_path: Path) -> None:
+    counter = StepCounterHook(every_n_steps=3)
+    make(tmp_path, log_step_count_steps=0).train(endless, hooks=[counter], max_steps=6)
+    assert counter.steps_per_sec is not None and counter.steps_per_sec > 0
+    assert counter.examples_per_sec == pytest.approx(4 * counter.steps_per_sec)
+
+
+def test_checkpoint_saver_by_seconds_and_validation(tmp_path: Path) -> None:
+    with pytest.raises(aekit.ConfigError, match="save_steps"):
+        CheckpointSaverHook(save_steps=0)
+    with pytest.raises(aekit.ConfigError, match="save_secs"):
+        CheckpointSaverHook(save_secs=0)
+    # A tiny interval is due after every step, so every step saves.
+    est = make(tmp_path, save_checkpoints_secs=1e-9, keep_checkpoint_max=0, log_step_count_steps=0)
+    est.train(endless, max_steps=3)
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*.pt")) == [
+        "ckpt-1.pt",
+        "ckpt-2.pt",
+        "ckpt-3.pt",
+    ]

@@ -1,0 +1,52 @@
+"""Tiny data and a tiny autoencoder model_fn shared by the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+import aekit
+from aekit import metrics
+
+
+def tiny_autoencoder_fn(
+    network: nn.Sequential,
+    features: torch.Tensor,
+    labels: torch.Tensor | None,
+    mode: aekit.ModeKeys,
+    params: Mapping[str, Any],
+) -> aekit.EstimatorSpec:
+    """Sigmoid cross-entropy reconstruction, RMSE metric; optional input noise from params."""
+    inputs = features
+    if mode is aekit.ModeKeys.TRAIN and params.get("noise", 0.0):
+        inputs = features + params["noise"] * torch.randn_like(features)
+    logits = network(inputs)
+    probs = torch.sigmoid(logits)
+    if mode is aekit.ModeKeys.PREDICT:
+        return aekit.EstimatorSpec(
+            mode, predictions={"prediction": probs, "code": network[0](inputs)}
+        )
+    target = features if labels is None else labels
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+    return aekit.EstimatorSpec(
+        mode, loss=loss, eval_metric_ops={"rmse": metrics.root_mean_squared_error(target, probs)}
+    )
+
+
+def tiny_network(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 8))
+
+
+def tiny_data(n: int = 64) -> torch.Tensor:
+    """Random features in [0, 1), the same on every call."""
+    generator = torch.Generator().manual_seed(1)
+    return torch.rand(n, 8, generator=generator)
+
+
+def batches(x: torch.Tensor, batch_size: int = 16, epochs: int = 1) -> list[torch.Tensor]:
+    """Fixed, ordered batches (a list is a valid input_fn)."""
+    return [x[i : i + batch_size] for _ in range(epochs) for i in range(0, len(x), batch_size)]
