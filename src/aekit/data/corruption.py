@@ -1,0 +1,106 @@
+"""Input corruption for denoising autoencoders: the clean input stays the target.
+
+Each corruption is callable as a Dataset `map` function: `noise(features)` or
+`noise(features, labels)` returns `(corrupted_features, target)`, the target being
+`labels` when given and the clean features otherwise. `noise.corrupt(x)` returns the
+corrupted tensor alone. Noise is drawn with torch's generator on the tensor's own
+device, so it is seeded by RunConfig.random_seed and restored with checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from aekit.errors import ConfigError
+
+
+def _check_fraction(name: str, value: float, upper_inclusive: bool = True) -> None:
+    ok = 0.0 <= value <= 1.0 if upper_inclusive else 0.0 <= value < 1.0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not ok:
+        raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    if not x.is_floating_point():
+        raise ConfigError(f"corruption needs float or uint8 images, got {x.dtype}")
+    return x
+
+
+class Corruption:
+    """Base of the corruptions: subclasses implement `corrupt`."""
+
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        """The corrupted copy of `x` (float in [0, 1])."""
+        raise NotImplementedError
+
+    def __call__(
+        self, features: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        clean = _as_float(features)
+        return self.corrupt(clean), clean if labels is None else labels
+
+
+@dataclass(frozen=True)
+class GaussianNoise(Corruption):
+    """Adds `noise_factor` × N(0, 1) to every pixel, then clips to [0, 1] (seed 000)."""
+
+    noise_factor: float = 0.5
+    clip: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.noise_factor, bool) or not isinstance(self.noise_factor, int | float):
+            raise ConfigError(f"noise_factor must be a number, got {self.noise_factor!r}")
+        if self.noise_factor < 0:
+            raise ConfigError(f"noise_factor must be >= 0, got {self.noise_factor}")
+
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        x = _as_float(x)
+        noisy = x + self.noise_factor * torch.randn_like(x)
+        return noisy.clamp_(0.0, 1.0) if self.clip else noisy
+
+
+@dataclass(frozen=True)
+class MaskingNoise(Corruption):
+    """Sets a random `fraction` of the pixels to 0 (seed 002)."""
+
+    fraction: float = 0.3
+
+    def __post_init__(self) -> None:
+        _check_fraction("masking fraction", self.fraction)
+
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        x = _as_float(x)
+        keep = torch.rand_like(x) >= self.fraction
+        return x * keep
+
+
+@dataclass(frozen=True)
+class SaltAndPepper(Corruption):
+    """Sets a random `fraction` of the pixels to 0 or 1, half each on average."""
+
+    fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_fraction("salt-and-pepper fraction", self.fraction)
+
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        x = _as_float(x)
+        u = torch.rand_like(x)
+        hit = u < self.fraction
+        salt = u < self.fraction / 2  # the lower half of the hits become white
+        return torch.where(hit, salt.to(x.dtype), x)
+
+
+def make_corruption(kind: str, amount: float) -> Corruption:
+    """Build a corruption by name: "gaussian", "masking" or "salt_and_pepper"."""
+    if kind == "gaussian":
+        return GaussianNoise(amount)
+    if kind == "masking":
+        return MaskingNoise(amount)
+    if kind in ("salt_and_pepper", "salt-and-pepper"):
+        return SaltAndPepper(amount)
+    raise ConfigError(f"unknown noise {kind!r}; use 'gaussian', 'masking' or 'salt_and_pepper'")

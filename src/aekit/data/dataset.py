@@ -1,0 +1,400 @@
+"""Dataset: a tf.data-style input pipeline that gathers whole batches by index.
+
+Before `batch`, the pipeline moves row *indices*, not examples: `shuffle`,
+`repeat` and `take` reorder and cut index arrays, and `batch` gathers each batch
+from the source arrays in one indexing operation. Element-wise `map` functions
+given before `batch` are applied to the gathered rows one by one (correct but
+slow); a `map` after `batch` sees whole batches and is the fast path. Arrays stay
+in the dtype given (uint8 images take a quarter of the memory of float32), numpy
+memory maps are read batch by batch, and tensors moved with `to(device)` before
+`batch` are gathered on that device.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from aekit.errors import ConfigError, InputError
+
+Array = torch.Tensor | np.ndarray
+_CHUNK = 4096  # indices handed on at a time by the element-wise shuffle
+
+
+class _Source:
+    """The arrays of from_tensor_slices, flattened, with how to rebuild the structure."""
+
+    def __init__(self, leaves: list[Array], rebuild: Callable[[list[Any]], Any]) -> None:
+        self.leaves = leaves
+        self.rebuild = rebuild
+        self.length = len(leaves[0])
+
+    def to(self, device: torch.device) -> _Source:
+        leaves: list[Array] = [
+            (torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a).to(
+                device
+            )
+            for a in self.leaves
+        ]
+        return _Source(leaves, self.rebuild)
+
+    def gather(self, index: np.ndarray) -> list[torch.Tensor]:
+        out = []
+        for leaf in self.leaves:
+            if isinstance(leaf, torch.Tensor):
+                out.append(leaf[torch.from_numpy(index).to(leaf.device)])
+            else:  # numpy (also memory-mapped): read just these rows
+                out.append(torch.from_numpy(np.ascontiguousarray(leaf[index])))
+        return out
+
+
+def _flatten(tensors: Any) -> tuple[list[Array], Callable[[list[Any]], Any]]:
+    if isinstance(tensors, Mapping):
+        keys = list(tensors)
+        return [tensors[k] for k in keys], lambda leaves: dict(zip(keys, leaves, strict=True))
+    if isinstance(tensors, tuple | list):
+        return list(tensors), tuple
+    return [tensors], lambda leaves: leaves[0]
+
+
+def _apply(fn: Callable[..., Any], element: Any) -> Any:
+    """Call fn the tf.data way: a tuple element is spread over the arguments."""
+    return fn(*element) if isinstance(element, tuple) else fn(element)
+
+
+def _elements(
+    source: _Source, index: np.ndarray, fns: tuple[Callable[..., Any], ...]
+) -> Iterator[Any]:
+    """The examples at `index`, one by one, each passed through the element-wise maps."""
+    rows = source.gather(index)
+    for i in range(len(index)):
+        element = source.rebuild([row[i] for row in rows])
+        for fn in fns:
+            element = _apply(fn, element)
+        yield element
+
+
+def _stack(elements: list[Any]) -> Any:
+    first = elements[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(elements)
+    if isinstance(first, Mapping):
+        return {k: _stack([e[k] for e in elements]) for k in first}
+    if isinstance(first, tuple | list):
+        return tuple(_stack(list(parts)) for parts in zip(*elements, strict=True))
+    return torch.as_tensor(elements)
+
+
+def _move(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, Mapping):
+        return {k: _move(v, device) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return tuple(_move(v, device) for v in value)
+    return value
+
+
+def _seed_stream(seed: int | None) -> Iterator[np.random.Generator]:
+    """One generator per pass over the data: new order each pass, reproducible under a seed."""
+    if seed is None:
+        # Drawn from torch's global generator so RunConfig.random_seed (and the RNG
+        # state restored from a checkpoint) decides the order.
+        seed = int(torch.randint(0, 2**62, ()).item())
+    for epoch in itertools.count():
+        yield np.random.default_rng([seed, epoch])
+
+
+def _buffer_shuffle(items: Iterator[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
+    """tf.data's shuffle: fill a buffer, emit a random slot, refill it from the input."""
+    buffer = list(itertools.islice(items, size))
+    for item in items:
+        slot = int(rng.integers(len(buffer)))
+        yield buffer[slot]
+        buffer[slot] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+class Dataset:
+    """An immutable pipeline; every method returns a new Dataset.
+
+    Build one with `Dataset.from_tensor_slices`; iterate it (any number of times)
+    to get torch tensors with the structure given: a tensor, a tuple or a dict.
+    """
+
+    def __init__(
+        self,
+        source: _Source,
+        indices: Callable[[], Iterator[np.ndarray]] | None,
+        length: int | None,
+        element_fns: tuple[Callable[..., Any], ...] = (),
+        items: Callable[[], Iterator[Any]] | None = None,
+    ) -> None:
+        self._source = source
+        self._indices = indices  # before batch: a stream of index arrays
+        self._length = length  # elements before batch (None: endless)
+        self._element_fns = element_fns
+        self._items = items  # after batch: a stream of batches
+
+    # -- construction -------------------------------------------------------------
+
+    @staticmethod
+    def from_tensor_slices(tensors: Any) -> Dataset:
+        """Slice arrays (a tensor/array, a tuple or a dict of them) along the first dimension."""
+        leaves, rebuild = _flatten(tensors)
+        if not leaves:
+            raise InputError("from_tensor_slices needs at least one array")
+        for leaf in leaves:
+            if not isinstance(leaf, torch.Tensor | np.ndarray):
+                raise InputError(
+                    f"from_tensor_slices takes tensors or numpy arrays, got {type(leaf).__name__}"
+                )
+            if leaf.ndim == 0:
+                raise InputError("from_tensor_slices needs arrays with a first dimension to slice")
+        lengths = {len(leaf) for leaf in leaves}
+        if len(lengths) != 1:
+            raise InputError(
+                f"from_tensor_slices got arrays of different lengths {sorted(lengths)}; "
+                "they must share the first dimension"
+            )
+        source = _Source(leaves, rebuild)
+        n = source.length
+        return Dataset(source, lambda: iter([np.arange(n)]), n)
+
+    @property
+    def batched(self) -> bool:
+        """Whether `batch` has been applied."""
+        return self._items is not None
+
+    def cardinality(self) -> int | None:
+        """Number of elements (before batch) or batches (after); None when endless or unknown."""
+        return self._length
+
+    # -- stages ---------------------------------------------------------------------
+
+    def shuffle(self, buffer_size: int, seed: int | None = None) -> Dataset:
+        """Shuffle with a buffer of `buffer_size`, freshly on every pass over the data."""
+        _check_count("buffer_size", buffer_size)
+        seeds = _seed_stream(seed)
+        if self._items is not None:
+            upstream = self._items
+            return self._with_items(
+                lambda: _buffer_shuffle(upstream(), buffer_size, next(seeds)), self._length
+            )
+        upstream_indices, length = self._indices, self._length
+        assert upstream_indices is not None
+
+        def shuffled() -> Iterator[np.ndarray]:
+            rng = next(seeds)
+            if length is not None and length <= buffer_size:
+                # The buffer holds everything: one permutation is exactly that shuffle.
+                chunks = list(upstream_indices())
+                if chunks:
+                    yield rng.permutation(np.concatenate(chunks))
+                return
+            flat = (int(i) for chunk in upstream_indices() for i in chunk)
+            stream = _buffer_shuffle(flat, buffer_size, rng)
+            while chunk := list(itertools.islice(stream, _CHUNK)):
+                yield np.asarray(chunk, dtype=np.int64)
+
+        return self._with_indices(shuffled, length)
+
+    def repeat(self, count: int | None = None) -> Dataset:
+        """Repeat the data `count` times (None: forever)."""
+        if count is not None:
+            _check_count("count", count, allow_zero=True)
+        length = None if count is None or self._length is None else self._length * count
+
+        def repeated(upstream: Callable[[], Iterator[Any]]) -> Callable[[], Iterator[Any]]:
+            def run() -> Iterator[Any]:
+                for _ in range(count) if count is not None else itertools.count():
+                    empty = True
+                    for item in upstream():
+                        empty = False
+                        yield item
+                    if empty:  # repeating nothing forever would hang
+                        return
+
+            return run
+
+        if self._items is not None:
+            return self._with_items(repeated(self._items), length)
+        assert self._indices is not None
+        return self._with_indices(repeated(self._indices), length)
+
+    def take(self, count: int) -> Dataset:
+        """Keep the first `count` elements (or batches, after `batch`)."""
+        _check_count("count", count, allow_zero=True)
+        length = count if self._length is None else min(count, self._length)
+        if self._items is not None:
+            upstream = self._items
+            return self._with_items(lambda: itertools.islice(upstream(), count), length)
+        indices = self._indices
+        assert indices is not None
+
+        def taken() -> Iterator[np.ndarray]:
+            left = count
+            for chunk in indices():
+                if left <= 0:
+                    return
+                yield chunk[:left]
+                left -= len(chunk)
+
+        return self._with_indices(taken, length)
+
+    def batch(self, batch_size: int, drop_remainder: bool = False) -> Dataset:
+        """Group consecutive elements into batches of `batch_size`, gathered in one go."""
+        _check_count("batch_size", batch_size)
+        if self._items is not None:
+            raise ConfigError("this Dataset is already batched; call batch() once")
+        indices, source, fns = self._indices, self._source, self._element_fns
+        assert indices is not None
+
+        def gather(index: np.ndarray) -> Any:
+            if not fns:
+                return source.rebuild(source.gather(index))
+            return _stack(list(_elements(source, index, fns)))
+
+        def batches() -> Iterator[Any]:
+            pending: list[np.ndarray] = []
+            held = 0
+            for chunk in indices():
+                pending.append(chunk)
+                held += len(chunk)
+                if held < batch_size:
+                    continue
+                flat = np.concatenate(pending)
+                full = len(flat) - len(flat) % batch_size
+                for start in range(0, full, batch_size):
+                    yield gather(flat[start : start + batch_size])
+                pending, held = [flat[full:]], len(flat) - full
+            if held and not drop_remainder:
+                yield gather(np.concatenate(pending))
+
+        if self._length is None:
+            length = None
+        elif drop_remainder:
+            length = self._length // batch_size
+        else:
+            length = -(-self._length // batch_size)
+        return Dataset(source, None, length, (), batches)
+
+    def map(self, fn: Callable[..., Any], num_parallel_calls: int | None = None) -> Dataset:
+        """Apply `fn` to every element (before batch) or every batch (after).
+
+        A tuple element is spread over fn's arguments. After `batch`,
+        `num_parallel_calls` > 1 runs that many calls at once in threads (torch
+        releases the GIL), keeping the order.
+        """
+        if num_parallel_calls is not None:
+            _check_count("num_parallel_calls", num_parallel_calls)
+        if self._items is None:
+            return Dataset(self._source, self._indices, self._length, (*self._element_fns, fn))
+        upstream = self._items
+        if not num_parallel_calls or num_parallel_calls == 1:
+            return self._with_items(lambda: (_apply(fn, b) for b in upstream()), self._length)
+        workers = num_parallel_calls
+        return self._with_items(lambda: _parallel_map(fn, upstream(), workers), self._length)
+
+    def prefetch(self, buffer_size: int = 2) -> Dataset:
+        """Prepare up to `buffer_size` items ahead in a background thread."""
+        _check_count("buffer_size", buffer_size)
+        upstream = self._items if self._items is not None else self._element_iterator
+        return self._with_items(lambda: _prefetch(upstream(), buffer_size), self._length)
+
+    def to(self, device: str | torch.device) -> Dataset:
+        """Put the data on `device`: before batch the arrays move once, after it each batch."""
+        target = torch.device(device)
+        if self._items is None:
+            return Dataset(self._source.to(target), self._indices, self._length, self._element_fns)
+        upstream = self._items
+        return self._with_items(lambda: (_move(b, target) for b in upstream()), self._length)
+
+    # -- iteration ------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._items is not None:
+            return self._items()
+        return self._element_iterator()
+
+    def _element_iterator(self) -> Iterator[Any]:
+        assert self._indices is not None
+        for chunk in self._indices():
+            for start in range(0, len(chunk), _CHUNK):
+                part = chunk[start : start + _CHUNK]
+                yield from _elements(self._source, part, self._element_fns)
+
+    def _with_indices(
+        self, indices: Callable[[], Iterator[np.ndarray]], length: int | None
+    ) -> Dataset:
+        return Dataset(self._source, indices, length, self._element_fns)
+
+    def _with_items(self, items: Callable[[], Iterator[Any]], length: int | None) -> Dataset:
+        return Dataset(self._source, None, length, (), items)
+
+
+def _check_count(name: str, value: int, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _parallel_map(fn: Callable[..., Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: list[Future[Any]] = []
+        for item in items:
+            pending.append(pool.submit(_apply, fn, item))
+            if len(pending) >= workers:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+_END = object()
+
+
+def _prefetch(items: Iterator[Any], size: int) -> Iterator[Any]:
+    """Run `items` in a thread, `size` ahead; errors surface in the consumer."""
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True, name="aekit-prefetch")
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)

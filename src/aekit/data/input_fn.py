@@ -1,0 +1,116 @@
+"""Input functions over in-memory arrays: `numpy_input_fn` and the seed's `InputFunction`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from aekit.data.corruption import Corruption, GaussianNoise
+from aekit.data.dataset import Array, Dataset
+from aekit.errors import InputError
+from aekit.estimator.spec import ModeKeys
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels to float32 in [0, 1]; other dtypes to float32 unchanged in value."""
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32).div_(255.0)
+    return x if x.dtype == torch.float32 else x.to(torch.float32)
+
+
+def _check_pixels(x: Array, name: str) -> None:
+    if len(x) == 0:
+        raise InputError(f"{name} is empty; give at least one example")
+    if isinstance(x, np.ndarray) and not isinstance(x, np.memmap) and x.dtype.kind == "f":
+        finite = np.isfinite(x)
+        if not finite.all():
+            raise InputError(
+                f"{name} holds {int((~finite).sum())} NaN or infinite values; clean the data first"
+            )
+
+
+def numpy_input_fn(
+    x: Array,
+    y: Array | None = None,
+    batch_size: int = 128,
+    num_epochs: int | None = 1,
+    shuffle: bool = True,
+    seed: int | None = None,
+    noise: Corruption | None = None,
+    noise_factor: float | None = None,
+    device: str | torch.device | None = None,
+    drop_remainder: bool = False,
+) -> Callable[[], Dataset]:
+    """An input_fn over arrays: shuffled (whole-data buffer), repeated, batched.
+
+    Features become float32 per batch (uint8 is scaled to [0, 1]). With `noise` (or
+    `noise_factor`, Gaussian noise as in the seeds) the features are corrupted and
+    the clean features, or `y` when given, are the labels: a denoising setup.
+    `device` keeps the arrays on that device and builds batches there.
+
+    Returns a function giving a fresh Dataset of `(features, labels)` batches.
+    """
+    _check_pixels(x, "x")
+    if y is not None and len(y) != len(x):
+        raise InputError(f"x has {len(x)} examples but y has {len(y)}; they must match")
+    if noise is not None and noise_factor is not None:
+        raise InputError("give noise or noise_factor, not both")
+    corruption = GaussianNoise(noise_factor) if noise_factor is not None else noise
+
+    def prepare(features: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        features = to_float(features)
+        if corruption is not None:
+            return corruption(features, labels)
+        return features, labels
+
+    def input_fn() -> Dataset:
+        data = Dataset.from_tensor_slices((x,) if y is None else (x, y))
+        if device is not None:
+            data = data.to(device)
+        if shuffle:
+            data = data.shuffle(len(x), seed=seed)
+        data = data.repeat(num_epochs)
+        return data.batch(batch_size, drop_remainder).map(prepare)
+
+    return input_fn
+
+
+class InputFunction:
+    """The seed's input function object: `InputFunction(data, batch_size, num_epochs, mode)`.
+
+    In TRAIN mode the data are shuffled (buffer 10,000) and repeated `num_epochs`
+    times; in EVAL and PREDICT they pass once in order. Batches are
+    `(features, clean_features)`, the features corrupted when `noise_factor` is set.
+    """
+
+    def __init__(
+        self,
+        data: Array,
+        batch_size: int,
+        num_epochs: int | None,
+        mode: ModeKeys | str,
+        noise_factor: float | None = None,
+        seed: int | None = None,
+    ) -> None:
+        _check_pixels(data, "data")
+        self.data = data
+        self.batch_size = batch_size
+        self.num_epochs = num_epochs
+        self.mode = ModeKeys(mode)
+        self.noise = GaussianNoise(noise_factor) if noise_factor else None
+        self.seed = seed
+
+    def __call__(self) -> Dataset:
+        dataset = Dataset.from_tensor_slices(self.data)
+        if self.mode is ModeKeys.TRAIN:
+            dataset = dataset.shuffle(10_000, seed=self.seed).repeat(self.num_epochs)
+        noise = self.noise
+
+        def pair(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            clean = to_float(features)
+            return (noise.corrupt(clean), clean) if noise is not None else (clean, clean)
+
+        return dataset.batch(self.batch_size).map(pair)
