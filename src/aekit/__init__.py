@@ -1,6 +1,6 @@
 """aekit: autoencoders in PyTorch with an Estimator-style API."""
 
-from aekit import hooks, metrics, summary
+from aekit import data, hooks, metrics, models, summary
 from aekit.errors import (
     AekitError,
     CheckpointError,
@@ -18,13 +18,16 @@ from aekit.estimator import (
     TrainSpec,
     train_and_evaluate,
 )
+from aekit.models import AutoEncoder, ConvolutionalAutoencoder
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AekitError",
+    "AutoEncoder",
     "CheckpointError",
     "ConfigError",
+    "ConvolutionalAutoencoder",
     "Estimator",
     "EstimatorSpec",
     "EvalSpec",
@@ -35,8 +38,10 @@ __all__ = [
     "SpecError",
     "TrainSpec",
     "__version__",
+    "data",
     "hooks",
     "metrics",
+    "models",
     "summary",
     "train_and_evaluate",
 ]

@@ -23,6 +23,7 @@ from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResu
 from aekit.hooks.basic import (
     LoggingHook,
     NanLossGuardHook,
+    ParameterTableHook,
     StepCounterHook,
     StopAtStepHook,
     SummarySaverHook,
@@ -263,6 +264,7 @@ class Estimator:
         c = self._config
         counter = StepCounterHook(c.log_step_count_steps)
         hooks: list[Hook] = [
+            ParameterTableHook(),
             NanLossGuardHook(1 if self._device.type == "cpu" else max(1, c.log_step_count_steps)),
             counter,
             LoggingHook(c.log_step_count_steps, counter, last_step, c.progress_bar),

@@ -4,6 +4,7 @@ from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResu
 from aekit.hooks.basic import (
     LoggingHook,
     NanLossGuardHook,
+    ParameterTableHook,
     StepCounterHook,
     StopAtStepHook,
     SummarySaverHook,
@@ -16,6 +17,7 @@ __all__ = [
     "Hook",
     "LoggingHook",
     "NanLossGuardHook",
+    "ParameterTableHook",
     "RunContext",
     "StepCounterHook",
     "StepResult",

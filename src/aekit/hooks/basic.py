@@ -170,3 +170,25 @@ class SummarySaverHook(Hook):
         writers.write_scalars("train", scalars, context.global_step)
         if result.recorder is not None:
             writers.write_records("train", result.recorder, context.global_step)
+
+
+class ParameterTableHook(Hook):
+    """Logs each parameter's name, shape and size, the total, and its size in MB, at the start."""
+
+    def begin(self, estimator: Estimator) -> None:
+        _log.info("%s", parameter_table(estimator.network))
+
+
+def parameter_table(network: torch.nn.Module) -> str:
+    """A text table of a network's parameters with the total count and size in MB."""
+    rows = [
+        (name, "x".join(map(str, p.shape)) or "scalar", p.numel(), p.element_size() * p.numel())
+        for name, p in network.named_parameters()
+    ]
+    width = max((len(r[0]) for r in rows), default=4)
+    lines = [f"{'name':<{width}}  {'shape':>14}  {'count':>10}"]
+    lines += [f"{name:<{width}}  {shape:>14}  {count:>10,}" for name, shape, count, _ in rows]
+    total = sum(r[2] for r in rows)
+    megabytes = sum(r[3] for r in rows) / 2**20
+    lines.append(f"total: {total:,} parameters, {megabytes:.2f} MB")
+    return "\n".join(lines)

@@ -1,0 +1,17 @@
+"""The model zoo: ready-made estimators and their networks."""
+
+from aekit.models.convolutional import ConvolutionalAutoencoder, ConvolutionalNetwork
+from aekit.models.fully_connected import AutoEncoder, FullyConnectedAutoencoder
+from aekit.models.heads import ReconstructionNetwork, reconstruction_model_fn
+from aekit.models.layers import Decoder, Encoder
+
+__all__ = [
+    "AutoEncoder",
+    "ConvolutionalAutoencoder",
+    "ConvolutionalNetwork",
+    "Decoder",
+    "Encoder",
+    "FullyConnectedAutoencoder",
+    "ReconstructionNetwork",
+    "reconstruction_model_fn",
+]

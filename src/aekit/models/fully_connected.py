@@ -1,0 +1,97 @@
+"""The fully-connected autoencoder of seed 000 (222,384 weights with [128, 64, 32] on MNIST)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from aekit.estimator import RunConfig
+from aekit.models.heads import ReconstructionEstimator, ReconstructionNetwork
+from aekit.models.layers import Activation, Decoder, Encoder, check_units, variance_scaling_
+
+
+def _image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(input_shape)
+    if len(shape) == 2:
+        return (1, shape[0], shape[1])
+    if len(shape) == 3:
+        return (shape[0], shape[1], shape[2])
+    return (1, 1, math.prod(shape))
+
+
+class FullyConnectedAutoencoder(ReconstructionNetwork):
+    """Encoder of `hidden_units`, mirrored decoder back to the input size, linear output."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (28, 28),
+        hidden_units: Sequence[int] = (128, 64, 32),
+        activation_fn: Activation = "relu",
+        keep_prob: float | None = None,
+    ) -> None:
+        super().__init__()
+        units = check_units("hidden_units", hidden_units)
+        self.input_shape = tuple(input_shape)
+        self.image_shape = _image_shape(input_shape)
+        n_features = math.prod(self.input_shape)
+        self.encoder = Encoder(n_features, units, activation_fn, keep_prob)
+        self.decoder = Decoder(units[-1], units[-2::-1], n_features, activation_fn, keep_prob)
+        variance_scaling_(self)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        code: torch.Tensor = self.encoder(x.reshape(len(x), -1))
+        return code
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.decoder(code)
+        return logits
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        code = self.encode(x)
+        return self.decode(code).reshape(x.shape), code
+
+
+class AutoEncoder(ReconstructionEstimator):
+    """Seed 000's estimator: FC autoencoder, sigmoid cross-entropy, Adam with staircase decay.
+
+    Args:
+        hidden_units: encoder layer sizes; the decoder mirrors them.
+        activation_fn: name or callable for every hidden layer.
+        dropout: keep probability of the dropout after each hidden layer (None: none).
+        weight_decay: L2 factor on weights (not biases), training loss only.
+        learning_rate: Adam's initial rate, ×0.96 every 1000 steps.
+        input_shape: shape of one example, e.g. (28, 28) for MNIST.
+        noise_factor: train as a denoising autoencoder with this Gaussian noise.
+        noise: ("gaussian" | "masking" | "salt_and_pepper", amount) instead of noise_factor.
+    """
+
+    def __init__(
+        self,
+        hidden_units: Sequence[int] = (128, 64, 32),
+        activation_fn: Activation = "relu",
+        dropout: float | None = None,
+        weight_decay: float | None = 1e-5,
+        learning_rate: float = 1e-3,
+        model_dir: str | Path | None = None,
+        config: RunConfig | None = None,
+        input_shape: Sequence[int] = (28, 28),
+        noise_factor: float | None = None,
+        noise: tuple[str, float] | None = None,
+    ) -> None:
+        units = check_units("hidden_units", hidden_units)
+        super().__init__(
+            lambda: FullyConnectedAutoencoder(input_shape, units, activation_fn, dropout),
+            learning_rate,
+            weight_decay,
+            ("gaussian", noise_factor) if noise_factor is not None else noise,
+            model_dir,
+            config,
+            extra_params={
+                "hidden_units": units,
+                "dropout": dropout,
+                "input_shape": list(input_shape),
+            },
+        )

@@ -1,0 +1,160 @@
+"""What every reconstruction model shares: the model_fn, its summaries, and the Estimator base."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from aekit import metrics, summary
+from aekit.data.corruption import make_corruption
+from aekit.data.input_fn import to_float
+from aekit.errors import ConfigError, InputError
+from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
+
+IMAGES_IN_SUMMARY = 6
+
+
+class ReconstructionNetwork(nn.Module):
+    """A network mapping inputs to (reconstruction logits, code), with `image_shape` (C, H, W)."""
+
+    image_shape: tuple[int, int, int]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code of a batch of inputs."""
+        raise NotImplementedError
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        """Reconstruction logits, shaped like the network's inputs."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        code = self.encode(x)
+        return self.decode(code), code
+
+
+def as_images(x: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """A batch in any layout with C·H·W values per example, as NCHW."""
+    if x.dim() == 0 or x[0].numel() != image_shape[0] * image_shape[1] * image_shape[2]:
+        raise InputError(
+            f"examples of shape {tuple(x.shape[1:])} do not fit the model's input shape "
+            f"{image_shape}; build the model with the data's shape"
+        )
+    return x.reshape(-1, *image_shape)
+
+
+def reconstruction_model_fn(
+    network: ReconstructionNetwork,
+    features: torch.Tensor,
+    labels: torch.Tensor | None,
+    mode: ModeKeys,
+    params: Mapping[str, Any],
+) -> EstimatorSpec:
+    """Sigmoid cross-entropy reconstruction with optional input noise and L2 weight decay.
+
+    params: `weight_decay` (L2 on weights, not biases, in the training loss only),
+    `noise` ({"kind", "amount"} or None: corrupt inputs in TRAIN and EVAL, target
+    stays clean). Predictions: `prediction` (sigmoid output), `embedding` (the
+    code, flattened) and `reconstruction_error` (per-example mean squared error).
+    """
+    clean = to_float(features)
+    target = clean if labels is None else to_float(labels)
+    noise = params.get("noise")
+    inputs = clean
+    if noise and mode is not ModeKeys.PREDICT:
+        inputs = make_corruption(noise["kind"], noise["amount"]).corrupt(clean)
+    logits, code = network(inputs)
+    probs = torch.sigmoid(logits)
+    error = (probs - target).square().flatten(1).mean(1)
+    predictions = {"prediction": probs, "embedding": code.flatten(1), "reconstruction_error": error}
+    if mode is ModeKeys.PREDICT:
+        return EstimatorSpec(mode, predictions=predictions)
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+    weight_decay = params.get("weight_decay")
+    if mode is ModeKeys.TRAIN and weight_decay:
+        loss = loss + weight_decay * l2_of_weights(network)
+    if summary.should_record():
+        _record(network, clean, inputs if noise else None, probs)
+    eval_metric_ops = {"rmse": metrics.root_mean_squared_error(target, probs)}
+    if noise:
+        eval_metric_ops["noisy_input_rmse"] = metrics.root_mean_squared_error(target, inputs)
+    return EstimatorSpec(mode, predictions=predictions, loss=loss, eval_metric_ops=eval_metric_ops)
+
+
+def l2_of_weights(network: nn.Module) -> torch.Tensor:
+    """½·Σw² over weight matrices and kernels, not biases (TF's l2_regularizer)."""
+    weights = [p for p in network.parameters() if p.dim() > 1]
+    return 0.5 * torch.stack([w.square().sum() for w in weights]).sum()
+
+
+def _record(
+    network: ReconstructionNetwork,
+    clean: torch.Tensor,
+    corrupted: torch.Tensor | None,
+    probs: torch.Tensor,
+) -> None:
+    for name, parameter in network.named_parameters():
+        summary.histogram(f"parameters/{name}", parameter)
+    shape = network.image_shape
+    k = IMAGES_IN_SUMMARY
+    summary.image("images/input", as_images(clean[:k], shape))
+    if corrupted is not None:
+        summary.image("images/corrupted_input", as_images(corrupted[:k], shape))
+    summary.image("images/reconstruction", as_images(probs[:k], shape))
+
+
+class ReconstructionEstimator(Estimator):
+    """An Estimator over a ReconstructionNetwork, trained with Adam and a staircase decay.
+
+    The learning rate is multiplied by `decay_rate` every `decay_steps` steps,
+    as TF's exponential_decay(staircase=True).
+    """
+
+    def __init__(
+        self,
+        network_factory: Any,
+        learning_rate: float,
+        weight_decay: float | None,
+        noise: tuple[str, float] | None,
+        model_dir: str | Path | None,
+        config: RunConfig | None,
+        decay_steps: int = 1000,
+        decay_rate: float = 0.96,
+        extra_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        _check_positive("learning_rate", learning_rate)
+        if weight_decay is not None and (
+            not isinstance(weight_decay, int | float) or weight_decay < 0
+        ):
+            raise ConfigError(f"weight_decay must be >= 0 or None, got {weight_decay!r}")
+        noise_params = None
+        if noise is not None:
+            kind, amount = noise
+            make_corruption(kind, amount)  # validates
+            noise_params = {"kind": kind, "amount": float(amount)}
+        config = config or RunConfig()
+        if config.random_seed is not None:
+            torch.manual_seed(config.random_seed)  # the same initial weights for the same seed
+        network = network_factory()
+        super().__init__(
+            reconstruction_model_fn,
+            network,
+            optimizer=lambda p: torch.optim.Adam(p, lr=learning_rate),
+            lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, decay_steps, decay_rate),
+            model_dir=model_dir,
+            params={
+                "learning_rate": learning_rate,
+                "weight_decay": weight_decay,
+                "noise": noise_params,
+                **(extra_params or {}),
+            },
+            config=config,
+        )
+
+
+def _check_positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")

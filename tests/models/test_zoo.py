@@ -1,0 +1,201 @@
+"""The seed autoencoders: exact sizes, shapes, the training path and their summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import aekit
+from aekit.data import numpy_input_fn
+from aekit.models import ConvolutionalNetwork, FullyConnectedAutoencoder, ReconstructionNetwork
+from aekit.models.heads import l2_of_weights
+
+TRAIN, EVAL = aekit.ModeKeys.TRAIN, aekit.ModeKeys.EVAL
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def digits(n: int = 64, side: int = 8) -> np.ndarray:
+    """Blurry strokes in uint8, enough structure for the loss to fall."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((n, side, side), dtype=np.uint8)
+    for i in range(n):
+        images[i, rng.integers(1, side - 1), :] = 255
+        images[i, :, rng.integers(1, side - 1)] = 200
+    return images
+
+
+def test_exact_parameter_counts_of_the_seeds() -> None:
+    assert count(FullyConnectedAutoencoder((28, 28), [128, 64, 32])) == 222_384
+    assert count(ConvolutionalNetwork((1, 28, 28), [16, 8, 8])) == 7_873
+    est = aekit.ConvolutionalAutoencoder()
+    assert count(est.network) == 7_873
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 7, 9), (2, 33, 17)])
+@pytest.mark.parametrize("downsample", ["max_pool", "strided"])
+def test_conv_output_matches_any_input_shape(shape: tuple[int, int, int], downsample: str) -> None:
+    net = ConvolutionalNetwork(shape, [4, 4], downsample)  # type: ignore[arg-type]
+    x = torch.rand(3, *shape)
+    logits, code = net(x)
+    assert logits.shape == x.shape
+    assert code.shape[:2] == (3, 4)
+
+
+def test_conv_accepts_flat_and_hw_inputs() -> None:
+    net = ConvolutionalNetwork((1, 28, 28), [4])
+    assert net(torch.rand(2, 784))[0].shape == (2, 784)
+    assert net(torch.rand(2, 28, 28))[0].shape == (2, 28, 28)
+    with pytest.raises(aekit.InputError, match="do not fit the model's input shape"):
+        net(torch.rand(2, 30, 30))
+
+
+def test_channels_last_gives_the_same_numbers() -> None:
+    torch.manual_seed(0)
+    a = ConvolutionalNetwork(channels_last=True)
+    b = ConvolutionalNetwork(channels_last=False)
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(4, 28, 28)
+    torch.testing.assert_close(a(x)[0], b(x)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_fc_shapes_and_predict_keys(tmp_path: Path) -> None:
+    est = aekit.AutoEncoder([16, 4], input_shape=(8, 8), model_dir=tmp_path)
+    out = next(est.predict(numpy_input_fn(digits(3), shuffle=False)))
+    assert set(out) == {"prediction", "embedding", "reconstruction_error"}
+    assert out["prediction"].shape == (8, 8) and out["embedding"].shape == (4,)
+    assert out["prediction"].min() >= 0 and out["prediction"].max() <= 1
+    expected = ((out["prediction"] - digits(3)[0] / 255.0) ** 2).mean()
+    assert out["reconstruction_error"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["fc", "conv"])
+def test_loss_decreases_when_training(tmp_path: Path, kind: str) -> None:
+    config = aekit.RunConfig(random_seed=0, log_step_count_steps=0, save_summary_steps=0)
+    if kind == "fc":
+        est: aekit.Estimator = aekit.AutoEncoder(
+            [32, 8], input_shape=(8, 8), learning_rate=1e-2, model_dir=tmp_path, config=config
+        )
+    else:
+        est = aekit.ConvolutionalAutoencoder(
+            [8, 4], image_shape=(1, 8, 8), learning_rate=1e-2, model_dir=tmp_path, config=config
+        )
+    data = digits()
+    before = est.evaluate(numpy_input_fn(data, shuffle=False))
+    est.train(numpy_input_fn(data, batch_size=16, num_epochs=15, seed=0))
+    after = est.evaluate(numpy_input_fn(data, shuffle=False))
+    assert after["loss"] < 0.8 * before["loss"]
+    assert after["rmse"] < before["rmse"]
+
+
+def test_weight_decay_is_on_weights_only_and_in_training_only(tmp_path: Path) -> None:
+    net = FullyConnectedAutoencoder((4,), [3])
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            p.fill_(0.0 if "weight" in name else 5.0)
+    assert float(l2_of_weights(net).detach()) == 0.0
+    est = aekit.AutoEncoder([3], input_shape=(4,), weight_decay=0.5, model_dir=tmp_path)
+    x = torch.rand(8, 4)
+    network = cast(ReconstructionNetwork, est.network)
+    weights = sum(float(p.detach().square().sum()) for p in network.parameters() if p.dim() > 1)
+    spec_train = aekit.models.reconstruction_model_fn(
+        network, x, None, aekit.ModeKeys.TRAIN, est.params
+    )
+    spec_eval = aekit.models.reconstruction_model_fn(
+        network, x, None, aekit.ModeKeys.EVAL, est.params
+    )
+    assert spec_train.loss is not None and spec_eval.loss is not None
+    assert float((spec_train.loss - spec_eval.loss).detach()) == pytest.approx(
+        0.5 * 0.5 * weights, rel=1e-4
+    )
+
+
+def test_dropout_only_in_training_mode() -> None:
+    net = FullyConnectedAutoencoder((64,), [64, 32], keep_prob=0.5)
+    x = torch.rand(4, 64)
+    net.eval()
+    assert torch.equal(net(x)[0], net(x)[0])
+    net.train()
+    torch.manual_seed(0)
+    assert not torch.equal(net(x)[0], net(x)[0])
+    with pytest.raises(aekit.ConfigError, match="keep probability"):
+        FullyConnectedAutoencoder((4,), [2], keep_prob=0.0)
+
+
+def test_denoising_target_is_the_clean_image(tmp_path: Path) -> None:
+    est = aekit.AutoEncoder([8], input_shape=(8, 8), noise_factor=0.5, model_dir=tmp_path)
+    x = torch.from_numpy(digits(16)).float() / 255
+    network = cast(ReconstructionNetwork, est.network)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        spec = aekit.models.reconstruction_model_fn(
+            network, x, None, aekit.ModeKeys.EVAL, est.params
+        )
+    assert spec.predictions is not None
+    probs = spec.predictions["prediction"]
+    assert spec.eval_metric_ops["rmse"].result() == pytest.approx(
+        float((probs.double() - x.double()).square().mean().sqrt()), rel=1e-6
+    )
+    assert spec.eval_metric_ops["noisy_input_rmse"].result() > 0.1
+    results = est.evaluate(numpy_input_fn(digits(16), shuffle=False))
+    assert set(results) >= {"rmse", "noisy_input_rmse", "loss"}
+
+
+def test_bad_hyper_parameters() -> None:
+    with pytest.raises(aekit.ConfigError, match="hidden_units"):
+        aekit.AutoEncoder([])
+    with pytest.raises(aekit.ConfigError, match="learning_rate"):
+        aekit.AutoEncoder(learning_rate=0)
+    with pytest.raises(aekit.ConfigError, match="unknown activation 'swish'"):
+        aekit.AutoEncoder(activation_fn="swish")
+    with pytest.raises(aekit.ConfigError, match="unknown noise"):
+        aekit.AutoEncoder(noise=("blur", 0.1))
+    with pytest.raises(aekit.ConfigError, match="downsample"):
+        aekit.ConvolutionalAutoencoder(downsample="avg")  # type: ignore[arg-type]
+
+
+def test_learning_rate_decays_in_stairs(tmp_path: Path) -> None:
+    est = aekit.AutoEncoder([4], input_shape=(8, 8), learning_rate=0.1, model_dir=tmp_path)
+    scheduler = est._lr_scheduler
+    assert scheduler is not None
+    for _ in range(999):
+        est.optimizer.step()  # no gradients: changes nothing, keeps the scheduler's order check
+        scheduler.step()
+    assert est.optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    est.optimizer.step()
+    scheduler.step()
+    assert est.optimizer.param_groups[0]["lr"] == pytest.approx(0.096)
+
+
+@pytest.mark.parametrize("kind", ["fc", "conv"])
+def test_seed_summaries_are_written(tmp_path: Path, kind: str) -> None:
+    config = aekit.RunConfig(save_summary_steps=2, log_step_count_steps=0)
+    if kind == "fc":
+        est: aekit.Estimator = aekit.AutoEncoder(
+            [16, 4], input_shape=(8, 8), noise_factor=0.3, model_dir=tmp_path, config=config
+        )
+    else:
+        est = aekit.ConvolutionalAutoencoder(
+            [4], image_shape=(1, 8, 8), noise_factor=0.3, model_dir=tmp_path, config=config
+        )
+    est.train(numpy_input_fn(digits(), batch_size=16), max_steps=4)
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"histograms": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"loss", "learning_rate", "global_gradient_norm"} <= set(tags["scalars"])
+    assert any(t.endswith("zero_fraction") for t in tags["scalars"])
+    assert any(t.startswith("parameters/") for t in tags["histograms"])
+    assert any(t.endswith("/activation") for t in tags["histograms"])
+    assert {"images/input", "images/corrupted_input", "images/reconstruction"} <= set(
+        tags["images"]
+    )
+    fractions = [t for t in tags["scalars"] if t.endswith("zero_fraction")]
+    assert all(0.0 <= e.value <= 1.0 for t in fractions for e in events.Scalars(t))
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 4]
