@@ -11,6 +11,7 @@ whether the pipeline could ever hold training back.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from collections.abc import Iterable
 
@@ -34,7 +35,7 @@ def batches_per_sec(batches: Iterable[object], limit: int) -> float:
 def seed_fc_autoencoder() -> nn.Module:
     sizes = [784, 128, 64, 32, 64, 128]
     layers: list[nn.Module] = []
-    for a, b in zip(sizes, sizes[1:], strict=False):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.ReLU()]
     layers.append(nn.Linear(128, 784))
     return nn.Sequential(*layers)

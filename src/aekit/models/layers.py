@@ -74,8 +74,8 @@ def check_units(name: str, units: Sequence[int]) -> list[int]:
 class Encoder(nn.Module):
     """Fully-connected layers of decreasing size: `in_features` → hidden_units[-1].
 
-    Every layer applies `activation`; with `keep_prob` < 1, dropout follows each
-    layer in training mode.
+    Every layer applies `activation_fn`, the last one `code_activation_fn` when
+    given; with `keep_prob` < 1, dropout follows each layer in training mode.
     """
 
     def __init__(
@@ -85,26 +85,33 @@ class Encoder(nn.Module):
         activation_fn: Activation = "relu",
         keep_prob: float | None = None,
         name: str = "encoder",
+        code_activation_fn: Activation | None = None,
     ) -> None:
         super().__init__()
         units = check_units("hidden_units", hidden_units)
         sizes = [in_features, *units]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.activation = activation(activation_fn)
+        self.code_activation = activation(code_activation_fn or activation_fn)
         self.dropout = _dropout(keep_prob)
         self.name = name
         self.out_features = units[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = self.activation(layer(x))
+            x = (self.code_activation if i == last else self.activation)(layer(x))
             record_activation(f"{self.name}/layer{i}", x)
             x = self.dropout(x)
         return x
 
 
 class Decoder(nn.Module):
-    """Fully-connected layers `in_features` → hidden_units → `out_features`, the last linear."""
+    """Fully-connected layers `in_features` → hidden_units → `out_features`.
+
+    The output layer is linear (logits, for a loss that applies the sigmoid) unless
+    `output_activation_fn` is given.
+    """
 
     def __init__(
         self,
@@ -114,11 +121,13 @@ class Decoder(nn.Module):
         activation_fn: Activation = "relu",
         keep_prob: float | None = None,
         name: str = "decoder",
+        output_activation_fn: Activation | None = None,
     ) -> None:
         super().__init__()
         sizes = [in_features, *hidden_units, out_features]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.activation = activation(activation_fn)
+        self.output_activation = activation(output_activation_fn) if output_activation_fn else None
         self.dropout = _dropout(keep_prob)
         self.name = name
 
@@ -128,8 +137,8 @@ class Decoder(nn.Module):
             x = self.activation(layer(x))
             record_activation(f"{self.name}/layer{i}", x)
             x = self.dropout(x)
-        logits: torch.Tensor = last(x)  # the loss applies the sigmoid
-        return logits
+        out: torch.Tensor = last(x)
+        return self.output_activation(out) if self.output_activation else out
 
 
 def _dropout(keep_prob: float | None) -> nn.Module:
