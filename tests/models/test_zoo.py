@@ -24,9 +24,9 @@ def count(module: torch.nn.Module) -> int:
 
 def digits(n: int = 64) -> np.ndarray:
     """Real handwritten digits: scikit-learn's bundled 8x8 images as uint8."""
-    from sklearn.datasets import load_digits
+    from aekit.data import load_digits
 
-    return (load_digits().images[:n] * (255 / 16)).round().astype(np.uint8)
+    return load_digits()[0][:n]
 
 
 def test_exact_parameter_counts_of_the_seeds() -> None:

@@ -8,6 +8,7 @@ http://yann.lecun.com/exdb/mnist/ (bottom of the page).
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import struct
@@ -80,7 +81,7 @@ def read_idx(path: str | os.PathLike[str], *, max_bytes: int = MAX_BYTES) -> npt
 
 
 def _read_stream(
-    f: BinaryIO, path: Path, *, compressed: bool, max_bytes: int
+    f: io.BufferedIOBase, path: Path, *, compressed: bool, max_bytes: int
 ) -> npt.NDArray[Any]:
     magic = _read_exact(f, 4, path, "the 4-byte magic number")
     zero1, zero2, code, ndim = magic
@@ -132,7 +133,7 @@ def _read_stream(
     return array.astype(dtype.newbyteorder("="), copy=False)
 
 
-def _read_exact(f: BinaryIO, n: int, path: Path, what: str) -> bytes:
+def _read_exact(f: io.BufferedIOBase, n: int, path: Path, what: str) -> bytes:
     data = f.read(n)
     if len(data) != n:
         raise IDXError(
@@ -183,8 +184,8 @@ def write_idx(path: str | os.PathLike[str], array: npt.ArrayLike) -> None:
 
     def write(f: BinaryIO) -> None:
         if path.name.endswith(".gz"):
-            # mtime=0 keeps the output byte-identical across runs (stable checksums).
-            with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
+            # mtime=0 and no embedded name keep the output byte-identical (stable checksums).
+            with gzip.GzipFile(filename="", fileobj=f, mode="wb", mtime=0) as gz:
                 gz.write(header)
                 gz.write(body)
         else:

@@ -1,0 +1,478 @@
+"""Data sources besides MNIST's IDX files: .npz/.npy, image folders, CSV, scikit-learn's digits.
+
+Each loader returns ``(x, y)``: `x` uint8 when the values are integers in 0..255 (pixels), else
+floating point; `y` the labels, or None when the source has none. `load_dataset` turns a name or
+a path into ``((x_train, y_train), (x_test, y_test))``.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from aekit.data import mnist
+from aekit.errors import ConfigError, InputError
+
+__all__ = [
+    "DATASET_NAMES",
+    "IMAGE_SUFFIXES",
+    "load_csv",
+    "load_dataset",
+    "load_digits",
+    "load_image_folder",
+    "load_npz",
+    "open_npy_memmap",
+]
+
+Array = npt.NDArray[Any]
+XY = tuple[Array, Array | None]
+Splits = tuple[XY, XY]
+PathLike = str | os.PathLike[str]
+
+DATASET_NAMES = (*mnist.DATASETS, "digits")
+"""Names `load_dataset` accepts besides paths."""
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
+)
+"""File name endings `load_image_folder` reads (case-insensitive)."""
+
+TEST_EVERY = 5
+"""`load_dataset` puts every 5th example (indices 4, 9, ...) into the test split: 80/20."""
+
+# Keys tried in order when load_npz is not told which arrays to use.
+_X_KEYS = ("x", "X", "x_train", "images", "features", "data")
+_Y_KEYS = ("y", "Y", "y_train", "labels", "targets", "target")
+
+
+def load_npz(path: PathLike, x_key: str | None = None, y_key: str | None = None) -> XY:
+    """Load arrays from a .npz archive (keys `x_key`/`y_key`, or the usual names) or a .npy file.
+
+    Without keys, x is the first of x, X, x_train, images, features, data (or the only array),
+    and y the first of y, Y, y_train, labels, targets, target, or None. A .npy file gives
+    ``(array, None)``. Pickled (object) arrays are refused: they could run code.
+    """
+    path = _existing(path, "file")
+    loaded = _np_load(path)
+    if isinstance(loaded, np.ndarray):
+        if x_key is not None or y_key is not None:
+            raise ConfigError(
+                f"{path}: a .npy file holds one array, x_key/y_key apply to .npz archives; "
+                f"drop them or save both arrays with np.savez"
+            )
+        return _pixels(loaded, path), None
+    with loaded as archive:
+        keys = list(archive.files)
+        if x_key is None:
+            x_key = next((k for k in _X_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
+            if x_key is None:
+                raise ConfigError(
+                    f"{path}: cannot tell which array holds the data (keys: {', '.join(keys)}); "
+                    f"pass x_key=... (and y_key=...)"
+                )
+            if y_key is None:
+                y_key = next((k for k in _Y_KEYS if k in keys), None)
+        for key in (x_key, y_key):
+            if key is not None and key not in keys:
+                raise ConfigError(
+                    f"{path}: no array named {key!r} (keys: {', '.join(keys) or 'none'}); "
+                    f"pass one of those as x_key/y_key"
+                )
+        x = _pixels(_npz_array(archive, x_key, path), path)
+        y = None if y_key is None else _npz_array(archive, y_key, path)
+    return x, _check_labels(y, len(x), path)
+
+
+def load_image_folder(
+    path: PathLike,
+    size: int | tuple[int, int] | None = None,
+    mode: str = "L",
+) -> XY:
+    """Load the images in a folder as uint8 ``(N, H, W)`` ("L") or ``(N, H, W, 3)`` ("RGB").
+
+    With sub-folders, each non-hidden sub-folder holding images is a class, labelled 0, 1, ...
+    in name order (like Keras' ``image_dataset_from_directory``); a flat folder gives y=None.
+    Files are read in name order. Every image is resized to `size` — ``(height, width)`` like
+    the array shape, or an int for a square — else to the first image's size.
+    """
+    root = _existing(path, "folder")
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder; give a folder of images (or of class folders)")
+    if mode not in ("L", "RGB"):
+        raise ConfigError(f"mode={mode!r} is not supported; use 'L' (grayscale) or 'RGB'")
+    classes = [d for d in _sorted_entries(root) if d.is_dir() and _images_in(d)]
+    top_level = _images_in(root)
+    if classes and top_level:
+        raise InputError(
+            f"{root}: holds both images and class sub-folders; move the {len(top_level)} "
+            f"top-level images into a class folder, or load one layout at a time"
+        )
+    files: list[tuple[Path, int]] = (
+        [(f, label) for label, d in enumerate(classes) for f in _images_in(d)]
+        if classes
+        else [(f, 0) for f in top_level]
+    )
+    if not files:
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise InputError(
+            f"{root}: no images found ({suffixes}); put images in the folder or in one "
+            f"sub-folder per class"
+        )
+    target: tuple[int, int] | None = None  # (width, height), Pillow's order
+    if size is not None:
+        height, width = (size, size) if isinstance(size, int) else size
+        if height < 1 or width < 1:
+            raise ConfigError(f"size={size!r} must be positive; give (height, width) or an int")
+        target = (width, height)
+    x: Array | None = None
+    for i, (file, _) in enumerate(files):
+        image = _open_image(file, mode)
+        if target is None:
+            target = image.size
+        if image.size != target:
+            image = image.resize(target, Image.Resampling.BILINEAR)
+        pixels = np.asarray(image, dtype=np.uint8)
+        if x is None:
+            # Allocate once the size is known, instead of stacking a list (half the memory).
+            x = np.empty((len(files), *pixels.shape), dtype=np.uint8)
+        x[i] = pixels
+    assert x is not None  # files is not empty
+    y = np.array([label for _, label in files], dtype=np.int64) if classes else None
+    return x, y
+
+
+def load_csv(
+    path: PathLike,
+    label_column: int | str | None = None,
+    *,
+    image_shape: tuple[int, ...] | None = None,
+) -> XY:
+    """Load rows of comma-separated pixel values, with an optional header line.
+
+    The first line is a header when any of its fields is not a number. `label_column` (an index,
+    negative from the end, or a header name) holds integer labels and is removed from x. x has
+    shape (N, columns), or ``(N, *image_shape)`` when `image_shape` is given.
+    """
+    path = _existing(path, "file")
+    header = _csv_header(path)
+    n_columns = len(header) if header is not None else None
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            lines = (line for _, line in _data_lines(f, skip_header=header is not None))
+            first = next(lines, None)
+            if first is None:
+                raise InputError(f"{path}: no data rows; give a CSV file with one example per line")
+            # loadtxt parses in C, far faster than csv + float() on MNIST-sized files.
+            data = np.loadtxt(
+                itertools.chain([first], lines),
+                delimiter=",",
+                dtype=np.float64,
+                ndmin=2,
+                comments=None,
+                quotechar='"',
+            )
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        # numpy's messages number rows inconsistently; find the bad line ourselves.
+        _diagnose_csv(path, skip_header=header is not None)
+        raise InputError(f"{path}: cannot parse as numeric CSV ({exc}); fix the file") from None
+    if n_columns is not None and data.shape[1] != n_columns:
+        raise InputError(
+            f"{path}: the header has {n_columns} fields but the rows {data.shape[1]}; make the "
+            f"header match the data"
+        )
+    y: Array | None = None
+    if label_column is not None:
+        column = _label_index(label_column, header, data.shape[1], path)
+        labels = data[:, column]
+        if not np.all(labels == np.round(labels)):
+            raise InputError(
+                f"{path}: label column {label_column!r} holds non-integer values; give integer "
+                f"class labels, or label_column=None if that column is data"
+            )
+        y = labels.astype(np.int64)
+        data = np.delete(data, column, axis=1)
+        if data.shape[1] == 0:
+            raise InputError(f"{path}: no columns left besides the labels; add pixel columns")
+    # Text has no dtype: whole numbers in 0..255 are 8-bit pixels, anything else stays float.
+    if np.all(data == np.round(data)) and data.min() >= 0 and data.max() <= 255:
+        x = data.astype(np.uint8)
+    else:
+        x = data.astype(np.float32)
+    if image_shape is not None:
+        if int(np.prod(image_shape)) != x.shape[1]:
+            raise ConfigError(
+                f"{path}: rows of {x.shape[1]} values do not fit image_shape={image_shape}; "
+                f"give a shape whose product is {x.shape[1]}"
+            )
+        x = x.reshape(len(x), *image_shape)
+    return x, y
+
+
+def load_digits() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """scikit-learn's bundled 8x8 digits: uint8 images (1797, 8, 8) in 0..255, labels 0..9."""
+    from sklearn.datasets import load_digits as sklearn_digits  # slow import: only when used
+
+    bunch = sklearn_digits()
+    # The bundled images take the values 0..16; scale them to the 0..255 of 8-bit pixels.
+    images = np.asarray(bunch.images, dtype=np.float64)
+    x = np.round(images * (255.0 / 16.0)).astype(np.uint8)
+    return x, np.asarray(bunch.target, dtype=np.int64)
+
+
+def open_npy_memmap(path: PathLike) -> np.memmap[Any, np.dtype[Any]]:
+    """Open a .npy file read-only without reading it: pages load on access (data > memory)."""
+    path = _existing(path, "file")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(
+            f"{path}: cannot memory-map it ({exc}); give an uncompressed .npy file written "
+            f"by np.save"
+        ) from None
+    if not isinstance(array, np.memmap):
+        if hasattr(array, "close"):
+            array.close()
+        raise InputError(
+            f"{path}: not a .npy file (a .npz archive cannot be memory-mapped); save the array "
+            f"with np.save, or read it with load_npz"
+        )
+    return array
+
+
+def load_dataset(
+    name_or_path: PathLike, data_dir: PathLike | None = None, download: bool = True
+) -> Splits:
+    """Load a named data set or a file/folder as ``((x_train, y_train), (x_test, y_test))``.
+
+    Names: "mnist", "fashion_mnist", "kmnist" (their own splits, see `mnist.load_data`) and
+    "digits". Paths: .npz (its own split when it has x_train and x_test), .npy, .csv, a folder of
+    MNIST IDX files, or a folder of images. Sources without a split of their own are split
+    deterministically: every 5th example is a test example (20%), the order kept.
+    """
+    if isinstance(name_or_path, str) and name_or_path in mnist.DATASETS:
+        return mnist.load_data(data_dir, dataset=name_or_path, download=download)
+    if name_or_path == "digits":
+        return _split(*load_digits(), "digits")
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        text = str(name_or_path)
+        if not any(c in text for c in "/\\.~"):
+            raise ConfigError(
+                f"unknown dataset {text!r}; choose one of {', '.join(map(repr, DATASET_NAMES))} "
+                f"or give the path of a .npz, .npy or .csv file or of a folder"
+            )
+        raise InputError(f"{path}: no such file or folder; check the path")
+    if path.is_dir():
+        if all(_idx_present(path, name) for name in mnist.FILES):
+            return mnist.load_data(path, download=False)
+        return _split(*load_image_folder(path), path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        own = _npz_own_split(path)
+        if own is not None:
+            return own
+    if suffix in (".npz", ".npy"):
+        return _split(*load_npz(path), path)
+    if suffix == ".csv":
+        return _split(*load_csv(path), path)
+    raise InputError(
+        f"{path}: unsupported file type {suffix or '(none)'}; give a .npz, .npy or .csv file, "
+        f"a folder of images, or a folder of MNIST IDX files"
+    )
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _existing(path: PathLike, kind: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"{path}: no such {kind}; check the path")
+    return path
+
+
+def _np_load(path: Path) -> Any:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        # np.load treats anything that is not .npy/.npz as a pickle, which allow_pickle=False
+        # refuses: say what was expected instead of numpy's message about pickles.
+        raise InputError(
+            f"{path}: not a readable .npy or .npz file ({exc}); write it with np.save / np.savez"
+        ) from None
+
+
+def _npz_array(archive: Any, key: str, path: Path) -> Array:
+    try:
+        return np.asarray(archive[key])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(
+            f"{path}: cannot read array {key!r} ({exc}); save plain numeric arrays with np.savez"
+        ) from None
+
+
+def _npz_own_split(path: Path) -> Splits | None:
+    loaded = _np_load(path)
+    if isinstance(loaded, np.ndarray):
+        return None
+    with loaded as archive:
+        keys = set(archive.files)
+        if not {"x_train", "x_test"} <= keys:
+            return None
+        splits: list[XY] = []
+        for part in ("train", "test"):
+            x = _pixels(_npz_array(archive, f"x_{part}", path), path)
+            y_key = f"y_{part}"
+            y = _npz_array(archive, y_key, path) if y_key in keys else None
+            splits.append((x, _check_labels(y, len(x), path)))
+    return splits[0], splits[1]
+
+
+def _pixels(x: Array, path: Path) -> Array:
+    """Integers in 0..255 become uint8 (pixels); other numbers become or stay floating point."""
+    if x.ndim == 0 or len(x) == 0:
+        raise InputError(f"{path}: the data array is empty ({x.shape}); give at least one example")
+    if x.dtype == np.uint8:
+        return x
+    if x.dtype.kind in "iu" and x.min() >= 0 and x.max() <= 255:
+        return x.astype(np.uint8)
+    # Booleans are binary intensities 0.0/1.0, not 8-bit pixels: keep them off the 0..255 scale.
+    if x.dtype.kind in "biu" or (x.dtype.kind == "f" and x.dtype.itemsize < 4):
+        return x.astype(np.float32)
+    if x.dtype.kind == "f":
+        return x
+    raise InputError(
+        f"{path}: the data array has dtype {x.dtype}, not numbers; store pixels as uint8 or "
+        f"float arrays"
+    )
+
+
+def _check_labels(y: Array | None, n: int, path: Path) -> Array | None:
+    if y is not None and (y.ndim == 0 or len(y) != n):
+        raise InputError(
+            f"{path}: {n} examples but labels of shape {y.shape}; give one label per example"
+        )
+    return y
+
+
+def _sorted_entries(folder: Path) -> list[Path]:
+    # Hidden entries (.DS_Store, ._x.png from macOS archives) are never data.
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return [
+        p for p in _sorted_entries(folder) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    ]
+
+
+def _open_image(file: Path, mode: str) -> Image.Image:
+    try:
+        with Image.open(file) as image:
+            return image.convert(mode)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{file}: cannot read this image ({exc}); remove or replace it") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _data_lines(f: TextIO, *, skip_header: bool) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of each non-blank line, past the header if there is one."""
+    skipped = not skip_header
+    for number, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        if not skipped:
+            skipped = True
+            continue
+        yield number, line
+
+
+def _fields(line: str) -> list[str]:
+    return next(csv.reader([line]), [])
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    """The first non-blank line's fields if any of them is not a number, else None."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for _, line in _data_lines(f, skip_header=False):
+                fields = _fields(line)
+                # An empty field is a missing value in a data row, not a column name.
+                named = any(f.strip() and not _is_number(f) for f in fields)
+                return fields if named else None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc}); give a CSV text file") from None
+    return None
+
+
+def _diagnose_csv(path: Path, *, skip_header: bool) -> None:
+    """Raise an InputError naming the first ragged or non-numeric line, if there is one."""
+    width: int | None = None
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        for number, line in _data_lines(f, skip_header=skip_header):
+            fields = _fields(line)
+            if width is None:
+                width = len(fields)
+            elif len(fields) != width:
+                raise InputError(
+                    f"{path}: line {number} has {len(fields)} values, earlier lines {width}; give "
+                    f"every row the same number of values"
+                )
+            for column, field in enumerate(fields, start=1):
+                if not _is_number(field):
+                    raise InputError(
+                        f"{path}: line {number}, column {column}: {field!r} is not a number; "
+                        f"CSV rows must hold numbers only (a header is allowed on the first line)"
+                    )
+
+
+def _label_index(label_column: int | str, header: list[str] | None, width: int, path: Path) -> int:
+    if isinstance(label_column, str):
+        names = [name.strip() for name in header] if header is not None else []
+        if label_column not in names:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise ConfigError(
+                f"{path}: no column named {label_column!r} (header: {shown or 'none'}); pass "
+                f"the label column's name or index"
+            )
+        return names.index(label_column)
+    if not -width <= label_column < width:
+        raise ConfigError(
+            f"{path}: label_column={label_column} is out of range for rows of {width} values; "
+            f"give an index from {-width} to {width - 1}"
+        )
+    return label_column % width
+
+
+def _idx_present(folder: Path, name: str) -> bool:
+    return (folder / name).is_file() or (folder / name.removesuffix(".gz")).is_file()
+
+
+def _split(x: Array, y: Array | None, source: object) -> Splits:
+    n = len(x)
+    if n < 2:
+        raise InputError(f"{source}: {n} example(s) cannot be split into train and test; add more")
+    is_test = np.arange(n) % TEST_EVERY == TEST_EVERY - 1
+    if not is_test.any():  # fewer than 5 examples: the last one is the test split
+        is_test[-1] = True
+    train = (x[~is_test], None if y is None else y[~is_test])
+    test = (x[is_test], None if y is None else y[is_test])
+    return train, test
