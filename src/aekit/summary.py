@@ -105,7 +105,7 @@ class EventWriters:
                 writer.add_scalar(name, float(value), step)
             elif kind == "histogram":
                 assert isinstance(value, torch.Tensor)
-                writer.add_histogram(name, value.float().cpu(), step)
+                _add_histogram(writer, name, value, step)
             else:
                 assert isinstance(value, torch.Tensor)
                 _add_image(writer, name, value, step)
@@ -120,6 +120,34 @@ class EventWriters:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+
+
+HISTOGRAM_BINS = 30
+
+
+def _add_histogram(writer: SummaryWriter, name: str, values: torch.Tensor, step: int) -> None:
+    # Counted with torch.histc on the tensor's own device: a few hundred microseconds
+    # where the writer's own numpy histogram (1,500 edges) takes milliseconds.
+    v = values.detach().float().flatten()
+    v = v[torch.isfinite(v)]
+    if v.numel() == 0:
+        return
+    stats = torch.stack([v.min(), v.max(), v.sum(), v.square().sum()]).tolist()
+    low, high, total, squares = stats
+    top = high if high > low else low + 1e-6
+    counts = torch.histc(v, bins=HISTOGRAM_BINS, min=low, max=top)
+    edges = torch.linspace(low, top, HISTOGRAM_BINS + 1)[1:]
+    writer.add_histogram_raw(
+        name,
+        min=low,
+        max=high,
+        num=v.numel(),
+        sum=total,
+        sum_squares=squares,
+        bucket_limits=edges.tolist(),
+        bucket_counts=counts.tolist(),
+        global_step=step,
+    )
 
 
 def _add_image(writer: SummaryWriter, name: str, img: torch.Tensor, step: int) -> None:

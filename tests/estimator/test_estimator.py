@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -277,9 +278,13 @@ def test_numpy_batches_and_labels(tmp_path: Path) -> None:
     assert est.global_step == 1
 
 
-def test_temporary_model_dir_and_properties(tmp_path: Path) -> None:
+def test_temporary_model_dir_and_properties(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     est = aekit.Estimator(tiny_autoencoder_fn, tiny_network(), params={"learning_rate": 0.5})
-    assert Path(est.model_dir).is_dir()
+    assert Path(est.model_dir).is_dir() and Path(est.model_dir).parent == tmp_path / "tmp"
     assert est.params == {"learning_rate": 0.5}
     assert est.optimizer.param_groups[0]["lr"] == 0.5
     assert est.config.model_dir == est.model_dir

@@ -29,10 +29,10 @@ def digits(n: int = 64) -> np.ndarray:
     return load_digits()[0][:n]
 
 
-def test_exact_parameter_counts_of_the_seeds() -> None:
+def test_exact_parameter_counts_of_the_seeds(tmp_path: Path) -> None:
     assert count(FullyConnectedAutoencoder((28, 28), [128, 64, 32])) == 222_384
     assert count(ConvolutionalNetwork((1, 28, 28), [16, 8, 8])) == 7_873
-    est = aekit.ConvolutionalAutoencoder()
+    est = aekit.ConvolutionalAutoencoder(model_dir=tmp_path)
     assert count(est.network) == 7_873
 
 

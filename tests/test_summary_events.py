@@ -1,0 +1,153 @@
+"""Summaries read back with TensorBoard's own EventAccumulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tiny import tiny_autoencoder_fn, tiny_network
+from torch import nn
+
+import aekit
+from aekit import summary
+
+
+def read(directory: Path) -> EventAccumulator:
+    events = EventAccumulator(
+        str(directory), size_guidance={"histograms": 0, "images": 0, "scalars": 0}
+    )
+    events.Reload()
+    return events
+
+
+def endless() -> Iterator[torch.Tensor]:
+    while True:
+        yield torch.rand(4, 8)
+
+
+def test_training_scalars_at_summary_steps(tmp_path: Path) -> None:
+    config = aekit.RunConfig(save_summary_steps=3, log_step_count_steps=2)
+    aekit.Estimator(tiny_autoencoder_fn, tiny_network(), model_dir=tmp_path, config=config).train(
+        endless, max_steps=7
+    )
+    events = read(tmp_path / "train")
+    scalars = set(events.Tags()["scalars"])
+    assert {"loss", "learning_rate", "global_gradient_norm"} <= scalars
+    assert {"global_step/sec", "examples/sec"} <= scalars
+    assert [e.step for e in events.Scalars("loss")] == [1, 3, 6]
+    assert [e.step for e in events.Scalars("examples/sec")] == [2, 4, 6]
+    assert all(e.value > 0 for e in events.Scalars("global_gradient_norm"))
+    assert events.Scalars("learning_rate")[0].value == pytest.approx(1e-3)
+
+
+def test_model_fn_summaries_only_on_summary_steps(tmp_path: Path) -> None:
+    recorded_on: list[int] = []
+    steps_seen = [0]
+
+    def model_fn(
+        network: nn.Sequential,
+        features: torch.Tensor,
+        labels: torch.Tensor | None,
+        mode: aekit.ModeKeys,
+        params: Mapping[str, Any],
+    ) -> aekit.EstimatorSpec:
+        steps_seen[0] += 1
+        if summary.should_record():
+            recorded_on.append(steps_seen[0])
+        summary.scalar("custom/mean", features.mean())
+        summary.histogram("custom/values", features)
+        summary.image("custom/picture", features[:2].reshape(2, 1, 2, 4))
+        return tiny_autoencoder_fn(network, features, labels, mode, params)
+
+    config = aekit.RunConfig(save_summary_steps=4, log_step_count_steps=0)
+    est = aekit.Estimator(model_fn, tiny_network(), model_dir=tmp_path, config=config)
+    est.train(endless, max_steps=9)
+    assert recorded_on == [1, 4, 8]
+    events = read(tmp_path / "train")
+    assert [e.step for e in events.Scalars("custom/mean")] == [1, 4, 8]
+    assert [e.step for e in events.Histograms("custom/values")] == [1, 4, 8]
+    histogram = events.Histograms("custom/values")[0].histogram_value
+    assert histogram.num == 32 and 0.0 <= histogram.min <= histogram.max <= 1.0
+    assert sum(histogram.bucket) == 32
+    picture = events.Images("custom/picture")[0]
+    assert (picture.width, picture.height) == (8, 2)  # the batch of two is laid out in a row
+
+
+def test_evaluate_writes_under_eval_and_named_dirs(tmp_path: Path) -> None:
+    est = aekit.Estimator(
+        tiny_autoencoder_fn,
+        tiny_network(),
+        model_dir=tmp_path,
+        config=aekit.RunConfig(log_step_count_steps=0),
+    )
+    est.train(endless, max_steps=5)
+    x = torch.rand(10, 8)
+    plain = est.evaluate([x])
+    named = est.evaluate([x], name="holdout")
+    for directory, result in ((tmp_path / "eval", plain), (tmp_path / "eval_holdout", named)):
+        events = read(directory)
+        assert {"loss", "rmse"} <= set(events.Tags()["scalars"])
+        (rmse,) = events.Scalars("rmse")
+        assert rmse.step == 5 and rmse.value == pytest.approx(result["rmse"], rel=1e-6)
+    with pytest.raises(aekit.ConfigError, match="plain directory name"):
+        est.evaluate([x], name="../escape")
+
+
+def test_recording_switch_outside_an_estimator() -> None:
+    assert not summary.should_record()
+    summary.scalar("ignored", 1.0)  # a no-op, not an error
+    recorder = summary.Recorder()
+    with summary.recording(recorder):
+        assert summary.should_record()
+        summary.scalar("a", torch.tensor(2.0, requires_grad=True) * 1)
+        summary.histogram("b", torch.zeros(3))
+    assert not summary.should_record()
+    assert [(kind, name) for kind, name, _ in recorder.records] == [
+        ("scalar", "a"),
+        ("histogram", "b"),
+    ]
+    value = recorder.records[0][2]
+    assert isinstance(value, torch.Tensor) and not value.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"), [((5, 7), (7, 5)), ((3, 5, 7), (7, 5)), ((2, 1, 5, 7), (14, 5))]
+)
+def test_image_layouts(tmp_path: Path, shape: tuple[int, ...], size: tuple[int, int]) -> None:
+    writers = summary.EventWriters(tmp_path)
+    recorder = summary.Recorder()
+    with summary.recording(recorder):
+        summary.image("img", torch.rand(shape))
+    writers.write_records("train", recorder, step=1)
+    writers.close()
+    image = read(tmp_path / "train").Images("img")[0]
+    assert (image.width, image.height) == size
+
+
+def test_five_dimensional_image_is_refused(tmp_path: Path) -> None:
+    writers = summary.EventWriters(tmp_path)
+    recorder = summary.Recorder()
+    with summary.recording(recorder):
+        summary.image("img", torch.rand(1, 1, 1, 2, 2))
+    with pytest.raises(ValueError, match="HW, CHW or NCHW"):
+        writers.write_records("train", recorder, step=1)
+    writers.close()
+
+
+def test_histogram_of_non_finite_and_constant_values(tmp_path: Path) -> None:
+    writers = summary.EventWriters(tmp_path)
+    recorder = summary.Recorder()
+    with summary.recording(recorder):
+        summary.histogram("constant", torch.full((10,), 3.0))
+        summary.histogram("with_nan", torch.tensor([1.0, float("nan"), 2.0]))
+        summary.histogram("only_nan", torch.tensor([float("nan")]))
+    writers.write_records("train", recorder, step=1)
+    writers.close()
+    events = read(tmp_path / "train")
+    assert events.Histograms("constant")[0].histogram_value.num == 10
+    assert events.Histograms("with_nan")[0].histogram_value.num == 2
+    assert "only_nan" not in events.Tags()["histograms"]
