@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tiny import tiny_autoencoder_fn, tiny_network
 from torch import nn
 
 import aekit
 from aekit import summary
+from tiny import tiny_autoencoder_fn, tiny_network
 
 
 def read(directory: Path) -> EventAccumulator:
