@@ -1,66 +1,150 @@
-"""The `aekit` command line."""
+"""The real `aekit` executable, run in subprocesses on tiny data."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from aekit.cli.main import main
+from aekit.estimator import checkpoint as ckpt
 
-
-def test_demo_trains_evaluates_and_resumes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["demo", "--model-dir", str(tmp_path), "--steps", "40"]) == 0
-    out = capsys.readouterr().out
-    assert "global_step=40" in out and "rmse=" in out
-    assert (tmp_path / "ckpt-40.pt").is_file() and (tmp_path / "best" / "best.json").is_file()
-    assert main(["demo", "--model_dir", str(tmp_path), "--steps", "60"]) == 0
-    assert "global_step=60" in capsys.readouterr().out
+EXE = [
+    shutil.which("aekit") or sys.executable,
+    *([] if shutil.which("aekit") else ["-m", "aekit.cli.main"]),
+]
 
 
-def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
-    (tmp_path / "ckpt-5.pt").write_text("not a checkpoint")
+def aekit(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aekit.cli.main",
-            "demo",
-            "--model-dir",
-            str(tmp_path),
-            "--steps",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+        [*EXE, *map(str, args)], capture_output=True, text=True, check=False, timeout=300
     )
-    # The only checkpoint is unreadable: training starts fresh and says so on one line.
-    assert run.returncode == 0, run.stderr
-    assert "skipping unreadable checkpoint" in run.stderr
-    assert (tmp_path / "ckpt-5.pt").read_text() == "not a checkpoint"
+    if ok:
+        assert run.returncode == 0, run.stderr
+    return run
 
 
-def test_demo_with_bad_steps_fails_cleanly(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aekit.cli.main",
-            "demo",
-            "--model-dir",
-            str(tmp_path),
-            "--steps",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def fails_cleanly(run: subprocess.CompletedProcess[str], *phrases: str) -> None:
     assert run.returncode == 2
-    assert run.stderr.startswith("aekit: error:") and "Traceback" not in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1
+    err = run.stderr.strip()
+    assert err.startswith("aekit: error:") and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    for phrase in phrases:
+        assert phrase in err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model_dir = tmp_path_factory.mktemp("run") / "fc"
+    images = model_dir.parent / "frames"
+    aekit(
+        "train", "fully_connected", "--dataset", "digits", "--epochs", "2", "--batch_size", "128",
+        "--hidden-units", "32,8", "--noise-factor", "0.3", "--model-dir", model_dir,
+        "--save-images", images,
+    )  # fmt: skip
+    return model_dir
+
+
+@pytest.mark.slow
+def test_train_writes_settings_checkpoints_and_pictures(trained: Path) -> None:
+    settings = json.loads((trained / "hparams.json").read_text())
+    assert settings["model"] == "fully_connected" and settings["hidden_units"] == [32, 8]
+    assert settings["example_shape"] == [8, 8] and settings["noise_factor"] == 0.3
+    steps_per_epoch = -(-1437 // 128)  # 1,797 digits, every fifth one held out
+    latest = ckpt.latest_checkpoint(trained)
+    assert latest is not None and ckpt.step_of(latest) == 2 * steps_per_epoch
+    frames = sorted((trained.parent / "frames").glob("step-*.png"))
+    assert len(frames) == 2
+    with Image.open(frames[0]) as first:
+        width, height = first.size
+        assert height > width / 10  # three rows: inputs, noisy inputs, reconstructions
+    with Image.open(trained.parent / "frames" / "reconstructions.gif") as gif:
+        assert getattr(gif, "n_frames", 1) == 2 and gif.size == (width, height)
+
+
+@pytest.mark.slow
+def test_resume_and_contradicting_flags(trained: Path) -> None:
+    before = (trained / "hparams.json").read_text()
+    run = aekit("train", "--model-dir", trained, "--hidden-units", "64", ok=False)
+    fails_cleanly(run, "hidden_units", "new --model-dir")
+    run = aekit("train", "convolutional", "--model-dir", trained, ok=False)
+    fails_cleanly(run, "holds a fully_connected model")
+    assert (trained / "hparams.json").read_text() == before
+    aekit("train", "--model-dir", trained, "--epochs", "3")
+    latest = ckpt.latest_checkpoint(trained)
+    assert latest is not None and ckpt.step_of(latest) == 3 * 12
+
+
+@pytest.mark.slow
+def test_evaluate_reconstruct_embed(trained: Path) -> None:
+    metrics = aekit("evaluate", "--model-dir", trained).stdout
+    assert "rmse=" in metrics and "noisy_input_rmse=" in metrics
+    out = trained / "grid.png"
+    aekit("reconstruct", "--model-dir", trained, "--images", "7", "--output", out)
+    with Image.open(out) as grid:
+        assert grid.size[0] > 7 * 8 and grid.size[1] > 3 * 8
+    printed = aekit(
+        "embed", "--model-dir", trained, "--images", "40", "--plot", "pca"
+    ).stdout.split()
+    projector, plot = Path(printed[0]), Path(printed[1])
+    rows = (projector / "tensors.tsv").read_text().strip().splitlines()
+    assert len(rows) == 40 and len(rows[0].split("\t")) == 8
+    labels = (projector / "metadata.tsv").read_text().split()
+    assert len(labels) == 40 and set(labels) <= {str(d) for d in range(10)}
+    with Image.open(plot) as picture:
+        assert picture.size[0] > 100
+
+
+@pytest.mark.slow
+def test_export_runs_in_onnxruntime(trained: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    files = aekit("export", "--model-dir", trained, "--output", trained / "out").stdout.split()
+    names = {Path(f).name for f in files}
+    assert {"encoder.pt", "decoder.pt", "autoencoder.pt"} <= names
+    assert {"encoder.onnx", "decoder.onnx", "autoencoder.onnx"} <= names
+    session = ort.InferenceSession(
+        str(trained / "out" / "encoder.onnx"), providers=["CPUExecutionProvider"]
+    )
+    x = np.random.default_rng(0).random((3, 64), dtype=np.float32)
+    (code,) = session.run(None, {session.get_inputs()[0].name: x})
+    assert code.shape == (3, 8)
+
+
+@pytest.mark.slow
+def test_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+    fails_cleanly(
+        aekit("train", "nope", "--model-dir", tmp_path / "a", ok=False), "unknown model 'nope'"
+    )
+    fails_cleanly(
+        aekit("train", "fully_connected", "--dataset", "mnist", "--data-dir", tmp_path / "missing",
+              "--model-dir", tmp_path / "b", ok=False),
+    )  # fmt: skip
+    flat = tmp_path / "flat.npz"
+    np.savez(flat, x=np.zeros((10, 5), dtype=np.uint8))
+    fails_cleanly(
+        aekit("train", "convolutional", "--dataset", flat, "--model-dir", tmp_path / "c", ok=False),
+        "needs images",
+    )
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = [unclosed\n")
+    fails_cleanly(
+        aekit("train", "fully_connected", "--config", bad, "--model-dir", tmp_path / "d", ok=False),
+        "cannot be parsed",
+    )
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("epochs: 1\nnum_layers: 3\n")
+    fails_cleanly(
+        aekit(
+            "train", "fully_connected", "--config", unknown, "--model-dir", tmp_path / "e", ok=False
+        ),
+        "num_layers is not a setting",
+    )
+    fails_cleanly(
+        aekit("evaluate", "--model-dir", tmp_path / "none", ok=False), "holds no aekit run"
+    )
+    assert not any((tmp_path / name).exists() for name in "abcde")

@@ -5,26 +5,139 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from aekit import __version__
 from aekit.errors import AekitError
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of integers like 128,64,32"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one integer")
+    return values
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
+    """An option spelled --with-dashes, also accepted as --with_underscores (the seeds' form)."""
+    spellings = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
+    parser.add_argument(*spellings, dest=name.replace("-", "_"), **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
+    from aekit.models import registry
+
     parser = argparse.ArgumentParser(
         prog="aekit", description="Autoencoders with an Estimator API."
     )
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every detail")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser(
-        "demo", help="train a small autoencoder on the bundled 8x8 digits and evaluate it"
+
+    train = commands.add_parser("train", help="train a model (resumes a run in --model-dir)")
+    train.add_argument("model", nargs="?", help=f"one of: {', '.join(registry.names())}")
+    _flag(train, "model-dir", help="where the run lives (default runs/MODEL)")
+    _flag(train, "config", help="TOML or YAML file of settings; flags override it")
+    _flag(
+        train,
+        "dataset",
+        help="mnist, fashion_mnist, kmnist, digits, or a .npz/.npy/.csv/folder path",
     )
-    demo.add_argument("--model-dir", "--model_dir", default="runs/demo", help="where to write")
-    demo.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _flag(train, "data-dir", help="directory holding the data set's files")
+    _flag(train, "epochs", type=int)
+    _flag(train, "batch-size", type=int)
+    _flag(train, "learning-rate", type=float)
+    _flag(train, "weight-decay", type=float)
+    _flag(train, "dropout", type=float, help="keep probability of dropout (fully_connected)")
+    _flag(train, "noise-factor", type=float, help="Gaussian input noise: a denoising autoencoder")
+    _flag(train, "hidden-units", type=_int_list, help="e.g. 128,64,32 (fully_connected)")
+    _flag(train, "num-filters", type=_int_list, help="e.g. 16,8,8 (convolutional)")
+    _flag(train, "downsample", choices=["max_pool", "strided"], help="(convolutional)")
+    _flag(train, "activation", help="relu, elu, leaky_relu, gelu, tanh or sigmoid")
+    _flag(train, "save-images", help="write a PNG of reconstructions per epoch and a GIF here")
+    _flag(train, "preset", help="named settings, e.g. seed_002 (the stacked model of seed 002)")
+    _flag(train, "noise", choices=["masking", "gaussian", "salt_and_pepper"], help="(stacked)")
+    _flag(train, "pretrain-epochs", type=int, help="epochs of pretraining per layer (stacked)")
+    _flag(train, "pretrain-learning-rate", type=float, help="(stacked)")
+    _flag(train, "dense-units", type=int, help="(classifier)")
+    _flag(train, "n-classes", type=int, help="(stacked, classifier)")
+    _flag(train, "seed", type=int)
+    _flag(train, "device", help="auto, cpu, cuda, cuda:N")
+    _flag(train, "log-every", type=int, help="log every N steps (default: min(100, an epoch))")
+
+    for name, text in (
+        ("evaluate", "metrics of the latest checkpoint on the test set"),
+        ("reconstruct", "PNG grid of test images and their reconstructions"),
+        ("embed", "projector run (and optional 2-D plot) of the test images' embedding"),
+        ("export", "TorchScript and ONNX files of encoder, decoder and model"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        _flag(sub, "model-dir", required=True)
+        if name in ("reconstruct", "embed"):
+            _flag(sub, "images", type=int, default=10 if name == "reconstruct" else 500)
+            _flag(sub, "output", help="output file (default inside the model dir)")
+        if name == "evaluate":
+            _flag(sub, "linear-probe", action="store_true", help="also fit a linear classifier")
+        if name == "embed":
+            _flag(sub, "plot", choices=["pca", "tsne"], help="also write a 2-D scatter PNG")
+        if name == "export":
+            _flag(sub, "output", help="output directory (default MODEL_DIR/export)")
+            _flag(
+                sub,
+                "format",
+                nargs="+",
+                choices=["torchscript", "onnx"],
+                default=["torchscript", "onnx"],
+            )
     return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from aekit.cli import commands, settings
+
+    model_dir = args.model_dir or f"runs/{args.model or args.preset or 'model'}"
+    given = {
+        key: getattr(args, key)
+        for key in (
+            "dataset", "data_dir", "epochs", "batch_size", "learning_rate", "weight_decay",
+            "dropout", "noise_factor", "hidden_units", "num_filters", "downsample", "activation",
+            "save_images", "seed", "device", "log_every", "noise", "pretrain_epochs",
+            "pretrain_learning_rate", "dense_units", "n_classes",
+        )
+    }  # fmt: skip
+    resolved = settings.resolve(args.model, model_dir, given, args.config, args.preset)
+    result = commands.train(resolved, model_dir)
+    _print_metrics(result)
+    print(f"model dir: {model_dir}")
+
+
+def _print_metrics(result: dict[str, float]) -> None:
+    print(" ".join(f"{k}={v:.5g}" for k, v in result.items()))
+
+
+def _run(args: argparse.Namespace) -> None:
+    from aekit.cli import commands
+
+    actions: dict[str, Callable[[], Any]] = {
+        "train": lambda: _train(args),
+        "evaluate": lambda: _print_metrics(commands.evaluate(args.model_dir, args.linear_probe)),
+        "reconstruct": lambda: print(
+            commands.reconstruct(args.model_dir, args.images, args.output)
+        ),
+        "embed": lambda: print(
+            *commands.embed(args.model_dir, args.images, args.plot, args.output), sep="\n"
+        ),
+        "export": lambda: print(
+            *commands.export(args.model_dir, args.output, args.format), sep="\n"
+        ),
+    }
+    actions[args.command]()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,11 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname).1s %(message)s" if args.verbose else "%(message)s",
     )
     try:
-        if args.command == "demo":
-            from aekit.demo import run_demo
-
-            results = run_demo(args.model_dir, steps=args.steps, seed=args.seed)
-            print(" ".join(f"{k}={v:.5g}" for k, v in results.items()))
+        _run(args)
     except AekitError as exc:
         print(f"aekit: error: {exc}", file=sys.stderr)
         return 2

@@ -181,6 +181,10 @@ class Estimator:
         _log.debug("saved %s", path)
         return path
 
+    def restore(self, checkpoint_path: str | Path | None = None) -> bool:
+        """Load a checkpoint (default: the newest readable one) into memory; False if none."""
+        return self._restore(checkpoint_path)
+
     def _restore(self, path: str | Path | None = None, with_rng: bool = False) -> bool:
         """Load `path` (default: the newest readable checkpoint); False if there is none."""
         if path is None:

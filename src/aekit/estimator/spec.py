@@ -13,15 +13,12 @@ from aekit.errors import SpecError
 from aekit.metrics import MetricUpdate
 
 
-class ModeKeys(str, enum.Enum):
+class ModeKeys(enum.StrEnum):
     """The three things an Estimator asks of a model_fn."""
 
     TRAIN = "train"
     EVAL = "eval"
     PREDICT = "infer"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 Predictions = Mapping[str, torch.Tensor]

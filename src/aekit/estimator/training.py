@@ -23,11 +23,12 @@ _log = logging.getLogger("aekit")
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """What to train on and for how long (None: until the input ends)."""
+    """What to train on, for how long (None: until the input ends), with which hooks."""
 
     input_fn: InputFn
     max_steps: int | None = None
     hooks: Sequence[Hook] = ()
+    saving_listeners: Sequence[CheckpointSaverListener] = ()
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def train_and_evaluate(
         train_spec.input_fn,
         hooks=hooks,
         max_steps=train_spec.max_steps,
-        saving_listeners=[evaluator],
+        saving_listeners=[*train_spec.saving_listeners, evaluator],
     )
     if evaluator.last_result is None:  # nothing left to train: evaluate what is there
         evaluator.evaluate(estimator)

@@ -42,7 +42,7 @@ class FullyConnectedAutoencoder(ReconstructionNetwork):
         variance_scaling_(self)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        code: torch.Tensor = self.encoder(x.reshape(len(x), -1))
+        code: torch.Tensor = self.encoder(x.flatten(1))
         return code
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:

@@ -84,6 +84,37 @@ def reconstruction_model_fn(
     return EstimatorSpec(mode, predictions=predictions, loss=loss, eval_metric_ops=eval_metric_ops)
 
 
+def classifier_model_fn(
+    network: nn.Module,
+    features: torch.Tensor,
+    labels: torch.Tensor | None,
+    mode: ModeKeys,
+    params: Mapping[str, Any],
+) -> EstimatorSpec:
+    """Softmax cross-entropy; predictions class_ids, probabilities, logits; metric accuracy."""
+    logits = network(to_float(features))
+    class_ids = logits.argmax(dim=1)
+    predictions = {"class_ids": class_ids, "probabilities": logits.softmax(dim=1), "logits": logits}
+    if mode is ModeKeys.PREDICT:
+        return EstimatorSpec(mode, predictions=predictions)
+    if labels is None:
+        raise ConfigError("a classifier needs labels: give the input function (features, labels)")
+    labels = labels.long()
+    n_classes = logits.shape[1]
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise ConfigError(
+            f"labels must be class ids in [0, {n_classes}), got values from {int(labels.min())} "
+            f"to {int(labels.max())}; set n_classes to match the data"
+        )
+    loss = nn.functional.cross_entropy(logits, labels)
+    return EstimatorSpec(
+        mode,
+        predictions=predictions,
+        loss=loss,
+        eval_metric_ops={"accuracy": metrics.accuracy(labels, class_ids)},
+    )
+
+
 def l2_of_weights(network: nn.Module) -> torch.Tensor:
     """½·Σw² over weight matrices and kernels, not biases (TF's l2_regularizer)."""
     weights = [p for p in network.parameters() if p.dim() > 1]
