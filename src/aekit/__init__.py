@@ -18,7 +18,12 @@ from aekit.estimator import (
     TrainSpec,
     train_and_evaluate,
 )
-from aekit.models import AutoEncoder, ConvolutionalAutoencoder
+from aekit.models import (
+    AutoEncoder,
+    Classifier,
+    ConvolutionalAutoencoder,
+    StackedDenoisingAutoencoder,
+)
 
 __version__ = "0.1.0"
 
@@ -26,6 +31,7 @@ __all__ = [
     "AekitError",
     "AutoEncoder",
     "CheckpointError",
+    "Classifier",
     "ConfigError",
     "ConvolutionalAutoencoder",
     "Estimator",
@@ -36,6 +42,7 @@ __all__ = [
     "NanLossError",
     "RunConfig",
     "SpecError",
+    "StackedDenoisingAutoencoder",
     "TrainSpec",
     "__version__",
     "data",

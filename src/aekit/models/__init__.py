@@ -1,17 +1,21 @@
 """The model zoo: ready-made estimators and their networks."""
 
+from aekit.models.classifier import Classifier
 from aekit.models.convolutional import ConvolutionalAutoencoder, ConvolutionalNetwork
 from aekit.models.fully_connected import AutoEncoder, FullyConnectedAutoencoder
 from aekit.models.heads import ReconstructionNetwork, reconstruction_model_fn
 from aekit.models.layers import Decoder, Encoder
+from aekit.models.stacked import StackedDenoisingAutoencoder
 
 __all__ = [
     "AutoEncoder",
+    "Classifier",
     "ConvolutionalAutoencoder",
     "ConvolutionalNetwork",
     "Decoder",
     "Encoder",
     "FullyConnectedAutoencoder",
     "ReconstructionNetwork",
+    "StackedDenoisingAutoencoder",
     "reconstruction_model_fn",
 ]
