@@ -71,6 +71,9 @@ def test_fc_shapes_and_predict_keys(tmp_path: Path) -> None:
     assert out["prediction"].min() >= 0 and out["prediction"].max() <= 1
     expected = ((out["prediction"] - digits(3)[0] / 255.0) ** 2).mean()
     assert out["reconstruction_error"] == pytest.approx(expected, rel=1e-5)
+    # Class labels in the input (as a labelled data set gives them) do not disturb predict.
+    labelled = numpy_input_fn(digits(3), np.arange(3), shuffle=False)
+    assert len(list(est.predict(labelled))) == 3
 
 
 @pytest.mark.parametrize("kind", ["fc", "conv"])

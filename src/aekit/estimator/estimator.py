@@ -95,7 +95,7 @@ class Estimator:
         self._synced_with: Path | None = None  # checkpoint whose state is in memory
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self._device)
         self._train_hooks: list[Hook] = []
-        self._pending_hook_states: dict[str, Any] = {}  # hook state of the synced checkpoint
+        self._synced_hook_states: dict[str, Any] = {}  # hook state of the synced checkpoint
         self.event_writers = EventWriters(self.model_dir)
 
     def _make_optimizer(
@@ -177,7 +177,7 @@ class Estimator:
         ckpt.save(path, state)
         ckpt.prune(self.model_dir, self._config.keep_checkpoint_max)
         self._synced_with = path
-        self._pending_hook_states = hooks
+        self._synced_hook_states = hooks
         _log.debug("saved %s", path)
         return path
 
@@ -211,7 +211,7 @@ class Estimator:
         self._global_step = int(state["global_step"])
         if with_rng and state.get("rng"):
             rng.set_state(state["rng"])
-        self._pending_hook_states = dict(state.get("hooks") or {})
+        self._synced_hook_states = dict(state.get("hooks") or {})
         self._synced_with = path
         self._nonfinite.zero_()
         _log.info("restored %s (step %d)", path, self._global_step)
@@ -283,8 +283,8 @@ class Estimator:
         for hook in hooks:
             hook.begin(self)
         for key, hook in _keyed(hooks):
-            if key in self._pending_hook_states:
-                hook.load_state_dict(self._pending_hook_states[key])
+            if key in self._synced_hook_states:
+                hook.load_state_dict(self._synced_hook_states[key])
         for hook in hooks:
             hook.after_create_session(context)
         self._network.train()

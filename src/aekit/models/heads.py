@@ -61,27 +61,39 @@ def reconstruction_model_fn(
     code, flattened) and `reconstruction_error` (per-example mean squared error).
     """
     clean = to_float(features)
-    target = clean if labels is None else to_float(labels)
     noise = params.get("noise")
     inputs = clean
     if noise and mode is not ModeKeys.PREDICT:
         inputs = make_corruption(noise["kind"], noise["amount"]).corrupt(clean)
     logits, code = network(inputs)
-    probs = torch.sigmoid(logits)
-    error = (probs - target).square().flatten(1).mean(1)
-    predictions = {"prediction": probs, "embedding": code.flatten(1), "reconstruction_error": error}
     if mode is ModeKeys.PREDICT:
-        return EstimatorSpec(mode, predictions=predictions)
+        probs = torch.sigmoid(logits)
+        error = (probs - clean).square().flatten(1).mean(1)
+        return EstimatorSpec(
+            mode,
+            predictions={
+                "prediction": probs,
+                "embedding": code.flatten(1),
+                "reconstruction_error": error,
+            },
+        )
+    target = clean if labels is None else to_float(labels)
     loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
-    weight_decay = params.get("weight_decay")
-    if mode is ModeKeys.TRAIN and weight_decay:
-        loss = loss + weight_decay * l2_of_weights(network)
-    if summary.should_record():
-        _record(network, clean, inputs if noise else None, probs)
+    if mode is ModeKeys.TRAIN:
+        # Training needs the loss alone; metrics and predictions would only slow the step.
+        weight_decay = params.get("weight_decay")
+        if weight_decay:
+            loss = loss + weight_decay * l2_of_weights(network)
+        if summary.should_record():
+            _record(network, clean, inputs if noise else None, torch.sigmoid(logits))
+        return EstimatorSpec(mode, loss=loss)
+    probs = torch.sigmoid(logits)
     eval_metric_ops = {"rmse": metrics.root_mean_squared_error(target, probs)}
     if noise:
         eval_metric_ops["noisy_input_rmse"] = metrics.root_mean_squared_error(target, inputs)
-    return EstimatorSpec(mode, predictions=predictions, loss=loss, eval_metric_ops=eval_metric_ops)
+    return EstimatorSpec(
+        mode, predictions={"prediction": probs}, loss=loss, eval_metric_ops=eval_metric_ops
+    )
 
 
 def classifier_model_fn(
