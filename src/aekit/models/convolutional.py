@@ -92,10 +92,6 @@ class ConvolutionalNetwork(ReconstructionNetwork):
         cropped: torch.Tensor = x[..., top : top + height, left : left + width]
         return cropped
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        code = self.encode(x)
-        return self.decode(code).reshape(x.shape), code
-
 
 class ConvolutionalAutoencoder(ReconstructionEstimator):
     """Seed 004's estimator: the convolutional autoencoder with seed 000's loss and optimizer.

@@ -49,10 +49,6 @@ class FullyConnectedAutoencoder(ReconstructionNetwork):
         logits: torch.Tensor = self.decoder(code)
         return logits
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        code = self.encode(x)
-        return self.decode(code).reshape(x.shape), code
-
 
 class AutoEncoder(ReconstructionEstimator):
     """Seed 000's estimator: FC autoencoder, sigmoid cross-entropy, Adam with staircase decay.

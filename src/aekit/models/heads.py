@@ -28,12 +28,13 @@ class ReconstructionNetwork(nn.Module):
         raise NotImplementedError
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
-        """Reconstruction logits, shaped like the network's inputs."""
+        """Reconstruction logits of a batch of codes."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction logits in the layout of `x`, code)."""
         code = self.encode(x)
-        return self.decode(code), code
+        return self.decode(code).reshape(x.shape), code
 
 
 def as_images(x: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
