@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +34,20 @@ def tiny_autoencoder_fn(
     loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
     return aekit.EstimatorSpec(
         mode, loss=loss, eval_metric_ops={"rmse": metrics.root_mean_squared_error(target, probs)}
+    )
+
+
+def quiet_estimator(
+    model_dir: Path, *, learning_rate: float = 0.01, **config: Any
+) -> aekit.Estimator:
+    """The tiny autoencoder as an Estimator that neither logs nor writes summaries."""
+    settings: dict[str, Any] = {"log_step_count_steps": 0, "save_summary_steps": 0, **config}
+    return aekit.Estimator(
+        tiny_autoencoder_fn,
+        tiny_network(),
+        model_dir=model_dir,
+        params={"learning_rate": learning_rate},
+        config=aekit.RunConfig(**settings),
     )
 
 

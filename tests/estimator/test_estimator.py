@@ -6,6 +6,7 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,19 +15,11 @@ import torch
 import aekit
 from aekit.estimator import checkpoint as ckpt
 from aekit.hooks import Hook, RunContext, StepResult
-from tiny import batches, tiny_autoencoder_fn, tiny_data, tiny_network
+from tiny import batches, quiet_estimator, tiny_autoencoder_fn, tiny_data, tiny_network
 
 
-def make(model_dir: Path, **config: object) -> aekit.Estimator:
-    settings: dict[str, object] = {"log_step_count_steps": 0, "save_summary_steps": 0}
-    settings.update(config)
-    return aekit.Estimator(
-        tiny_autoencoder_fn,
-        tiny_network(),
-        model_dir=model_dir,
-        params={"learning_rate": 0.01},
-        config=aekit.RunConfig(**settings),  # type: ignore[arg-type]
-    )
+def make(model_dir: Path, **config: Any) -> aekit.Estimator:
+    return quiet_estimator(model_dir, **config)
 
 
 def endless() -> Iterator[torch.Tensor]:

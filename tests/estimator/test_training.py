@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import aekit
 from aekit.estimator import checkpoint as ckpt
 from aekit.hooks import CheckpointSaverListener
-from tiny import batches, tiny_autoencoder_fn, tiny_data, tiny_network
+from tiny import batches, quiet_estimator, tiny_data
 
 
-def make(model_dir: Path, **config: object) -> aekit.Estimator:
-    settings: dict[str, object] = {"log_step_count_steps": 0, "save_summary_steps": 0}
-    settings.update(config)
-    return aekit.Estimator(
-        tiny_autoencoder_fn,
-        tiny_network(),
-        model_dir=model_dir,
-        params={"learning_rate": 0.05},
-        config=aekit.RunConfig(keep_checkpoint_max=0, **settings),  # type: ignore[arg-type]
-    )
+def make(model_dir: Path, **config: Any) -> aekit.Estimator:
+    return quiet_estimator(model_dir, learning_rate=0.05, keep_checkpoint_max=0, **config)
 
 
 class Steps(CheckpointSaverListener):
