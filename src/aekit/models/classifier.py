@@ -12,6 +12,7 @@ from torch import nn
 
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
+from aekit.estimator.estimator import adam
 from aekit.models.heads import as_images, classifier_model_fn
 from aekit.models.registry import image_shape as to_image_shape
 
@@ -129,9 +130,7 @@ class Classifier(Estimator):
         super().__init__(
             classifier_model_fn,
             network,
-            optimizer=lambda p: torch.optim.Adam(
-                [q for q in p if q.requires_grad], lr=learning_rate
-            ),
+            optimizer=lambda p: adam(p, learning_rate),  # skips a frozen encoder
             model_dir=model_dir,
             params={"n_classes": n_classes, "learning_rate": learning_rate},
             config=config,

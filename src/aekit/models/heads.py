@@ -14,6 +14,7 @@ from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import to_float
 from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
+from aekit.estimator.estimator import adam
 
 IMAGES_IN_SUMMARY = 6
 
@@ -186,7 +187,7 @@ class ReconstructionEstimator(Estimator):
         super().__init__(
             reconstruction_model_fn,
             network,
-            optimizer=lambda p: torch.optim.Adam(p, lr=learning_rate),
+            optimizer=lambda p: adam(p, learning_rate),
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, decay_steps, decay_rate),
             model_dir=model_dir,
             params={

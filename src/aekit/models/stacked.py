@@ -28,6 +28,7 @@ from aekit.data.input_fn import to_float
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator import checkpoint as ckpt
+from aekit.estimator.estimator import adam
 from aekit.estimator.inputs import InputFn
 from aekit.models.heads import classifier_model_fn
 from aekit.models.layers import check_units
@@ -184,7 +185,7 @@ class StackedDenoisingAutoencoder(Estimator):
         super().__init__(
             classifier_model_fn,
             network,
-            optimizer=lambda p: torch.optim.Adam(p, lr=finetune_learning_rate),
+            optimizer=lambda p: adam(p, finetune_learning_rate),
             model_dir=model_dir,
             params={
                 "hidden_units": units,
@@ -233,7 +234,7 @@ class StackedDenoisingAutoencoder(Estimator):
         return Estimator(
             pretrain_model_fn,
             self.stack,
-            optimizer=torch.optim.Adam(params, lr=rate),
+            optimizer=adam(params, rate),
             model_dir=self.pretrain_dir(layer),
             params={
                 "layer": layer,
