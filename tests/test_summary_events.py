@@ -151,3 +151,23 @@ def test_histogram_of_non_finite_and_constant_values(tmp_path: Path) -> None:
     assert events.Histograms("constant")[0].histogram_value.num == 10
     assert events.Histograms("with_nan")[0].histogram_value.num == 2
     assert "only_nan" not in events.Tags()["histograms"]
+
+
+def test_resuming_from_an_older_checkpoint_purges_the_replayed_steps(tmp_path: Path) -> None:
+    def run(max_steps: int) -> None:
+        config = aekit.RunConfig(
+            save_summary_steps=1,
+            log_step_count_steps=0,
+            keep_checkpoint_max=0,
+            save_checkpoints_steps=2,
+        )
+        est = aekit.Estimator(
+            tiny_autoencoder_fn, tiny_network(), model_dir=tmp_path, config=config
+        )
+        est.train(endless, max_steps=max_steps)
+
+    run(4)
+    (tmp_path / "ckpt-4.pt").unlink()  # lose the newest checkpoint: steps 3 and 4 run again
+    run(6)
+    steps = [e.step for e in read(tmp_path / "train").Scalars("loss")]
+    assert steps == [1, 2, 3, 4, 5, 6]  # each step once: the restart purged the first run's

@@ -91,6 +91,19 @@ class EventWriters:
             self._writers[subdir] = SummaryWriter(str(self.model_dir / subdir))
         return self._writers[subdir]
 
+    def restart(self, subdir: str, step: int) -> None:
+        """Mark a restart at `step`: TensorBoard drops earlier-written events from `step` on.
+
+        After resuming from a checkpoint older than the last events, the steps after
+        it run again; without this mark their summaries would show twice.
+        """
+        from torch.utils.tensorboard import SummaryWriter
+
+        old = self._writers.pop(subdir, None)
+        if old is not None:
+            old.close()
+        self._writers[subdir] = SummaryWriter(str(self.model_dir / subdir), purge_step=step)
+
     def write_scalars(self, subdir: str, values: dict[str, float], step: int) -> None:
         """Write several scalars at one step."""
         writer = self.writer(subdir)

@@ -90,3 +90,21 @@ def test_unwritable_dir_gives_clear_error_and_keeps_old(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="cannot write checkpoint"):
         ckpt.save(missing_dir / "ckpt-2.pt", {"global_step": 2})
     assert old.read_bytes() == before
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".ckpt-5.pt.tmp-{dead_pid}"
+    mine = tmp_path / f".ckpt-6.pt.tmp-{os.getpid()}"
+    stale.write_bytes(b"half")
+    mine.write_bytes(b"being written")
+    keep = _save(tmp_path, 4)
+    assert ckpt.remove_stale_temporaries(tmp_path) == [stale]
+    assert not stale.exists() and mine.exists() and keep.exists()

@@ -8,6 +8,7 @@ those, so opening a checkpoint can never run code from it.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from aekit.errors import CheckpointError
 FORMAT = "aekit-checkpoint"
 VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
+_TEMPORARY = re.compile(r"^\.ckpt-\d+\.pt\.tmp-(\d+)$")
 _log = logging.getLogger("aekit")
 
 
@@ -99,6 +101,33 @@ def load_latest(
         except CheckpointError as exc:
             _log.warning("skipping unreadable checkpoint: %s", exc)
     return None
+
+
+def remove_stale_temporaries(model_dir: str | Path) -> list[Path]:
+    """Delete half-written checkpoint files left by processes that no longer run."""
+    directory = Path(model_dir)
+    if not directory.is_dir():
+        return []
+    stale = [
+        p
+        for p in directory.iterdir()
+        if (match := _TEMPORARY.match(p.name)) and not _running(int(match.group(1)))
+    ]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def prune(model_dir: str | Path, keep: int) -> list[Path]:

@@ -238,12 +238,15 @@ class Estimator:
                 isinstance(value, bool) or not isinstance(value, int) or value <= 0
             ):
                 raise ConfigError(f"train({name}=...) must be a positive integer, got {value!r}")
+        ckpt.remove_stale_temporaries(self.model_dir)
         restored = self._restore(with_rng=True)
         if max_steps is not None and self._global_step >= max_steps:
             _log.info("global step %d already reached max_steps=%d", self._global_step, max_steps)
             return self
         if not restored and self._config.random_seed is not None:
             rng.seed_everything(self._config.random_seed)
+        if (Path(self.model_dir) / "train").is_dir():  # events of an earlier run may follow
+            self.event_writers.restart("train", self._global_step + 1)
         last_step = (
             max_steps
             if max_steps is not None
