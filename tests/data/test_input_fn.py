@@ -75,3 +75,19 @@ def test_seed_style_input_function() -> None:
     (features, labels), = list(noisy())  # fmt: skip
     assert torch.allclose(labels, torch.from_numpy(x).float() / 255)
     assert not torch.equal(features, labels)
+
+
+def test_numpy_input_fn_keeps_cpu_data_where_it_is_and_sees_the_estimator_device() -> None:
+    from aekit.estimator.inputs import estimator_device, iterate_batches
+
+    seen = []
+
+    def input_fn() -> list[torch.Tensor]:
+        seen.append(estimator_device())
+        return [torch.zeros(2, 3)]
+
+    list(iterate_batches(input_fn, torch.device("cpu")))
+    assert seen == [torch.device("cpu")] and estimator_device() is None
+    x = np.arange(12, dtype=np.uint8).reshape(4, 3)
+    features, _ = next(iterate_batches(numpy_input_fn(x, batch_size=4), torch.device("cpu")))
+    assert isinstance(features, torch.Tensor) and features.device.type == "cpu"

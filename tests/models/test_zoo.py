@@ -199,3 +199,20 @@ def test_seed_summaries_are_written(tmp_path: Path, kind: str) -> None:
     fractions = [t for t in tags["scalars"] if t.endswith("zero_fraction")]
     assert all(0.0 <= e.value <= 1.0 for t in fractions for e in events.Scalars(t))
     assert [e.step for e in events.Scalars("loss")] == [1, 2, 4]
+
+
+def test_l2_of_weights_value_and_gradient_match_autograd_of_the_formula() -> None:
+    torch.manual_seed(0)
+    net = FullyConnectedAutoencoder((6,), [5, 3])
+    l2_of_weights(net).backward()  # type: ignore[no-untyped-call]
+    fused = {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}
+    net.zero_grad(set_to_none=True)
+    weights = [p for p in net.parameters() if p.dim() > 1]
+    reference = 0.5 * sum(w.square().sum() for w in weights)
+    assert isinstance(reference, torch.Tensor)
+    reference.backward()  # type: ignore[no-untyped-call]
+    torch.testing.assert_close(l2_of_weights(net).detach(), reference.detach())
+    assert set(fused) == {n for n, p in net.named_parameters() if p.dim() > 1}  # no bias grads
+    for name, p in net.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(fused[name], p.grad)

@@ -11,7 +11,11 @@ import torch
 from aekit.data.corruption import Corruption, GaussianNoise
 from aekit.data.dataset import Array, Dataset
 from aekit.errors import InputError
+from aekit.estimator.inputs import estimator_device
 from aekit.estimator.spec import ModeKeys
+
+# In-memory data up to this share of the accelerator's free memory is moved there once.
+_RESIDENT_SHARE = 0.25
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +53,8 @@ def numpy_input_fn(
     Features become float32 per batch (uint8 is scaled to [0, 1]). With `noise` (or
     `noise_factor`, Gaussian noise as in the seeds) the features are corrupted and
     the clean features, or `y` when given, are the labels: a denoising setup.
-    `device` keeps the arrays on that device and builds batches there.
+    `device` keeps the arrays on that device and builds batches there; by default
+    an Estimator on an accelerator gets them there when they fit (not memory maps).
 
     Returns a function giving a fresh Dataset of `(features, labels)` batches.
     """
@@ -68,14 +73,26 @@ def numpy_input_fn(
 
     def input_fn() -> Dataset:
         data = Dataset.from_tensor_slices((x,) if y is None else (x, y))
-        if device is not None:
-            data = data.to(device)
+        target = device if device is not None else _resident_device(x, y)
+        if target is not None:
+            data = data.to(target)
         if shuffle:
             data = data.shuffle(len(x), seed=seed)
         data = data.repeat(num_epochs)
         return data.batch(batch_size, drop_remainder).map(prepare)
 
     return input_fn
+
+
+def _resident_device(x: Array, y: Array | None) -> torch.device | None:
+    """The calling Estimator's accelerator when the arrays fit comfortably in its memory."""
+    target = estimator_device()
+    if target is None or target.type != "cuda" or isinstance(x, np.memmap):
+        return None
+    size = sum(a.nbytes if isinstance(a, np.ndarray) else a.numel() * a.element_size()
+               for a in (x, y) if a is not None)  # fmt: skip
+    free, _ = torch.cuda.mem_get_info(target)
+    return target if size <= _RESIDENT_SHARE * free else None
 
 
 class InputFunction:

@@ -16,6 +16,7 @@ from aekit import summary
 from aekit.errors import ConfigError, InputError, SpecError
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator import rng
+from aekit.estimator.compiled import CompiledForward
 from aekit.estimator.inputs import Features, InputFn, Labels, batch_size, iterate_batches, to_device
 from aekit.estimator.run_config import RunConfig
 from aekit.estimator.spec import EstimatorSpec, ModeKeys
@@ -291,19 +292,31 @@ class Estimator:
         for hook in hooks:
             hook.after_create_session(context)
         self._network.train()
-        batches = iterate_batches(input_fn)
-        while not context.stop_requested:
+        batches = iterate_batches(input_fn, self._device)
+        compiled = CompiledForward(self._network) if self._config.compiles else None
+        try:
+            while not context.stop_requested:
+                for hook in hooks:
+                    hook.before_run(context)
+                try:
+                    features, labels = next(batches)
+                except StopIteration:
+                    break
+                try:
+                    result = self._train_step(features, labels, context)
+                except Exception as error:
+                    if compiled is None or not compiled.fall_back(error):
+                        raise
+                    result = self._train_step(features, labels, context)
+                if compiled is not None:
+                    compiled.step_succeeded()
+                for hook in hooks:
+                    hook.after_run(context, result)
             for hook in hooks:
-                hook.before_run(context)
-            try:
-                features, labels = next(batches)
-            except StopIteration:
-                break
-            result = self._train_step(features, labels, context)
-            for hook in hooks:
-                hook.after_run(context, result)
-        for hook in hooks:
-            hook.end(context)
+                hook.end(context)
+        finally:
+            if compiled is not None:
+                compiled.restore()
 
     def _train_step(self, features: Features, labels: Labels, context: RunContext) -> StepResult:
         features, labels = to_device(features, self._device), to_device(labels, self._device)
@@ -369,8 +382,8 @@ class Estimator:
                 hook.begin(self)
             for hook in hooks:
                 hook.after_create_session(context)
-            with torch.no_grad():
-                for index, (features, labels) in enumerate(iterate_batches(input_fn)):
+            with torch.inference_mode():
+                for index, (features, labels) in enumerate(iterate_batches(input_fn, self._device)):
                     if (steps is not None and index >= steps) or context.stop_requested:
                         break
                     for hook in hooks:
@@ -423,13 +436,13 @@ class Estimator:
         was_training = self._network.training
         self._network.eval()
         try:
-            for features, labels in iterate_batches(input_fn):
+            for features, labels in iterate_batches(input_fn, self._device):
                 if context.stop_requested:
                     break
                 for hook in hooks:
                     hook.before_run(context)
                 features = to_device(features, self._device)
-                with torch.no_grad():
+                with torch.inference_mode():
                     spec = self._call_model_fn(
                         features, to_device(labels, self._device), ModeKeys.PREDICT
                     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeAlias
 
@@ -15,13 +16,37 @@ Labels: TypeAlias = torch.Tensor | Mapping[str, torch.Tensor] | None
 InputFn: TypeAlias = Callable[[], Iterable[Any]] | Iterable[Any]
 
 
-def iterate_batches(input_fn: InputFn) -> Iterator[tuple[Features, Labels]]:
+_device: contextvars.ContextVar[torch.device | None] = contextvars.ContextVar(
+    "aekit_input_device", default=None
+)
+
+
+def estimator_device() -> torch.device | None:
+    """The device of the Estimator calling the current input_fn (None outside one).
+
+    Input functions may use it to keep their data on that device, so that batches
+    are gathered and converted there instead of copied from the host every step.
+    """
+    return _device.get()
+
+
+def iterate_batches(
+    input_fn: InputFn, device: torch.device | None = None
+) -> Iterator[tuple[Features, Labels]]:
     """Yield (features, labels) from an input_fn or an iterable of batches.
 
     An element may be `(features, labels)`, `(features,)` or bare features; numpy
-    arrays become tensors. Missing labels are None.
+    arrays become tensors. Missing labels are None. `device` is what
+    `estimator_device()` tells the input_fn while it builds its pipeline.
     """
-    source = input_fn() if callable(input_fn) else input_fn
+    if callable(input_fn):
+        token = _device.set(device)
+        try:
+            source = input_fn()
+        finally:
+            _device.reset(token)
+    else:
+        source = input_fn
     if not isinstance(source, Iterable) or isinstance(source, torch.Tensor | np.ndarray):
         raise InputError(
             f"input_fn gave a {type(source).__name__}, not an iterable of batches; return "
