@@ -25,3 +25,7 @@ class CheckpointError(AekitError, RuntimeError):
 
 class NanLossError(AekitError, RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+class DistributedError(AekitError, RuntimeError):
+    """A process of a distributed job failed or could not reach the others."""

@@ -77,8 +77,9 @@ def image(name: str, img: torch.Tensor) -> None:
 class EventWriters:
     """One TensorBoard writer per sub-directory of a model_dir, opened on first use."""
 
-    def __init__(self, model_dir: str | Path) -> None:
+    def __init__(self, model_dir: str | Path, enabled: bool = True) -> None:
         self.model_dir = Path(model_dir)
+        self.enabled = enabled  # False: write nothing (the non-chief ranks of a job)
         self._writers: dict[str, SummaryWriter] = {}
 
     def writer(self, subdir: str) -> SummaryWriter:
@@ -97,6 +98,8 @@ class EventWriters:
         After resuming from a checkpoint older than the last events, the steps after
         it run again; without this mark their summaries would show twice.
         """
+        if not self.enabled:
+            return
         from torch.utils.tensorboard import SummaryWriter
 
         old = self._writers.pop(subdir, None)
@@ -106,12 +109,16 @@ class EventWriters:
 
     def write_scalars(self, subdir: str, values: dict[str, float], step: int) -> None:
         """Write several scalars at one step."""
+        if not self.enabled:
+            return
         writer = self.writer(subdir)
         for name, value in values.items():
             writer.add_scalar(name, value, step)
 
     def write_records(self, subdir: str, recorder: Recorder, step: int) -> None:
         """Write everything a Recorder collected at one step."""
+        if not self.enabled:
+            return
         writer = self.writer(subdir)
         for kind, name, value in recorder.records:
             if kind == "scalar":

@@ -78,7 +78,7 @@ def test_seed_style_input_function() -> None:
 
 
 def test_numpy_input_fn_keeps_cpu_data_where_it_is_and_sees_the_estimator_device() -> None:
-    from aekit.estimator.inputs import estimator_device, iterate_batches
+    from aekit.estimator.inputs import InputContext, estimator_device, iterate_batches
 
     seen = []
 
@@ -86,8 +86,9 @@ def test_numpy_input_fn_keeps_cpu_data_where_it_is_and_sees_the_estimator_device
         seen.append(estimator_device())
         return [torch.zeros(2, 3)]
 
-    list(iterate_batches(input_fn, torch.device("cpu")))
+    cpu = InputContext(torch.device("cpu"))
+    list(iterate_batches(input_fn, cpu))
     assert seen == [torch.device("cpu")] and estimator_device() is None
     x = np.arange(12, dtype=np.uint8).reshape(4, 3)
-    features, _ = next(iterate_batches(numpy_input_fn(x, batch_size=4), torch.device("cpu")))
+    features, _ = next(iterate_batches(numpy_input_fn(x, batch_size=4), cpu))
     assert isinstance(features, torch.Tensor) and features.device.type == "cpu"

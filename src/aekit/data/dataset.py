@@ -288,6 +288,36 @@ class Dataset:
             length = -(-self._length // batch_size)
         return Dataset(source, None, length, (), batches)
 
+    def shard(self, num_shards: int, index: int, equal: bool = False) -> Dataset:
+        """Keep every `num_shards`-th element from the `index`-th on (before batch).
+
+        Shards of one stream are disjoint and together hold every element; with
+        `equal`, a finite stream is first cut to a multiple of `num_shards` so all
+        shards have the same length (data-parallel training needs the same number
+        of steps on every process).
+        """
+        _check_count("num_shards", num_shards)
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < num_shards:
+            raise InputError(f"shard index must be in [0, {num_shards}), got {index!r}")
+        if self._items is not None:
+            raise InputError("shard the elements before batch(): shard(...).batch(...)")
+        upstream, total = self._indices, self._length
+        assert upstream is not None
+        kept = None if total is None else total - total % num_shards if equal else total
+
+        def sharded() -> Iterator[np.ndarray]:
+            offset = 0
+            for chunk in upstream():
+                positions = np.arange(offset, offset + len(chunk))
+                keep = positions % num_shards == index
+                if kept is not None:
+                    keep &= positions < kept
+                offset += len(chunk)
+                yield chunk[keep]
+
+        length = None if kept is None else len(range(index, kept, num_shards))
+        return self._with_indices(sharded, length)
+
     def map(self, fn: Callable[..., Any], num_parallel_calls: int | None = None) -> Dataset:
         """Apply `fn` to every element (before batch) or every batch (after).
 

@@ -11,7 +11,7 @@ import torch
 from aekit.data.corruption import Corruption, GaussianNoise
 from aekit.data.dataset import Array, Dataset
 from aekit.errors import InputError
-from aekit.estimator.inputs import estimator_device
+from aekit.estimator.inputs import estimator_device, input_context
 from aekit.estimator.spec import ModeKeys
 
 # In-memory data up to this share of the accelerator's free memory is moved there once.
@@ -55,6 +55,8 @@ def numpy_input_fn(
     the clean features, or `y` when given, are the labels: a denoising setup.
     `device` keeps the arrays on that device and builds batches there; by default
     an Estimator on an accelerator gets them there when they fit (not memory maps).
+    In a data-parallel job each process takes its share of every epoch, so the
+    global batch is `batch_size` × the number of processes.
 
     Returns a function giving a fresh Dataset of `(features, labels)` batches.
     """
@@ -78,10 +80,22 @@ def numpy_input_fn(
             data = data.to(target)
         if shuffle:
             data = data.shuffle(len(x), seed=seed)
-        data = data.repeat(num_epochs)
+        data = shard_for_estimator(data.repeat(num_epochs))
         return data.batch(batch_size, drop_remainder).map(prepare)
 
     return input_fn
+
+
+def shard_for_estimator(data: Dataset) -> Dataset:
+    """This process's share of `data` in a data-parallel job; all of it otherwise.
+
+    Every process must draw the same shuffled order (RunConfig.random_seed, or the
+    seed the Estimator shares from rank 0), so that the shares are disjoint.
+    """
+    context = input_context()
+    if context.num_shards == 1:
+        return data
+    return data.shard(context.num_shards, context.shard_index, equal=context.equal_shards)
 
 
 def _resident_device(x: Array, y: Array | None) -> torch.device | None:
@@ -130,4 +144,4 @@ class InputFunction:
             clean = to_float(features)
             return (noise.corrupt(clean), clean) if noise is not None else (clean, clean)
 
-        return dataset.batch(self.batch_size).map(pair)
+        return shard_for_estimator(dataset).batch(self.batch_size).map(pair)

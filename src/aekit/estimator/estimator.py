@@ -15,9 +15,17 @@ import torch
 from aekit import summary
 from aekit.errors import ConfigError, InputError, SpecError
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator import rng
+from aekit.estimator import distributed, rng
 from aekit.estimator.compiled import CompiledForward
-from aekit.estimator.inputs import Features, InputFn, Labels, batch_size, iterate_batches, to_device
+from aekit.estimator.inputs import (
+    Features,
+    InputContext,
+    InputFn,
+    Labels,
+    batch_size,
+    iterate_batches,
+    to_device,
+)
 from aekit.estimator.run_config import RunConfig
 from aekit.estimator.spec import EstimatorSpec, ModeKeys
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
@@ -87,9 +95,11 @@ class Estimator:
             _log.info("no model_dir given; using the temporary directory %s", directory)
         self._config = dataclasses.replace(config, model_dir=str(directory))
         self._params: dict[str, Any] = dict(params or {})
-        self._device = self._config.torch_device
+        pinned = distributed.join(self._config.device, self._config.collective_timeout_secs)
+        self._device = pinned or self._config.torch_device
         self._model_fn = model_fn
         self._network = network.to(self._device)
+        self._train_network: torch.nn.Module = self._network  # DDP-wrapped in a job
         self._optimizer = self._make_optimizer(optimizer)
         self._lr_scheduler = lr_scheduler(self._optimizer) if lr_scheduler else None
         self._global_step = 0
@@ -97,7 +107,7 @@ class Estimator:
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self._device)
         self._train_hooks: list[Hook] = []
         self._synced_hook_states: dict[str, Any] = {}  # hook state of the synced checkpoint
-        self.event_writers = EventWriters(self.model_dir)
+        self.event_writers = EventWriters(self.model_dir, enabled=distributed.is_chief())
 
     def _make_optimizer(
         self, optimizer: torch.optim.Optimizer | OptimizerFactory | None
@@ -158,7 +168,10 @@ class Estimator:
         return bool(self._nonfinite)
 
     def save_checkpoint(self) -> Path:
-        """Write the state in memory as `ckpt-<global_step>.pt`; refuse a NaN-tainted state."""
+        """Write the state in memory as `ckpt-<global_step>.pt`; refuse a NaN-tainted state.
+
+        In a data-parallel job only rank 0 writes; every rank returns the path.
+        """
         raise_if_nonfinite(self)
         hooks = {
             key: state
@@ -173,10 +186,12 @@ class Estimator:
             "rng": rng.get_state(),
             "hooks": hooks,
         }
-        Path(self.model_dir).mkdir(parents=True, exist_ok=True)
         path = ckpt.checkpoint_path(self.model_dir, self._global_step)
-        ckpt.save(path, state)
-        ckpt.prune(self.model_dir, self._config.keep_checkpoint_max)
+        if distributed.is_chief():
+            Path(self.model_dir).mkdir(parents=True, exist_ok=True)
+            ckpt.save(path, state)
+            ckpt.prune(self.model_dir, self._config.keep_checkpoint_max)
+        distributed.barrier()  # the file exists before any rank looks for it
         self._synced_with = path
         self._synced_hook_states = hooks
         _log.debug("saved %s", path)
@@ -239,13 +254,20 @@ class Estimator:
                 isinstance(value, bool) or not isinstance(value, int) or value <= 0
             ):
                 raise ConfigError(f"train({name}=...) must be a positive integer, got {value!r}")
-        ckpt.remove_stale_temporaries(self.model_dir)
+        if distributed.is_chief():
+            ckpt.remove_stale_temporaries(self.model_dir)
         restored = self._restore(with_rng=True)
+        distributed.barrier()  # every rank has read the checkpoint before rank 0 writes more
         if max_steps is not None and self._global_step >= max_steps:
             _log.info("global step %d already reached max_steps=%d", self._global_step, max_steps)
             return self
-        if not restored and self._config.random_seed is not None:
-            rng.seed_everything(self._config.random_seed)
+        seed = (
+            self._config.random_seed
+            if restored
+            else distributed.broadcast_seed(self._config.random_seed)
+        )  # in a job every rank must shuffle alike, so rank 0's seed is shared
+        if not restored and seed is not None:
+            rng.seed_everything(seed)
         if (Path(self.model_dir) / "train").is_dir():  # events of an earlier run may follow
             self.event_writers.restart("train", self._global_step + 1)
         last_step = (
@@ -275,7 +297,12 @@ class Estimator:
             ParameterTableHook(),
             NanLossGuardHook(1 if self._device.type == "cpu" else max(1, c.log_step_count_steps)),
             counter,
-            LoggingHook(c.log_step_count_steps, counter, last_step, c.progress_bar),
+            LoggingHook(
+                c.log_step_count_steps if distributed.is_chief() else 0,
+                counter,
+                last_step,
+                c.progress_bar if distributed.is_chief() else False,
+            ),
             SummarySaverHook(c.save_summary_steps),
         ]
         if last_step is not None:
@@ -292,8 +319,13 @@ class Estimator:
         for hook in hooks:
             hook.after_create_session(context)
         self._network.train()
-        batches = iterate_batches(input_fn, self._device)
+        shards = distributed.world_size()
+        batches = iterate_batches(
+            input_fn, InputContext(self._device, shards, distributed.rank(), equal_shards=True)
+        )
         compiled = CompiledForward(self._network) if self._config.compiles else None
+        if shards > 1:
+            self._train_network = distributed.wrap(self._network, self._device)
         try:
             while not context.stop_requested:
                 for hook in hooks:
@@ -305,6 +337,9 @@ class Estimator:
                 try:
                     result = self._train_step(features, labels, context)
                 except Exception as error:
+                    failure = distributed.peer_failure(error, self.model_dir)
+                    if failure is not None:
+                        raise failure from error
                     if compiled is None or not compiled.fall_back(error):
                         raise
                     result = self._train_step(features, labels, context)
@@ -315,6 +350,7 @@ class Estimator:
             for hook in hooks:
                 hook.end(context)
         finally:
+            self._train_network = self._network
             if compiled is not None:
                 compiled.restore()
 
@@ -342,7 +378,8 @@ class Estimator:
         return StepResult(spec, batch_size(features), loss, learning_rate, grad_norm, recorder)
 
     def _call_model_fn(self, features: Features, labels: Labels, mode: ModeKeys) -> EstimatorSpec:
-        spec = self._model_fn(self._network, features, labels, mode, self._params)
+        network = self._train_network if mode is ModeKeys.TRAIN else self._network
+        spec = self._model_fn(network, features, labels, mode, self._params)
         if not isinstance(spec, EstimatorSpec):
             raise SpecError(
                 f"model_fn returned a {type(spec).__name__}; it must return aekit.EstimatorSpec"
@@ -383,7 +420,9 @@ class Estimator:
             for hook in hooks:
                 hook.after_create_session(context)
             with torch.inference_mode():
-                for index, (features, labels) in enumerate(iterate_batches(input_fn, self._device)):
+                for index, (features, labels) in enumerate(
+                    iterate_batches(input_fn, self._eval_context())
+                ):
                     if (steps is not None and index >= steps) or context.stop_requested:
                         break
                     for hook in hooks:
@@ -404,6 +443,8 @@ class Estimator:
                 hook.end(context)
         finally:
             self._network.train(was_training)
+        if distributed.world_size() > 1:
+            loss_total, examples = _sum_over_processes(loss_total, examples, totals)
         if examples == 0:
             raise InputError("evaluate() got no batches from input_fn; give it data to evaluate")
         results = {key: update.result() for key, update in totals.items()}
@@ -414,6 +455,10 @@ class Estimator:
         self.event_writers.flush()
         results["global_step"] = float(self._global_step)
         return results
+
+    def _eval_context(self) -> InputContext:
+        """Each process evaluates its share; shares may differ by one example."""
+        return InputContext(self._device, distributed.world_size(), distributed.rank())
 
     # -- predict ------------------------------------------------------------------
 
@@ -436,7 +481,7 @@ class Estimator:
         was_training = self._network.training
         self._network.eval()
         try:
-            for features, labels in iterate_batches(input_fn, self._device):
+            for features, labels in iterate_batches(input_fn, InputContext(self._device)):
                 if context.stop_requested:
                     break
                 for hook in hooks:
@@ -465,6 +510,20 @@ class Estimator:
                 hook.end(context)
         finally:
             self._network.train(was_training)
+
+
+def _sum_over_processes(
+    loss_total: torch.Tensor, examples: int, totals: dict[str, MetricUpdate]
+) -> tuple[torch.Tensor, int]:
+    """Add every process's sums (in place for the metrics): exact, not an average of averages."""
+    parts = [loss_total.to(torch.float64), torch.tensor(float(examples), dtype=torch.float64)]
+    for key in sorted(totals):
+        parts += [totals[key].total.to(torch.float64), totals[key].count.to(torch.float64)]
+    packed = distributed.all_reduce_sum(torch.stack([t.to(loss_total.device) for t in parts]))
+    for i, key in enumerate(sorted(totals)):
+        update = totals[key]
+        totals[key] = MetricUpdate(packed[2 + 2 * i], packed[3 + 2 * i], update.finish)
+    return packed[0], int(packed[1])
 
 
 def adam(parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeAlias
 
@@ -16,35 +17,54 @@ Labels: TypeAlias = torch.Tensor | Mapping[str, torch.Tensor] | None
 InputFn: TypeAlias = Callable[[], Iterable[Any]] | Iterable[Any]
 
 
-_device: contextvars.ContextVar[torch.device | None] = contextvars.ContextVar(
-    "aekit_input_device", default=None
+@dataclasses.dataclass(frozen=True)
+class InputContext:
+    """What an input_fn may want to know about the Estimator calling it.
+
+    Attributes:
+        device: the Estimator's device; data kept there is gathered without copies.
+        num_shards: processes that split the input (data-parallel jobs), 1 otherwise.
+        shard_index: this process's share, in [0, num_shards).
+        equal_shards: every share must give the same number of batches (training).
+    """
+
+    device: torch.device | None = None
+    num_shards: int = 1
+    shard_index: int = 0
+    equal_shards: bool = False
+
+
+_OUTSIDE = InputContext()  # frozen, so one shared default is safe
+_context: contextvars.ContextVar[InputContext] = contextvars.ContextVar(
+    "aekit_input_context", default=_OUTSIDE
 )
 
 
-def estimator_device() -> torch.device | None:
-    """The device of the Estimator calling the current input_fn (None outside one).
+def input_context() -> InputContext:
+    """The context of the Estimator calling the current input_fn (defaults outside one)."""
+    return _context.get()
 
-    Input functions may use it to keep their data on that device, so that batches
-    are gathered and converted there instead of copied from the host every step.
-    """
-    return _device.get()
+
+def estimator_device() -> torch.device | None:
+    """The device of the Estimator calling the current input_fn (None outside one)."""
+    return _context.get().device
 
 
 def iterate_batches(
-    input_fn: InputFn, device: torch.device | None = None
+    input_fn: InputFn, context: InputContext | None = None
 ) -> Iterator[tuple[Features, Labels]]:
     """Yield (features, labels) from an input_fn or an iterable of batches.
 
     An element may be `(features, labels)`, `(features,)` or bare features; numpy
-    arrays become tensors. Missing labels are None. `device` is what
-    `estimator_device()` tells the input_fn while it builds its pipeline.
+    arrays become tensors. Missing labels are None. `context` is what
+    `input_context()` tells the input_fn while it builds its pipeline.
     """
     if callable(input_fn):
-        token = _device.set(device)
+        token = _context.set(context or InputContext())
         try:
             source = input_fn()
         finally:
-            _device.reset(token)
+            _context.reset(token)
     else:
         source = input_fn
     if not isinstance(source, Iterable) or isinstance(source, torch.Tensor | np.ndarray):

@@ -26,6 +26,8 @@ class RunConfig:
         compile: run the network through torch.compile (forward and backward); None
             compiles on CUDA, where it removes kernel-launch overhead, and not on the
             CPU, where it measured no faster (README). Falls back to eager on failure.
+        collective_timeout_secs: in a data-parallel job, how long a process waits for
+            the others in one collective before failing with a clear error.
     """
 
     model_dir: str | None = None
@@ -38,6 +40,7 @@ class RunConfig:
     log_step_count_steps: int = 100
     progress_bar: bool | None = None
     compile: bool | None = None
+    collective_timeout_secs: float = 300.0
 
     def __post_init__(self) -> None:
         if self.save_checkpoints_steps is not None and self.save_checkpoints_secs is not None:
@@ -45,6 +48,7 @@ class RunConfig:
             object.__setattr__(self, "save_checkpoints_secs", None)
         _check_positive("save_checkpoints_steps", self.save_checkpoints_steps)
         _check_positive("save_checkpoints_secs", self.save_checkpoints_secs)
+        _check_positive("collective_timeout_secs", self.collective_timeout_secs)
         for name in ("save_summary_steps", "keep_checkpoint_max", "log_step_count_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

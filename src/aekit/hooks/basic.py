@@ -150,8 +150,10 @@ class SummarySaverHook(Hook):
 
     def before_run(self, context: RunContext) -> None:
         step = context.global_step + 1  # the step about to run
-        context.record_summaries = bool(self.save_steps) and (
-            step % self.save_steps == 0 or step == 1
+        context.record_summaries = (
+            bool(self.save_steps)
+            and context.estimator.event_writers.enabled  # not on a job's non-writing ranks
+            and (step % self.save_steps == 0 or step == 1)
         )
 
     def after_run(self, context: RunContext, result: StepResult) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from aekit.errors import ConfigError
+from aekit.estimator import distributed
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
 
 if TYPE_CHECKING:
@@ -48,12 +49,13 @@ class CheckpointSaverHook(Hook):
         due = (self.save_steps is not None and step % self.save_steps == 0) or (
             self.save_secs is not None and time.monotonic() - self._last_time >= self.save_secs
         )
-        if due or context.checkpoint_requested:
+        # In a job every rank must save at the same step; rank 0's clock and requests decide.
+        if distributed.rank0_says(due or context.checkpoint_requested):
             context.checkpoint_requested = False
             self._save(context)
 
     def end(self, context: RunContext) -> None:
-        if (
+        if distributed.rank0_says(
             self._last_saved_step != context.global_step
             or not context.estimator.latest_checkpoint()
         ):

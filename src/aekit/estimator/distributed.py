@@ -1,0 +1,154 @@
+"""Data-parallel runs under torchrun: the process group, DDP, and who writes.
+
+An Estimator started by torchrun (which sets RANK, WORLD_SIZE, LOCAL_RANK and the
+rendezvous address) joins the job's process group on construction: gloo on the
+CPU, NCCL on GPUs, one GPU per process. Training wraps the network in PyTorch's
+DistributedDataParallel, which averages gradients across processes; only rank 0
+(the chief) writes checkpoints, summaries and other files.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from aekit.errors import DistributedError
+
+
+def launched() -> bool:
+    """Whether this process is one of several started by torchrun (or another launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def active() -> bool:
+    """Whether a process group of more than one process is running."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's rank in the job (0 without one)."""
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    """Number of processes in the job (1 without one)."""
+    return dist.get_world_size() if active() else 1
+
+
+def is_chief() -> bool:
+    """Whether this process writes files: rank 0, or the only process."""
+    return rank() == 0
+
+
+def join(device: str, timeout_secs: float) -> torch.device | None:
+    """Join torchrun's process group if launched by it; the device of this rank, if it pins one.
+
+    `device` is RunConfig.device: with "auto" or "cuda", each process takes the GPU of
+    its LOCAL_RANK when GPUs are present; the backend follows the device.
+    """
+    if not launched():
+        return None
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    on_gpu = torch.cuda.is_available() and device in ("auto", "cuda")
+    pinned = torch.device("cuda", local_rank) if on_gpu else None
+    if pinned is not None:
+        torch.cuda.set_device(pinned)
+    if not dist.is_initialized():
+        try:
+            dist.init_process_group(
+                backend="nccl" if on_gpu else "gloo",
+                timeout=datetime.timedelta(seconds=timeout_secs),
+            )
+        except (RuntimeError, ValueError) as error:
+            raise DistributedError(
+                f"rank {os.environ.get('RANK')} could not join the job's process group "
+                f"({_first_line(error)}); check torchrun's --rdzv-endpoint / MASTER_ADDR and "
+                "that every node can reach it"
+            ) from error
+        atexit.register(_leave)
+    return pinned
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class DistributedNetwork(DistributedDataParallel):
+    """DDP that lets a model_fn reach the wrapped network's own attributes and methods."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
+def wrap(network: torch.nn.Module, device: torch.device) -> DistributedNetwork:
+    """The network in DDP; its construction copies rank 0's parameters to every rank."""
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedNetwork(network, device_ids=device_ids)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of `tensor` over all processes (itself without a job)."""
+    if active():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_seed(seed: int | None) -> int | None:
+    """Rank 0's seed on every rank; rank 0 draws one when none is given, so shuffles agree."""
+    if not active():
+        return seed
+    value = torch.tensor(
+        [seed if seed is not None else int(torch.randint(0, 2**62, ()))], dtype=torch.int64
+    )
+    if dist.get_backend() == "nccl":
+        value = value.cuda()
+    dist.broadcast(value, src=0)
+    return int(value.item())
+
+
+def rank0_says(flag: bool) -> bool:
+    """Rank 0's `flag` on every rank: decisions that depend on a clock or the file system."""
+    if not active():
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        value = value.cuda()
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def barrier() -> None:
+    """Wait for every process (nothing without a job)."""
+    if active():
+        dist.barrier()
+
+
+def peer_failure(error: BaseException, model_dir: str) -> DistributedError | None:
+    """A clear error for a collective that failed because another process died, else None."""
+    if not active() or not isinstance(error, RuntimeError | dist.DistError):
+        return None
+    text = str(error)
+    signs = ("Connection closed", "Connection reset", "Broken pipe", "timed out", "Timeout",
+             "NCCL", "gloo", "DistBackendError")  # fmt: skip
+    if not isinstance(error, dist.DistError) and not any(s in text for s in signs):
+        return None
+    return DistributedError(
+        f"rank {rank()} of {world_size()} lost the other processes ({_first_line(error)}); "
+        f"the last checkpoint in {model_dir} is intact: run again to resume from it, or let "
+        "torchrun --max-restarts do so"
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -1,0 +1,74 @@
+"""A tiny data-parallel training job for the tests: run it with torchrun.
+
+    torchrun --standalone --nproc-per-node 2 ddp_job.py MODEL_DIR STEPS BATCH [--kill RANK STEP]
+
+Trains the FC AutoEncoder on fixed random 8x8 images, then evaluates 37 of them
+(an odd count, so the ranks' shares differ) and has rank 0 write the metrics to
+MODEL_DIR/eval.json. With --kill, that rank SIGKILLs itself before that step, on
+the first attempt only (torchrun's restarts then resume from the checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+
+import aekit
+from aekit.data import numpy_input_fn
+from aekit.estimator import distributed
+
+
+def images() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (64, 8, 8), dtype=np.uint8)
+
+
+def estimator(model_dir: str) -> aekit.AutoEncoder:
+    config = aekit.RunConfig(
+        random_seed=0,
+        save_checkpoints_steps=4,
+        save_summary_steps=4,
+        log_step_count_steps=0,
+        collective_timeout_secs=60,
+    )
+    return aekit.AutoEncoder([16, 4], input_shape=(8, 8), model_dir=model_dir, config=config)
+
+
+class KillAt(aekit.hooks.Hook):
+    """SIGKILLs this process before `step` runs, on a job's first attempt only."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def before_run(self, context: aekit.hooks.RunContext) -> None:
+        first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+        if first_attempt and context.global_step + 1 == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model_dir")
+    parser.add_argument("steps", type=int)
+    parser.add_argument("batch", type=int)
+    parser.add_argument("--kill", type=int, nargs=2, metavar=("RANK", "STEP"))
+    args = parser.parse_args()
+    est = estimator(args.model_dir)
+    hooks = [KillAt(args.kill[1])] if args.kill and args.kill[0] == distributed.rank() else []
+    x = images()
+    est.train(
+        numpy_input_fn(x, batch_size=args.batch, num_epochs=None, seed=3),
+        hooks=hooks,
+        max_steps=args.steps,
+    )
+    metrics = est.evaluate(numpy_input_fn(x[:37], batch_size=5, shuffle=False))
+    if distributed.is_chief():
+        (Path(args.model_dir) / "eval.json").write_text(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()
