@@ -1,6 +1,9 @@
 """aekit: autoencoders in PyTorch with an Estimator-style API."""
 
-from aekit import data, hooks, metrics, models, summary
+import importlib
+from typing import Any
+
+from aekit import anomaly, data, hooks, metrics, models, summary
 from aekit.errors import (
     AekitError,
     CheckpointError,
@@ -23,6 +26,7 @@ from aekit.models import (
     Classifier,
     ConvolutionalAutoencoder,
     StackedDenoisingAutoencoder,
+    VariationalAutoencoder,
 )
 
 __version__ = "0.1.0"
@@ -44,11 +48,21 @@ __all__ = [
     "SpecError",
     "StackedDenoisingAutoencoder",
     "TrainSpec",
+    "VariationalAutoencoder",
     "__version__",
+    "anomaly",
     "data",
     "hooks",
     "metrics",
     "models",
+    "sklearn",
     "summary",
     "train_and_evaluate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # aekit.sklearn imports scikit-learn, about a second: it loads on first use, not with aekit.
+    if name == "sklearn":
+        return importlib.import_module("aekit.sklearn")
+    raise AttributeError(f"module 'aekit' has no attribute {name!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,12 +21,14 @@ from aekit.errors import ConfigError, InputError
 
 __all__ = [
     "PALETTE",
+    "histogram_plot",
     "image_grid",
     "label_color",
     "project_2d",
     "save_gif",
     "save_png",
     "scatter_plot",
+    "tile_images",
 ]
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -458,3 +460,111 @@ def _float_matrix(x: ArrayLike, what: str) -> np.ndarray:
     if not np.isfinite(a).all():
         raise InputError(f"{what} hold NaN or infinite values")
     return a
+
+
+# --------------------------------------------------------------------------- tiles and histograms
+
+
+def tile_images(
+    images: ArrayLike,
+    columns: int | None = None,
+    *,
+    image_shape: Sequence[int] | None = None,
+    padding: int = 2,
+    scale: int = 1,
+) -> Image.Image:
+    """One picture of a batch of images in rows of `columns` (default: as square as possible).
+
+    Images take the layouts `image_grid` takes; a last row that is not full is padded with
+    tiles of the padding's grey.
+    """
+    batch = _to_numpy(images, "images")
+    if batch.ndim < 2 or len(batch) == 0:
+        raise InputError(f"images must be a non-empty batch, not an array of shape {batch.shape}")
+    n = len(batch)
+    if columns is None:
+        columns = math.ceil(math.sqrt(n))
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ConfigError(f"columns must be a whole number >= 1, not {columns!r}")
+    columns = min(columns, n)
+    missing = -n % columns
+    if missing:
+        # Blank tiles in the padding's grey: they vanish into the background.
+        blank = np.full((missing, *batch.shape[1:]), 0.5 if batch.dtype != np.uint8 else 128)
+        batch = np.concatenate([batch, blank.astype(batch.dtype)])
+    rows = [batch[i : i + columns] for i in range(0, len(batch), columns)]
+    return image_grid(rows, padding, scale, image_shape=image_shape)
+
+
+def histogram_plot(
+    groups: Mapping[str, ArrayLike],
+    path: str | Path,
+    *,
+    threshold: float | None = None,
+    bins: int = 40,
+    size: tuple[int, int] = (640, 400),
+    title: str | None = None,
+) -> Image.Image:
+    """Histograms of one or more groups of values on shared bins, written as a PNG at `path`.
+
+    Each group is drawn as a step outline in its palette colour and normalised to its own
+    total (groups of different sizes compare by shape); `threshold`, when given, is a dashed
+    vertical line. The axis below names the lowest and highest value. Returns the picture.
+    """
+    if not groups:
+        raise InputError("histogram_plot needs at least one group of values")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ConfigError(f"bins must be a whole number >= 1, not {bins!r}")
+    width, height = size
+    if width < 200 or height < 150:
+        raise ConfigError(f"size must be at least 200 x 150 pixels, not {size!r}")
+    data = {
+        name: _float_matrix(values, f"group {name!r}").reshape(-1)
+        for name, values in groups.items()
+    }
+    everything = np.concatenate(list(data.values()))
+    low, high = float(everything.min()), float(everything.max())
+    if threshold is not None:
+        low, high = min(low, threshold), max(high, threshold)
+    if high <= low:
+        high = low + 1.0
+    edges = np.linspace(low, high, bins + 1)
+    shares = {name: np.histogram(v, edges)[0] / len(v) for name, v in data.items()}
+    peak = max(float(s.max()) for s in shares.values()) or 1.0
+
+    font = _font(max(10, height // 30))
+    picture = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(picture)
+    margin = max(10, height // 20)
+    top = margin
+    if title:
+        draw.text(((width - _text_width(draw, title, font)) / 2, margin / 2), title, "black", font)
+        top = margin + _text_height(draw, title, font)
+    label_height = _text_height(draw, "0", font) + 6
+    left, right, bottom = margin, width - margin, height - margin - label_height
+    draw.rectangle((left, top, right, bottom), outline=(200, 200, 200))
+
+    def x_of(value: float) -> float:
+        return left + (value - low) / (high - low) * (right - left)
+
+    for index, (name, share) in enumerate(shares.items()):
+        color = PALETTE[index % len(PALETTE)]
+        points: list[tuple[float, float]] = [(x_of(low), bottom)]
+        for b, value in enumerate(share):
+            y = bottom - float(value) / peak * (bottom - top - 4)
+            points += [(x_of(float(edges[b])), y), (x_of(float(edges[b + 1])), y)]
+        points.append((x_of(high), bottom))
+        draw.line(points, fill=color, width=2)
+        legend_y = top + 4 + index * (label_height + 2)
+        text_x = right - 6 - _text_width(draw, name, font)
+        draw.rectangle((text_x - 16, legend_y + 2, text_x - 6, legend_y + 12), fill=color)
+        draw.text((text_x, legend_y), name, "black", font)
+    if threshold is not None:
+        x = x_of(threshold)
+        for y in range(int(top), int(bottom), 8):  # dashed: 4 pixels on, 4 off
+            draw.line((x, y, x, min(y + 4, bottom)), fill=(214, 39, 40), width=2)
+        draw.text((x + 4, top + 4), f"threshold {threshold:.4g}", (214, 39, 40), font)
+    for value, anchor_x in ((low, left), (high, right - _text_width(draw, f"{high:.4g}", font))):
+        draw.text((anchor_x, bottom + 4), f"{value:.4g}", "black", font)
+    save_png(picture, path)
+    return picture

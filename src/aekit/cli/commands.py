@@ -26,12 +26,26 @@ _log = logging.getLogger("aekit")
 Splits = tuple[tuple[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray | None]]
 
 
-def load_images(settings: Mapping[str, Any]) -> Splits:
-    """The run's data set, images as (N, H, W) or (N, C, H, W), pixels checked."""
+def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Splits:
+    """The run's data set, images as (N, H, W) or (N, C, H, W), pixels checked.
+
+    The classes in the setting `exclude_classes` are left out of both splits (a model of
+    the normal classes, for anomaly detection) unless `with_excluded` is true.
+    """
     data_dir = settings["data_dir"]
     if data_dir is not None and not Path(data_dir).is_dir():
         raise InputError(f"data dir {data_dir} does not exist; check --data-dir")
     (x_train, y_train), (x_test, y_test) = load_dataset(settings["dataset"], settings["data_dir"])
+    excluded = settings.get("exclude_classes")
+    if excluded and not with_excluded:
+        if y_train is None or y_test is None:
+            raise InputError(
+                f"--exclude-classes needs labels, and {settings['dataset']} has none; drop it"
+            )
+        keep_train = ~np.isin(np.asarray(y_train), excluded)
+        keep_test = ~np.isin(np.asarray(y_test), excluded)
+        x_train, y_train = x_train[keep_train], np.asarray(y_train)[keep_train]
+        x_test, y_test = x_test[keep_test], np.asarray(y_test)[keep_test]
     x_train, x_test = _channels_first(x_train), _channels_first(x_test)
     for name, x in (("training", x_train), ("test", x_test)):
         if len(x) == 0:

@@ -26,6 +26,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "save_images": None,
     "log_every": None,
+    "exclude_classes": None,
 }
 
 

@@ -6,6 +6,7 @@ from aekit.models.fully_connected import AutoEncoder, FullyConnectedAutoencoder
 from aekit.models.heads import ReconstructionNetwork, reconstruction_model_fn
 from aekit.models.layers import Decoder, Encoder
 from aekit.models.stacked import StackedDenoisingAutoencoder
+from aekit.models.variational import VariationalAutoencoder, VariationalNetwork
 
 __all__ = [
     "AutoEncoder",
@@ -17,5 +18,7 @@ __all__ = [
     "FullyConnectedAutoencoder",
     "ReconstructionNetwork",
     "StackedDenoisingAutoencoder",
+    "VariationalAutoencoder",
+    "VariationalNetwork",
     "reconstruction_model_fn",
 ]

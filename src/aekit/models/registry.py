@@ -153,6 +153,46 @@ def _classifier(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig
     )
 
 
+def _variational(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig) -> Estimator:
+    from aekit.models.variational import VariationalAutoencoder
+
+    if hp["encoder"] == "convolutional":
+        shape = image_shape(shape)  # flat data is refused here, before anything is written
+    return VariationalAutoencoder(
+        latent_dim=hp["latent_dim"],
+        encoder=hp["encoder"],
+        hidden_units=hp["hidden_units"],
+        num_filters=hp["num_filters"],
+        downsample=hp["downsample"],
+        activation_fn=hp["activation"],
+        decoder=hp["decoder"],
+        beta=hp["beta"],
+        learning_rate=hp["learning_rate"],
+        input_shape=shape,
+        config=config,
+    )
+
+
+register(
+    ModelEntry(
+        name="variational",
+        description="variational autoencoder (fully-connected or convolutional encoder, beta-VAE)",
+        defaults={
+            "latent_dim": 16,
+            "encoder": "fully_connected",
+            "hidden_units": [256, 128],
+            "num_filters": [32, 64],
+            "downsample": "strided",
+            "activation": "relu",
+            "decoder": "bernoulli",
+            "beta": 1.0,
+            "learning_rate": 1e-3,
+        },
+        training_defaults={"batch_size": 128, "epochs": 30},
+        build=_variational,
+    )
+)
+
 register(
     ModelEntry(
         name="stacked",
