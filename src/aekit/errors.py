@@ -25,3 +25,15 @@ class CheckpointError(AekitError, RuntimeError):
 
 class NanLossError(AekitError, RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+class StorageError(AekitError, OSError):
+    """A file cannot be written: the disk is full or the directory read-only."""
+
+
+class CheckpointWriteError(CheckpointError, StorageError):
+    """A checkpoint cannot be written; the earlier checkpoints are untouched."""
+
+
+class RunLockedError(AekitError, RuntimeError):
+    """Another process is training into the same model_dir."""

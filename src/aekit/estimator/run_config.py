@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,9 @@ class RunConfig:
         keep_checkpoint_max: how many recent checkpoints to keep (0: keep all).
         log_step_count_steps: log loss and speed every this many steps (0: never).
         progress_bar: draw a progress line; None draws it when stderr is a terminal.
+        clip_grad_norm: before each optimizer step, scale the gradients down so that their
+            global L2 norm is at most this (None: no clipping); one exploding batch then
+            moves the weights by a bounded amount instead of ruining them.
     """
 
     model_dir: str | None = None
@@ -34,6 +38,7 @@ class RunConfig:
     keep_checkpoint_max: int = 5
     log_step_count_steps: int = 100
     progress_bar: bool | None = None
+    clip_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
         if self.save_checkpoints_steps is not None and self.save_checkpoints_secs is not None:
@@ -49,6 +54,12 @@ class RunConfig:
             isinstance(self.random_seed, bool) or not isinstance(self.random_seed, int)
         ):
             raise ConfigError(f"RunConfig.random_seed must be an integer, got {self.random_seed!r}")
+        _check_positive("clip_grad_norm", self.clip_grad_norm)
+        if self.clip_grad_norm is not None and not math.isfinite(self.clip_grad_norm):
+            raise ConfigError(
+                f"RunConfig.clip_grad_norm must be finite, got {self.clip_grad_norm!r}; "
+                "give a positive number such as 1.0, or None"
+            )
         resolve_device(self.device)
 
     @property
@@ -75,5 +86,6 @@ def resolve_device(name: str) -> torch.device:
 def _check_positive(name: str, value: float | None) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    # `not value > 0` also refuses NaN, which every comparison answers with False.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ConfigError(f"RunConfig.{name} must be a positive number or None, got {value!r}")
