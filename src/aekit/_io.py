@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +23,40 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")
+"""Names of `atomic_write`'s temporary files; the number is the writing process's PID."""
+
+
+def remove_stale_temporaries(directory: str | Path, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files of writers that no longer run (killed mid-write)."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    candidates = root.rglob(".*.tmp-*") if recursive else root.iterdir()
+    stale = [
+        p
+        for p in candidates
+        if (match := TEMPORARY.match(p.name)) and p.is_file()
+        if not process_running(int(match.group(1)))
+    ]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return sorted(stale)
+
+
+def process_running(pid: int) -> bool:
+    """Whether a process with this PID runs on this machine (this process included)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # exists but is not ours / not a PID we can ask about: leave its files
+    return True
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -29,3 +29,15 @@ class NanLossError(AekitError, RuntimeError):
 
 class DistributedError(AekitError, RuntimeError):
     """A process of a distributed job failed or could not reach the others."""
+
+
+class StorageError(AekitError, OSError):
+    """A file cannot be written: the disk is full or the directory read-only."""
+
+
+class CheckpointWriteError(CheckpointError, StorageError):
+    """A checkpoint cannot be written; the earlier checkpoints are untouched."""
+
+
+class RunLockedError(AekitError, RuntimeError):
+    """Another process is training into the same model_dir."""

@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
+import os
+import re
+import socket
+import struct
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+
+from aekit._io import process_running
+from aekit.errors import StorageError
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
 Kind = Literal["scalar", "histogram", "image"]
+_log = logging.getLogger("aekit")
 
 
 @dataclass
@@ -75,21 +85,24 @@ def image(name: str, img: torch.Tensor) -> None:
 
 
 class EventWriters:
-    """One TensorBoard writer per sub-directory of a model_dir, opened on first use."""
+    """One TensorBoard writer per sub-directory of a model_dir, opened on first use.
+
+    A disk that fills up or turns read-only is a StorageError raised here, in the
+    caller's thread: TensorBoard writes from a thread of its own, whose errors would
+    otherwise only print a traceback.
+    """
 
     def __init__(self, model_dir: str | Path, enabled: bool = True) -> None:
         self.model_dir = Path(model_dir)
         self.enabled = enabled  # False: write nothing (the non-chief ranks of a job)
         self._writers: dict[str, SummaryWriter] = {}
+        self._failure: tuple[Path, OSError] | None = None  # set by a writer thread
 
     def writer(self, subdir: str) -> SummaryWriter:
         """The writer of `model_dir/subdir`."""
+        self._raise_failure()
         if subdir not in self._writers:
-            # Imported here: tensorboard costs about a second to import and many
-            # programs (predict-only, tests) never write a summary.
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writers[subdir] = SummaryWriter(str(self.model_dir / subdir))
+            self._writers[subdir] = self._open(subdir)
         return self._writers[subdir]
 
     def restart(self, subdir: str, step: int) -> None:
@@ -100,12 +113,56 @@ class EventWriters:
         """
         if not self.enabled:
             return
-        from torch.utils.tensorboard import SummaryWriter
-
         old = self._writers.pop(subdir, None)
         if old is not None:
-            old.close()
-        self._writers[subdir] = SummaryWriter(str(self.model_dir / subdir), purge_step=step)
+            _close_quietly(old)
+        self._writers[subdir] = self._open(subdir, purge_step=step)
+
+    def _open(self, subdir: str, purge_step: int | None = None) -> SummaryWriter:
+        # Imported here: tensorboard costs about a second to import and many
+        # programs (predict-only, tests) never write a summary.
+        from torch.utils.tensorboard import SummaryWriter
+
+        directory = self.model_dir / subdir
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            # Fail now, in this thread, if the directory takes no new file.
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+            writer = SummaryWriter(str(directory), purge_step=purge_step)
+        except OSError as exc:
+            raise _storage_error(directory, exc) from exc
+        self._guard(writer, directory)
+        return writer
+
+    def _guard(self, writer: SummaryWriter, directory: Path) -> None:
+        """Make the writer thread record an OSError for us instead of dying with it."""
+        try:
+            records = writer._get_file_writer().event_writer._async_writer._writer  # type: ignore[no-untyped-call]
+            write, flush = records.write, records.flush
+        except AttributeError:  # another torch/tensorboard layout: errors stay theirs
+            return
+
+        def guarded(call: Any) -> Any:
+            def run(*args: Any) -> None:
+                if self._failure is not None:
+                    return  # the disk failed: drop events until the caller hears of it
+                try:
+                    call(*args)
+                except OSError as exc:
+                    self._failure = (directory, exc)
+
+            return run
+
+        records.write, records.flush = guarded(write), guarded(flush)
+
+    def _raise_failure(self) -> None:
+        if self._failure is None:
+            return
+        directory, exc = self._failure
+        self._failure = None
+        self.close()  # the next use opens fresh files
+        raise _storage_error(directory, exc) from exc
 
     def write_scalars(self, subdir: str, values: dict[str, float], step: int) -> None:
         """Write several scalars at one step."""
@@ -130,16 +187,88 @@ class EventWriters:
                 assert isinstance(value, torch.Tensor)
                 _add_image(writer, name, value, step)
 
-    def flush(self) -> None:
-        """Push buffered events to disk."""
-        for writer in self._writers.values():
-            writer.flush()
+    def flush(self, strict: bool = True) -> None:
+        """Push buffered events to disk; `strict=False` logs a disk error instead of raising it."""
+        try:
+            for subdir, writer in self._writers.items():
+                try:
+                    writer.flush()
+                except OSError as exc:
+                    self._failure = self._failure or (self.model_dir / subdir, exc)
+            self._raise_failure()
+        except StorageError as exc:
+            if strict:
+                raise
+            _log.warning("%s", exc)
 
     def close(self) -> None:
         """Flush and close every writer."""
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            _close_quietly(writer)
+
+
+def _close_quietly(writer: SummaryWriter) -> None:
+    try:
+        writer.close()
+    except OSError as exc:  # a broken disk was already reported, or will be by the caller
+        _log.debug("closing an event writer: %s", exc)
+
+
+def _storage_error(directory: Path, exc: OSError) -> StorageError:
+    return StorageError(
+        f"cannot write TensorBoard events to {directory} ({exc.strerror or exc}); free disk "
+        "space or make the model_dir writable (checkpoints already written are untouched)"
+    )
+
+
+# events.out.tfevents.<time>.<host>.<pid>.<n>, as TensorBoard's writer names its files.
+_EVENT_FILE = re.compile(r"^events\.out\.tfevents\.\d+\.(?P<host>.+)\.(?P<pid>\d+)\.\d+")
+_RECORD_HEADER = 12  # uint64 length, uint32 masked CRC of the length; then data and its CRC
+
+
+def repair_event_files(model_dir: str | Path) -> list[Path]:
+    """Cut the torn last record off event files whose writer was killed mid-write.
+
+    Only files of processes on this machine that no longer run are touched; a live
+    writer's file may end in a record still being written. Returns the files cut.
+    """
+    root = Path(model_dir)
+    if not root.is_dir():
+        return []
+    host = socket.gethostname()
+    repaired = []
+    for path in sorted(root.rglob("events.out.tfevents.*")):
+        match = _EVENT_FILE.match(path.name)
+        if match is None or match["host"] != host or process_running(int(match["pid"])):
+            continue
+        end = whole_records_end(path)
+        if end is not None:
+            with open(path, "r+b") as f:
+                f.truncate(end)
+            _log.info("cut a torn record off %s (its writer was killed mid-write)", path)
+            repaired.append(path)
+    return repaired
+
+
+def whole_records_end(path: str | Path) -> int | None:
+    """Where the first torn record of an event file starts, or None when all are whole."""
+    from tensorboard.summary.writer.record_writer import masked_crc32c
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset < size:
+            header = f.read(_RECORD_HEADER)
+            if len(header) < _RECORD_HEADER:
+                return offset
+            (length,) = struct.unpack("<Q", header[:8])
+            (crc,) = struct.unpack("<I", header[8:])
+            if crc != masked_crc32c(header[:8]) or offset + _RECORD_HEADER + length + 4 > size:
+                return offset
+            offset += _RECORD_HEADER + length + 4
+            f.seek(offset)
+    return None
 
 
 HISTOGRAM_BINS = 30

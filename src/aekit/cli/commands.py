@@ -50,6 +50,11 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
     for name, x in (("training", x_train), ("test", x_test)):
         if len(x) == 0:
             raise InputError(f"the {name} set of {settings['dataset']} is empty; give more data")
+        if x.ndim < 2:
+            raise InputError(
+                f"the {name} set of {settings['dataset']} has shape {x.shape}, one number per "
+                "example; give examples as rows (N, features) or images (N, H, W)"
+            )
         if x.dtype != np.uint8:
             if not np.isfinite(x).all():
                 raise InputError(f"the {name} set holds NaN or infinite pixels; clean the data")
@@ -79,6 +84,7 @@ def build(
         device=settings["device"],
         save_checkpoints_steps=steps_per_epoch,
         log_step_count_steps=settings.get("log_every") or min(100, steps_per_epoch),
+        clip_grad_norm=settings.get("clip_grad_norm"),
     )
     return entry.build(settings, tuple(settings["example_shape"]), config)
 
@@ -89,6 +95,9 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     (x_train, y_train), (x_test, y_test) = load_images(settings)
     if entry.supervised and (y_train is None or y_test is None):
         raise InputError(f"the {entry.name} model needs labels, and {settings['dataset']} has none")
+    if entry.supervised:
+        for name, y in (("training", y_train), ("test", y_test)):
+            _check_class_ids(y, settings["n_classes"], f"the {name} labels")
     shape = list(x_train.shape[1:])
     if settings.get("example_shape") not in (None, shape):
         raise ConfigError(
@@ -125,6 +134,24 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
             every_n_steps=steps_per_epoch,
         ),
     )
+
+
+def _check_class_ids(y: np.ndarray | None, n_classes: int, name: str) -> None:
+    """Refuse labels a classifier cannot take, before anything is written or trained."""
+    if y is None:
+        return
+    if y.ndim != 1 or y.dtype.kind not in "biuf":
+        raise InputError(
+            f"{name} have shape {y.shape} and dtype {y.dtype}; give one integer class id per "
+            "example"
+        )
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise InputError(f"{name} hold non-integer values; give integer class ids")
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise InputError(
+            f"{name} run from {y.min():g} to {y.max():g}, outside 0..{n_classes - 1}; set "
+            f"--n-classes to match the data or fix the labels"
+        )
 
 
 def open_run(model_dir: str | Path) -> tuple[dict[str, Any], Estimator, Splits]:

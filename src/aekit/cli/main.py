@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     _flag(train, "seed", type=int)
     _flag(train, "device", help="auto, cpu, cuda, cuda:N")
     _flag(train, "log-every", type=int, help="log every N steps (default: min(100, an epoch))")
+    _flag(train, "clip-grad-norm", type=float, help="clip the gradients' global norm to this")
 
     for name, text in (
         ("evaluate", "metrics of the latest checkpoint on the test set"),
@@ -139,7 +140,7 @@ def _train(args: argparse.Namespace) -> None:
             "dropout", "noise_factor", "hidden_units", "num_filters", "downsample", "activation",
             "save_images", "seed", "device", "log_every", "noise", "pretrain_epochs",
             "pretrain_learning_rate", "dense_units", "n_classes", "latent_dim", "encoder",
-            "decoder", "beta", "exclude_classes",
+            "decoder", "beta", "exclude_classes", "clip_grad_norm",
         )
     }  # fmt: skip
     resolved = settings.resolve(args.model, model_dir, given, args.config, args.preset)

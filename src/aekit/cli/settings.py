@@ -9,6 +9,7 @@ holds a run, a setting that would change the model is refused; only the keys in
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from aekit.errors import ConfigError
 from aekit.models import registry
 
 HPARAMS_FILE = "hparams.json"
-RESUMABLE = frozenset({"epochs", "device", "data_dir", "save_images", "log_every"})
+RESUMABLE = frozenset(
+    {"epochs", "device", "data_dir", "save_images", "log_every", "clip_grad_norm"}
+)
 RUN_DEFAULTS: dict[str, Any] = {
     "dataset": "mnist",
     "data_dir": None,
@@ -27,6 +30,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "save_images": None,
     "log_every": None,
     "exclude_classes": None,
+    "clip_grad_norm": None,
 }
 
 
@@ -35,8 +39,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; check the --config path")
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".toml":
             import tomllib
 
@@ -127,7 +131,65 @@ def resolve(
                     f"for {value!r}; drop the setting or use a new --model-dir"
                 )
     settings.update(requested)
+    check_values(settings)
     return settings
+
+
+# What each setting must be, checked before anything is loaded or written; the models
+# check their own finer rules (a keep probability, say) when they are built.
+_COUNTS = {"epochs": 1, "batch_size": 1, "pretrain_epochs": 0, "dense_units": 1, "n_classes": 2}
+_POSITIVE = ("learning_rate", "clip_grad_norm")
+_NON_NEGATIVE = ("weight_decay", "noise_factor", "dropout")
+_TEXT = ("dataset", "data_dir", "save_images", "device", "activation", "downsample", "noise")
+
+
+def check_values(settings: Mapping[str, Any]) -> None:
+    """ConfigError naming the first setting of the wrong type or out of range."""
+    for key, least in _COUNTS.items():
+        if key in settings:
+            _check_int(key, settings[key], least)
+    if settings.get("log_every") is not None:
+        _check_int("log_every", settings["log_every"], 1)
+    seed: Any = settings.get("seed")
+    _check_int("seed", seed, 0)
+    if seed >= 2**32:
+        raise ConfigError(f"seed must be below 2**32, got {seed}; give a smaller seed")
+    for key in _POSITIVE + _NON_NEGATIVE:
+        value = settings.get(key)
+        if value is not None:
+            _check_number(key, value, strictly_positive=key in _POSITIVE)
+    rates = settings.get("pretrain_learning_rate")
+    for rate in rates if isinstance(rates, list) else [rates] if rates is not None else []:
+        _check_number("pretrain_learning_rate", rate, strictly_positive=True)
+    for key in ("hidden_units", "num_filters"):
+        value = settings.get(key)
+        if value is not None and (
+            not isinstance(value, list | tuple)
+            or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        ):
+            raise ConfigError(
+                f"{key} must be a non-empty list of positive integers like [128, 64, 32], "
+                f"got {value!r}"
+            )
+    for key in _TEXT:
+        value = settings.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}; quote it in the config")
+    if "tied_weights" in settings and not isinstance(settings["tied_weights"], bool):
+        raise ConfigError(f"tied_weights must be true or false, got {settings['tied_weights']!r}")
+
+
+def _check_int(key: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{key} must be an integer >= {least}, got {value!r}")
+
+
+def _check_number(key: str, value: Any, strictly_positive: bool) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (strictly_positive and value == 0):
+        bound = "> 0" if strictly_positive else ">= 0"
+        raise ConfigError(f"{key} must be a finite number {bound}, got {value!r}")
 
 
 def save(model_dir: str | Path, settings: Mapping[str, Any]) -> None:

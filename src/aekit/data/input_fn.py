@@ -28,6 +28,20 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 def _check_pixels(x: Array, name: str) -> None:
     if len(x) == 0:
         raise InputError(f"{name} is empty; give at least one example")
+    kind = x.dtype.kind if isinstance(x, np.ndarray) else None
+    if kind is not None and kind not in "biuf":
+        raise InputError(
+            f"{name} has dtype {x.dtype}, not numbers; give uint8 pixels or float features"
+        )
+    if kind in ("i", "u") and x.dtype != np.uint8 and not isinstance(x, np.memmap):
+        # Only uint8 is scaled to [0, 1]: a wider integer type keeps its values, so pixels
+        # 0..255 stored as int64 would train on targets up to 255.
+        low, high = int(x.min()), int(x.max())
+        if low < 0 or high > 1:
+            raise InputError(
+                f"{name} is {x.dtype} with values from {low} to {high}; give pixels as uint8 "
+                f"(x.astype(np.uint8)) or as floats in [0, 1]"
+            )
     if isinstance(x, np.ndarray) and not isinstance(x, np.memmap) and x.dtype.kind == "f":
         finite = np.isfinite(x)
         if not finite.all():

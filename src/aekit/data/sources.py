@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 import os
 import zipfile
 from collections.abc import Iterator
@@ -304,7 +305,15 @@ def _existing(path: PathLike, kind: str) -> Path:
 
 def _np_load(path: Path) -> Any:
     try:
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                f.seek(0)
+                _check_npy_size(f, os.fstat(f.fileno()).st_size, path, "the array")
         return np.load(path, allow_pickle=False)
+    except MemoryError:
+        raise InputError(f"{path}: the array is too large for this machine's memory") from None
+    except InputError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         # np.load treats anything that is not .npy/.npz as a pickle, which allow_pickle=False
         # refuses: say what was expected instead of numpy's message about pickles.
@@ -315,11 +324,46 @@ def _np_load(path: Path) -> Any:
 
 def _npz_array(archive: Any, key: str, path: Path) -> Array:
     try:
+        with zipfile.ZipFile(path) as zf:
+            member = zf.getinfo(f"{key}.npy")
+            with zf.open(member) as f:
+                _check_npy_size(f, member.file_size, path, f"array {key!r}")
         return np.asarray(archive[key])
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except MemoryError:
+        raise InputError(f"{path}: array {key!r} is too large for this machine's memory") from None
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise InputError(
             f"{path}: cannot read array {key!r} ({exc}); save plain numeric arrays with np.savez"
         ) from None
+
+
+def _check_npy_size(f: Any, size: int, path: Path, what: str) -> None:
+    """Refuse a .npy header declaring more data than the file holds, before numpy allocates it.
+
+    numpy allocates the declared shape first and reads after, so a 100-byte file declaring
+    terabytes would be a MemoryError (or gigabytes of address space) instead of an error.
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+        read = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(f)
+    except (ValueError, OSError, EOFError):
+        return  # a malformed header: np.load itself says so
+    if dtype.hasobject:
+        return  # refused as a pickle by np.load(allow_pickle=False)
+    declared = math.prod(shape) * dtype.itemsize
+    available = size - f.tell()
+    if declared > available:
+        raise InputError(
+            f"{path}: {what} declares shape {shape} of {dtype} ({declared:,} bytes) but the file "
+            f"holds {max(available, 0):,}; the file is truncated or corrupt, write it again"
+        )
 
 
 def _npz_own_split(path: Path) -> Splits | None:

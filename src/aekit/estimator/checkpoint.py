@@ -8,7 +8,6 @@ those, so opening a checkpoint can never run code from it.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ from typing import Any
 import torch
 
 from aekit._io import atomic_write
-from aekit.errors import CheckpointError
+from aekit._io import remove_stale_temporaries as remove_stale_temporaries_in
+from aekit.errors import CheckpointError, CheckpointWriteError
 
 FORMAT = "aekit-checkpoint"
 VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
-_TEMPORARY = re.compile(r"^\.ckpt-\d+\.pt\.tmp-(\d+)$")
 _log = logging.getLogger("aekit")
 
 
@@ -59,7 +58,7 @@ def save(path: str | Path, state: dict[str, Any]) -> None:
     try:
         atomic_write(path, lambda f: torch.save(payload, f))
     except OSError as exc:
-        raise CheckpointError(
+        raise CheckpointWriteError(
             f"cannot write checkpoint {path}: {exc.strerror or exc}; free disk space or "
             "make the model_dir writable (earlier checkpoints are untouched)"
         ) from exc
@@ -88,7 +87,28 @@ def load(path: str | Path, map_location: torch.device | str = "cpu") -> dict[str
             f"checkpoint {path} has format version {state['version']}, newer than this "
             f"aekit reads ({VERSION}); upgrade aekit"
         )
+    _check_fields(path, state)
     return state
+
+
+def _check_fields(path: Path, state: dict[str, Any]) -> None:
+    # A file can carry the marker and still be crafted or damaged: check what the Estimator
+    # reads, so a bad field is this one error and not a KeyError deep in a restore.
+    step = state.get("global_step")
+    if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point():
+        step = int(step)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(
+            f"checkpoint {path} has no valid global_step (got {type(step).__name__}); "
+            "delete it to resume from an earlier one"
+        )
+    for key in ("network", "optimizer"):
+        if key in state and not isinstance(state[key], dict):
+            raise CheckpointError(
+                f"checkpoint {path}: {key!r} is a {type(state[key]).__name__}, not a state "
+                "dict; delete it to resume from an earlier one"
+            )
+    state["global_step"] = step
 
 
 def load_latest(
@@ -104,30 +124,8 @@ def load_latest(
 
 
 def remove_stale_temporaries(model_dir: str | Path) -> list[Path]:
-    """Delete half-written checkpoint files left by processes that no longer run."""
-    directory = Path(model_dir)
-    if not directory.is_dir():
-        return []
-    stale = [
-        p
-        for p in directory.iterdir()
-        if (match := _TEMPORARY.match(p.name)) and not _running(int(match.group(1)))
-    ]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Delete half-written files (checkpoints, settings, exports) of dead processes."""
+    return remove_stale_temporaries_in(model_dir, recursive=True)
 
 
 def prune(model_dir: str | Path, keep: int) -> list[Path]:

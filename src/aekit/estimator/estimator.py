@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils import clip_grad_norm_
 
 from aekit import summary
 from aekit.errors import ConfigError, InputError, SpecError
@@ -26,6 +27,7 @@ from aekit.estimator.inputs import (
     iterate_batches,
     to_device,
 )
+from aekit.estimator.lock import RunLock, is_writer
 from aekit.estimator.run_config import RunConfig
 from aekit.estimator.spec import EstimatorSpec, ModeKeys
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
@@ -37,6 +39,7 @@ from aekit.hooks.basic import (
     StopAtStepHook,
     SummarySaverHook,
     raise_if_nonfinite,
+    raise_if_weights_nonfinite,
 )
 from aekit.hooks.checkpoint_saver import CheckpointSaverHook
 from aekit.metrics import MetricUpdate
@@ -173,6 +176,7 @@ class Estimator:
         In a data-parallel job only rank 0 writes; every rank returns the path.
         """
         raise_if_nonfinite(self)
+        raise_if_weights_nonfinite(self)
         hooks = {
             key: state
             for key, hook in _keyed(self._train_hooks)
@@ -254,13 +258,31 @@ class Estimator:
                 isinstance(value, bool) or not isinstance(value, int) or value <= 0
             ):
                 raise ConfigError(f"train({name}=...) must be a positive integer, got {value!r}")
+        # Only the process that writes the model_dir locks it (rank 0 of a distributed job).
+        lock = RunLock(self.model_dir).acquire() if is_writer() else None
+        try:
+            self._train_locked(input_fn, hooks, steps, max_steps, saving_listeners)
+        finally:
+            if lock is not None:
+                lock.release()
+        return self
+
+    def _train_locked(
+        self,
+        input_fn: InputFn,
+        hooks: Sequence[Hook] | None,
+        steps: int | None,
+        max_steps: int | None,
+        saving_listeners: Sequence[CheckpointSaverListener],
+    ) -> None:
         if distributed.is_chief():
             ckpt.remove_stale_temporaries(self.model_dir)
+            summary.repair_event_files(self.model_dir)
         restored = self._restore(with_rng=True)
         distributed.barrier()  # every rank has read the checkpoint before rank 0 writes more
         if max_steps is not None and self._global_step >= max_steps:
             _log.info("global step %d already reached max_steps=%d", self._global_step, max_steps)
-            return self
+            return
         seed = (
             self._config.random_seed
             if restored
@@ -283,12 +305,15 @@ class Estimator:
                 saving_listeners,
             )
         )
+        finished = False
         try:
             self._run_training(input_fn, self._train_hooks)
+            finished = True
         finally:
-            self.event_writers.flush()
+            # After a failure (a full disk, say) a second error from flushing summaries to
+            # the same disk must not hide the first.
+            self.event_writers.flush(strict=finished)
             self._train_hooks = []
-        return self
 
     def _default_hooks(self, last_step: int | None) -> list[Hook]:
         c = self._config
@@ -369,6 +394,8 @@ class Estimator:
                 spec.loss.backward()  # type: ignore[no-untyped-call]
                 if recorder is not None:
                     grad_norm = _global_norm(self._network.parameters())
+                if self._config.clip_grad_norm is not None:
+                    clip_grad_norm_(self._network.parameters(), self._config.clip_grad_norm)
                 self._optimizer.step()
         if self._lr_scheduler is not None:
             self._lr_scheduler.step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,9 @@ class RunConfig:
             CPU, where it measured no faster (README). Falls back to eager on failure.
         collective_timeout_secs: in a data-parallel job, how long a process waits for
             the others in one collective before failing with a clear error.
+        clip_grad_norm: before each optimizer step, scale the gradients down so that their
+            global L2 norm is at most this (None: no clipping); one exploding batch then
+            moves the weights by a bounded amount instead of ruining them.
     """
 
     model_dir: str | None = None
@@ -41,6 +45,7 @@ class RunConfig:
     progress_bar: bool | None = None
     compile: bool | None = None
     collective_timeout_secs: float = 300.0
+    clip_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
         if self.save_checkpoints_steps is not None and self.save_checkpoints_secs is not None:
@@ -60,6 +65,12 @@ class RunConfig:
         if self.compile is not None and not isinstance(self.compile, bool):
             raise ConfigError(
                 f"RunConfig.compile must be True, False or None, got {self.compile!r}"
+            )
+        _check_positive("clip_grad_norm", self.clip_grad_norm)
+        if self.clip_grad_norm is not None and not math.isfinite(self.clip_grad_norm):
+            raise ConfigError(
+                f"RunConfig.clip_grad_norm must be finite, got {self.clip_grad_norm!r}; "
+                "give a positive number such as 1.0, or None"
             )
         resolve_device(self.device)
 
@@ -94,5 +105,6 @@ def resolve_device(name: str) -> torch.device:
 def _check_positive(name: str, value: float | None) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    # `not value > 0` also refuses NaN, which every comparison answers with False.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ConfigError(f"RunConfig.{name} must be a positive number or None, got {value!r}")

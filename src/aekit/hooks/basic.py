@@ -142,6 +142,24 @@ def raise_if_nonfinite(estimator: Estimator) -> None:
     )
 
 
+def raise_if_weights_nonfinite(estimator: Estimator) -> None:
+    """Raise NanLossError when a weight is NaN or infinite (a gradient overflowed).
+
+    The loss can stay finite while a gradient does not, and the step after such a
+    gradient leaves NaN weights behind; this keeps them out of checkpoints.
+    """
+    flags = [torch.isfinite(p).all() for p in estimator.network.parameters()]
+    if not flags or bool(torch.stack(flags).all()):
+        return
+    last = estimator.latest_checkpoint()
+    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+    raise NanLossError(
+        f"the network's weights became NaN or infinite by step {estimator.global_step} "
+        f"(a gradient overflowed); {kept}. Lower the learning rate or set "
+        "RunConfig(clip_grad_norm=...)"
+    )
+
+
 class SummarySaverHook(Hook):
     """Every `save_steps`, records the step's summaries and writes loss, lr and grad norm."""
 
