@@ -93,3 +93,10 @@ def test_bad_parameters_fail_in_fit_with_the_fix(digits: tuple[np.ndarray, np.nd
         AutoencoderTransformer(hidden_units=(2,), model="variational").fit(x)
     with pytest.raises(aekit.ConfigError, match="epochs must be a positive integer"):
         AutoencoderTransformer(epochs=0).fit(x)
+
+
+def test_reachable_from_the_package() -> None:
+    assert aekit.sklearn.AutoencoderTransformer is AutoencoderTransformer
+    assert aekit.VariationalAutoencoder is aekit.models.VariationalAutoencoder
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        aekit.nope  # noqa: B018

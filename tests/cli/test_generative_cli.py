@@ -36,7 +36,8 @@ def vae_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     status = main(
         ["train", "variational", "--dataset", "digits", "--latent-dim", "2", "--hidden-units",
          "32,16", "--epochs", "3", "--batch-size", "64", "--learning-rate", "0.003",
-         "--exclude-classes", "7", "--model-dir", str(model_dir)]
+         "--exclude-classes", "7", "--model-dir", str(model_dir),
+         "--save-images", str(model_dir.parent / "frames")]
     )  # fmt: skip
     assert status == 0
     return model_dir
@@ -46,6 +47,8 @@ def test_train_sample_and_manifold(vae_run: Path, capsys: pytest.CaptureFixture[
     settings = json.loads((vae_run / "hparams.json").read_text())
     assert settings["model"] == "variational" and settings["latent_dim"] == 2
     assert settings["exclude_classes"] == [7]
+    # One reconstruction picture per epoch, as for the other autoencoders.
+    assert len(list((vae_run.parent / "frames").glob("step-*.png"))) == 3
     status, out, _ = run(capsys, "sample", "--model-dir", vae_run, "--images", "10",
                          "--manifold-size", "4")  # fmt: skip
     assert status == 0

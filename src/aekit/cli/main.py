@@ -121,8 +121,13 @@ def _parser() -> argparse.ArgumentParser:
         "score", help="anomaly scores (reconstruction errors) of a data set"
     )
     _flag(score, "model-dir", required=True)
-    _flag(score, "percentile", type=float, default=99.0, help="threshold: this percentile of "
-          "the training errors (default 99)")  # fmt: skip
+    _flag(
+        score,
+        "percentile",
+        type=float,
+        default=99.0,
+        help="threshold: this percentile of the training errors (default 99)",
+    )
     _flag(score, "dataset", help="data set to score (default: the run's test split, all classes)")
     _flag(score, "data-dir", help="directory holding that data set's files")
     _flag(score, "output", help="output directory (default MODEL_DIR/scores)")
