@@ -1,6 +1,6 @@
 """SIGKILL at random points of training and export; every rerun resumes and ends whole.
 
-AEKIT_KILL_POINTS (default 12) sets how many points run here; `python
+AEKIT_KILL_POINTS (default 15) sets how many points run here; `python
 benchmarks/crash_points.py --points 200` runs many more and prints a table.
 """
 
@@ -14,7 +14,7 @@ import pytest
 
 from crash_harness import TRAIN_KINDS, run_points
 
-POINTS = int(os.environ.get("AEKIT_KILL_POINTS", "12"))
+POINTS = int(os.environ.get("AEKIT_KILL_POINTS", "15"))
 
 
 @pytest.mark.slow

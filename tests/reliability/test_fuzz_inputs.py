@@ -1,6 +1,6 @@
 """Fuzzing every input aekit reads: each bad one is a specific AekitError, never a crash.
 
-Each fuzzer runs FUZZ_EXAMPLES cases (env AEKIT_FUZZ_EXAMPLES, default 40); run with
+Each fuzzer runs FUZZ_EXAMPLES cases (env AEKIT_FUZZ_EXAMPLES, default 100); run with
 `--hypothesis-show-statistics` to see the count. Anything but the expected error class, a
 message over one line, an allocation far beyond the input's size, or a slow case fails.
 """
@@ -34,7 +34,7 @@ from aekit.data import idx, mnist, numpy_input_fn
 from aekit.data.idx import IDXError, read_idx
 from aekit.errors import AekitError, ConfigError, InputError
 
-FUZZ_EXAMPLES = int(os.environ.get("AEKIT_FUZZ_EXAMPLES", "40"))
+FUZZ_EXAMPLES = int(os.environ.get("AEKIT_FUZZ_EXAMPLES", "100"))
 fuzz = settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
