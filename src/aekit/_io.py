@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from aekit.errors import StorageError
+
+# A full disk, a read-only or foreign directory, a file-size limit: the user's to fix.
+DISK_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call `write` on a temporary file beside `path`, sync it, then rename it over `path`."""
+    """Call `write` on a temporary file beside `path`, sync it, then rename it over `path`.
+
+    A full disk or an unwritable directory is a StorageError; `path` is then untouched.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -19,10 +30,33 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        disk = _disk_error(exc)
+        if disk is not None and not isinstance(exc, StorageError):
+            raise StorageError(
+                f"cannot write {path} ({disk.strerror}); free disk space or make "
+                f"{path.parent} writable ({path.name} is left as it was)"
+            ) from disk
         raise
     _fsync_dir(path.parent)
+
+
+def _disk_error(exc: BaseException | None) -> OSError | None:
+    # Writers may hide the OSError: torch.save, failing to write, raises a RuntimeError of
+    # its own while closing the archive, with the OSError as its context.
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def os_reason(exc: OSError) -> str:
+    """The operating system's words for an error, also when it was wrapped in a StorageError."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+    return cause.strerror or str(cause)
 
 
 TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")

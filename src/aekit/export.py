@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from aekit import summary
-from aekit._io import atomic_write
+from aekit._io import atomic_write, remove_stale_temporaries
 from aekit.errors import ConfigError
 from aekit.models.fully_connected import FullyConnectedAutoencoder
 from aekit.models.heads import ReconstructionNetwork
@@ -77,6 +77,7 @@ def export_model(
         _require_onnx()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # left by an export that was killed mid-write
 
     net = copy.deepcopy(network).cpu().eval().requires_grad_(False)
     x = example_input(net, example_batch)

@@ -126,9 +126,10 @@ class EventWriters:
         directory = self.model_dir / subdir
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            # Fail now, in this thread, if the directory takes no new file.
-            with tempfile.TemporaryFile(dir=directory):
-                pass
+            # Fail now, in this thread, if the directory takes no new file or no data.
+            with tempfile.TemporaryFile(dir=directory, buffering=0) as probe:
+                probe.write(b"\0")
+                os.fsync(probe.fileno())
             writer = SummaryWriter(str(directory), purge_step=purge_step)
         except OSError as exc:
             raise _storage_error(directory, exc) from exc

@@ -16,8 +16,9 @@ from aekit.cli import settings as run_settings
 from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import numpy_input_fn, to_float
 from aekit.data.sources import load_dataset
-from aekit.errors import ConfigError, InputError
+from aekit.errors import CheckpointError, ConfigError, InputError
 from aekit.estimator import Estimator, EvalSpec, RunConfig, TrainSpec, train_and_evaluate
+from aekit.estimator.lock import writer_lock
 from aekit.hooks import CheckpointSaverListener
 from aekit.models import registry
 from aekit.models.stacked import StackedDenoisingAutoencoder
@@ -107,9 +108,25 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     if entry.needs_images:
         registry.image_shape(tuple(shape))  # refuse flat data before anything is written
     settings["example_shape"] = shape
+    steps_per_epoch = math.ceil(len(x_train) / settings["batch_size"])
+    estimator = build(settings, model_dir, steps_per_epoch)  # validates every hyper-parameter
+    # Locked before the settings are written: a second run must not touch a running one's dir.
+    with writer_lock(model_dir):
+        return _train(estimator, settings, model_dir, x_train, y_train, x_test, y_test)
+
+
+def _train(
+    estimator: Estimator,
+    settings: dict[str, Any],
+    model_dir: str | Path,
+    x_train: np.ndarray,
+    y_train: np.ndarray | None,
+    x_test: np.ndarray,
+    y_test: np.ndarray | None,
+) -> dict[str, float]:
+    entry = registry.get(settings["model"])
     batch_size, epochs = settings["batch_size"], settings["epochs"]
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
-    estimator = build(settings, model_dir, steps_per_epoch)  # validates every hyper-parameter
     run_settings.save(model_dir, settings)
     listeners: list[CheckpointSaverListener] = []
     if settings.get("save_images") and not entry.supervised:
@@ -162,9 +179,20 @@ def open_run(model_dir: str | Path) -> tuple[dict[str, Any], Estimator, Splits]:
             f"{model_dir} holds no aekit run (no {run_settings.HPARAMS_FILE}); train one with "
             f"`aekit train MODEL --model-dir {model_dir}`"
         )
+    run_settings.check_values(settings)  # the file may have been edited or crafted
+    if "example_shape" not in settings:
+        raise ConfigError(
+            f"{model_dir}/{run_settings.HPARAMS_FILE} lacks example_shape; it was not written "
+            "by `aekit train`, train the model again"
+        )
     estimator = build(settings, model_dir)
     if estimator.latest_checkpoint() is None:
         raise ConfigError(f"{model_dir} holds no checkpoint yet; train it first")
+    if not estimator.restore():  # all unreadable: never go on with untrained weights
+        raise CheckpointError(
+            f"no checkpoint in {model_dir} can be read (see the warnings above); train again "
+            "or restore a good ckpt-<step>.pt"
+        )
     return settings, estimator, load_images(settings)
 
 

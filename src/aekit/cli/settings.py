@@ -122,6 +122,11 @@ def resolve(
             f"{', '.join(unknown)} is not a setting of the {model} model; known: "
             f"{', '.join(sorted(k for k in settings if k != 'model'))}"
         )
+    emptied = sorted(k for k, v in requested.items() if v is None and settings.get(k) is not None)
+    if emptied:
+        raise ConfigError(
+            f"{', '.join(emptied)} cannot be empty (null); give a value or leave the key out"
+        )
     if saved is not None:
         settings.update(saved)
         for key, value in requested.items():
@@ -161,7 +166,7 @@ def check_values(settings: Mapping[str, Any]) -> None:
     rates = settings.get("pretrain_learning_rate")
     for rate in rates if isinstance(rates, list) else [rates] if rates is not None else []:
         _check_number("pretrain_learning_rate", rate, strictly_positive=True)
-    for key in ("hidden_units", "num_filters"):
+    for key in ("hidden_units", "num_filters", "example_shape"):
         value = settings.get(key)
         if value is not None and (
             not isinstance(value, list | tuple)

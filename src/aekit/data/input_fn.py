@@ -26,8 +26,10 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_pixels(x: Array, name: str) -> None:
-    if len(x) == 0:
-        raise InputError(f"{name} is empty; give at least one example")
+    if getattr(x, "ndim", 1) == 0:
+        raise InputError(f"{name} is a single number; give an array of examples")
+    if len(x) == 0 or getattr(x, "size", 1) == 0:
+        raise InputError(f"{name} is empty (shape {tuple(x.shape)}); give at least one example")
     kind = x.dtype.kind if isinstance(x, np.ndarray) else None
     if kind is not None and kind not in "biuf":
         raise InputError(

@@ -385,7 +385,7 @@ def _npz_own_split(path: Path) -> Splits | None:
 
 def _pixels(x: Array, path: Path) -> Array:
     """Integers in 0..255 become uint8 (pixels); other numbers become or stay floating point."""
-    if x.ndim == 0 or len(x) == 0:
+    if x.ndim == 0 or x.size == 0:  # no examples, or examples without values
         raise InputError(f"{path}: the data array is empty ({x.shape}); give at least one example")
     if x.dtype == np.uint8:
         return x

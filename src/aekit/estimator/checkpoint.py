@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from aekit._io import atomic_write
+from aekit._io import atomic_write, os_reason
 from aekit._io import remove_stale_temporaries as remove_stale_temporaries_in
 from aekit.errors import CheckpointError, CheckpointWriteError
 
@@ -59,7 +59,7 @@ def save(path: str | Path, state: dict[str, Any]) -> None:
         atomic_write(path, lambda f: torch.save(payload, f))
     except OSError as exc:
         raise CheckpointWriteError(
-            f"cannot write checkpoint {path}: {exc.strerror or exc}; free disk space or "
+            f"cannot write checkpoint {path}: {os_reason(exc)}; free disk space or "
             "make the model_dir writable (earlier checkpoints are untouched)"
         ) from exc
 

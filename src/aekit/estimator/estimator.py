@@ -14,7 +14,7 @@ import torch
 from torch.nn.utils import clip_grad_norm_
 
 from aekit import summary
-from aekit.errors import ConfigError, InputError, SpecError
+from aekit.errors import CheckpointError, ConfigError, InputError, SpecError
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator import distributed, rng
 from aekit.estimator.compiled import CompiledForward
@@ -230,7 +230,13 @@ class Estimator:
             ) from exc
         self._global_step = int(state["global_step"])
         if with_rng and state.get("rng"):
-            rng.set_state(state["rng"])
+            try:
+                rng.set_state(state["rng"])
+            except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+                raise CheckpointError(
+                    f"checkpoint {path} holds a damaged random-generator state ({exc}); "
+                    "delete it to resume from an earlier one"
+                ) from exc
         self._synced_hook_states = dict(state.get("hooks") or {})
         self._synced_with = path
         self._nonfinite.zero_()

@@ -16,6 +16,8 @@ import json
 import logging
 import os
 import socket
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +30,9 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = ".aekit-train.lock"
+# Locks this process holds: resolved lock path -> (descriptor, thread, depth).
+_HELD: dict[Path, tuple[int, int, int]] = {}
+_HELD_GUARD = threading.Lock()
 _log = logging.getLogger("aekit")
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
@@ -41,6 +46,11 @@ def is_writer() -> bool:
     return os.environ.get("RANK", "0") == "0"  # torchrun sets RANK before the group exists
 
 
+def writer_lock(model_dir: str | Path) -> AbstractContextManager[object]:
+    """The model_dir's RunLock for the writing process; a no-op context for the others."""
+    return RunLock(model_dir) if is_writer() else nullcontext()
+
+
 class RunLock:
     """The training lock of `model_dir`; use `with RunLock(d):` or acquire()/release()."""
 
@@ -48,20 +58,40 @@ class RunLock:
         self.model_dir = Path(model_dir)
         self.path = self.model_dir / LOCK_FILE
         self._fd: int | None = None
+        self._key: Path | None = None
 
     @property
     def held(self) -> bool:
         """Whether this object holds the lock now."""
-        return self._fd is not None
+        return self._key is not None
 
     def acquire(self) -> RunLock:
-        """Take the lock, or raise RunLockedError naming the process that holds it."""
-        if self._fd is not None:
+        """Take the lock, or raise RunLockedError naming the process that holds it.
+
+        A thread that holds the lock already may take it again (the command line locks
+        the model_dir before writing its settings, then the Estimator locks it to train).
+        """
+        if self._key is not None:
             return self
         try:
             self.model_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _not_writable(self.model_dir, exc) from exc
+        key = self.path.resolve()
+        with _HELD_GUARD:
+            held = _HELD.get(key)
+            if held is not None and held[1] == threading.get_ident():
+                _HELD[key] = (held[0], held[1], held[2] + 1)
+                self._key = key
+                return self
+        self._lock_file()
+        with _HELD_GUARD:
+            assert self._fd is not None
+            _HELD[key] = (self._fd, threading.get_ident(), 1)
+        self._key = key
+        return self
+
+    def _lock_file(self) -> None:
         # A holder that is releasing unlinks the file between our open and our lock; then
         # the file we locked is no longer the lock file and we try again on the new one.
         for _ in range(100):
@@ -72,7 +102,7 @@ class RunLock:
             try:
                 if self._try_lock(fd) and _is_current(fd, self.path):
                     self._take(fd)
-                    return self
+                    return
             except BaseException:
                 os.close(fd)
                 raise
@@ -81,9 +111,16 @@ class RunLock:
 
     def release(self) -> None:
         """Give the lock back and remove the file (a no-op when not held)."""
-        fd, self._fd = self._fd, None
-        if fd is None:
+        key, self._key = self._key, None
+        if key is None:
             return
+        with _HELD_GUARD:
+            fd, owner, depth = _HELD[key]
+            if depth > 1:
+                _HELD[key] = (fd, owner, depth - 1)
+                return
+            del _HELD[key]
+        self._fd = None
         try:
             if _is_current(fd, self.path):
                 self.path.unlink()  # while still locked, so nobody else holds this file

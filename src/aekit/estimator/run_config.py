@@ -51,7 +51,14 @@ class RunConfig:
         if self.save_checkpoints_steps is not None and self.save_checkpoints_secs is not None:
             # Both given: steps win, as a user who sets steps explicitly expects.
             object.__setattr__(self, "save_checkpoints_secs", None)
-        _check_positive("save_checkpoints_steps", self.save_checkpoints_steps)
+        steps = self.save_checkpoints_steps
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0
+        ):
+            raise ConfigError(
+                "RunConfig.save_checkpoints_steps must be a positive integer or None, "
+                f"got {steps!r}"
+            )
         _check_positive("save_checkpoints_secs", self.save_checkpoints_secs)
         _check_positive("collective_timeout_secs", self.collective_timeout_secs)
         for name in ("save_summary_steps", "keep_checkpoint_max", "log_step_count_steps"):
