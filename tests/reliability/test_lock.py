@@ -53,7 +53,10 @@ TRAINER = textwrap.dedent(
 def start_trainer(tmp_path: Path, model_dir: Path) -> subprocess.Popen[str]:
     script = tmp_path / "trainer.py"
     script.write_text(TRAINER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ["PYTHONPATH"]])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.Popen(
         [sys.executable, str(script), str(model_dir)],
         stdin=subprocess.PIPE,
