@@ -292,13 +292,8 @@ def scatter_plot(
     keys = _label_keys(labels, len(xy))
 
     font = _font(max(10, size // 45))
-    picture = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(picture)
     margin = max(10, size // 25)
-    top = margin
-    if title:
-        draw.text(((size - _text_width(draw, title, font)) / 2, margin / 2), title, "black", font)
-        top = margin + _text_height(draw, title, font)
+    picture, draw, top = _canvas(size, size, margin, title, font)
 
     legend = sorted(set(keys), key=_sort_key) if labels is not None else []
     legend_width = 0
@@ -380,6 +375,19 @@ def _font(pixels: int) -> Any:
         return ImageFont.load_default(size=pixels)
     except (TypeError, ImportError, OSError):
         return ImageFont.load_default()
+
+
+def _canvas(
+    width: int, height: int, margin: int, title: str | None, font: Any
+) -> tuple[Image.Image, ImageDraw.ImageDraw, int]:
+    """A white picture with `title` centred at the top; also the y where the plot may start."""
+    picture = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(picture)
+    top = margin
+    if title:
+        draw.text(((width - _text_width(draw, title, font)) / 2, margin / 2), title, "black", font)
+        top = margin + _text_height(draw, title, font)
+    return picture, draw, top
 
 
 def _text_width(draw: ImageDraw.ImageDraw, text: str, font: Any) -> int:
@@ -533,13 +541,8 @@ def histogram_plot(
     peak = max(float(s.max()) for s in shares.values()) or 1.0
 
     font = _font(max(10, height // 30))
-    picture = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(picture)
     margin = max(10, height // 20)
-    top = margin
-    if title:
-        draw.text(((width - _text_width(draw, title, font)) / 2, margin / 2), title, "black", font)
-        top = margin + _text_height(draw, title, font)
+    picture, draw, top = _canvas(width, height, margin, title, font)
     label_height = _text_height(draw, "0", font) + 6
     left, right, bottom = margin, width - margin, height - margin - label_height
     draw.rectangle((left, top, right, bottom), outline=(200, 200, 200))

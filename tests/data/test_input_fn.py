@@ -78,17 +78,17 @@ def test_seed_style_input_function() -> None:
 
 
 def test_numpy_input_fn_keeps_cpu_data_where_it_is_and_sees_the_estimator_device() -> None:
-    from aekit.estimator.inputs import InputContext, estimator_device, iterate_batches
+    from aekit.estimator.inputs import InputContext, input_context, iterate_batches
 
     seen = []
 
     def input_fn() -> list[torch.Tensor]:
-        seen.append(estimator_device())
+        seen.append(input_context().device)
         return [torch.zeros(2, 3)]
 
     cpu = InputContext(torch.device("cpu"))
     list(iterate_batches(input_fn, cpu))
-    assert seen == [torch.device("cpu")] and estimator_device() is None
+    assert seen == [torch.device("cpu")] and input_context().device is None
     x = np.arange(12, dtype=np.uint8).reshape(4, 3)
     features, _ = next(iterate_batches(numpy_input_fn(x, batch_size=4), cpu))
     assert isinstance(features, torch.Tensor) and features.device.type == "cpu"

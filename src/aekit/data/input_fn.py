@@ -11,7 +11,7 @@ import torch
 from aekit.data.corruption import Corruption, GaussianNoise
 from aekit.data.dataset import Array, Dataset
 from aekit.errors import InputError
-from aekit.estimator.inputs import estimator_device, input_context
+from aekit.estimator.inputs import input_context
 from aekit.estimator.spec import ModeKeys
 
 # In-memory data up to this share of the accelerator's free memory is moved there once.
@@ -116,7 +116,7 @@ def shard_for_estimator(data: Dataset) -> Dataset:
 
 def _resident_device(x: Array, y: Array | None) -> torch.device | None:
     """The calling Estimator's accelerator when the arrays fit comfortably in its memory."""
-    target = estimator_device()
+    target = input_context().device
     if target is None or target.type != "cuda" or isinstance(x, np.memmap):
         return None
     size = sum(a.nbytes if isinstance(a, np.ndarray) else a.numel() * a.element_size()

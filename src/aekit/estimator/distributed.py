@@ -42,8 +42,13 @@ def world_size() -> int:
 
 
 def is_chief() -> bool:
-    """Whether this process writes files: rank 0, or the only process."""
-    return rank() == 0
+    """Whether this process writes files: rank 0, or the only process.
+
+    Before the group exists (a CLI writing its settings first), torchrun's RANK tells.
+    """
+    if active():
+        return dist.get_rank() == 0
+    return os.environ.get("RANK", "0") == "0"
 
 
 def join(device: str, timeout_secs: float) -> torch.device | None:
@@ -107,24 +112,21 @@ def broadcast_seed(seed: int | None) -> int | None:
     """Rank 0's seed on every rank; rank 0 draws one when none is given, so shuffles agree."""
     if not active():
         return seed
-    value = torch.tensor(
-        [seed if seed is not None else int(torch.randint(0, 2**62, ()))], dtype=torch.int64
-    )
-    if dist.get_backend() == "nccl":
-        value = value.cuda()
-    dist.broadcast(value, src=0)
-    return int(value.item())
+    return _broadcast_int(seed if seed is not None else int(torch.randint(0, 2**62, ())))
 
 
 def rank0_says(flag: bool) -> bool:
     """Rank 0's `flag` on every rank: decisions that depend on a clock or the file system."""
-    if not active():
-        return flag
-    value = torch.tensor([int(flag)], dtype=torch.int64)
+    return bool(_broadcast_int(int(flag))) if active() else flag
+
+
+def _broadcast_int(value: int) -> int:
+    """Rank 0's `value` on every rank (NCCL moves only GPU tensors)."""
+    tensor = torch.tensor([value], dtype=torch.int64)
     if dist.get_backend() == "nccl":
-        value = value.cuda()
-    dist.broadcast(value, src=0)
-    return bool(value.item())
+        tensor = tensor.cuda()
+    dist.broadcast(tensor, src=0)
+    return int(tensor.item())
 
 
 def barrier() -> None:

@@ -27,7 +27,7 @@ from aekit.estimator.inputs import (
     iterate_batches,
     to_device,
 )
-from aekit.estimator.lock import RunLock, is_writer
+from aekit.estimator.lock import writer_lock
 from aekit.estimator.run_config import RunConfig
 from aekit.estimator.spec import EstimatorSpec, ModeKeys
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
@@ -264,13 +264,8 @@ class Estimator:
                 isinstance(value, bool) or not isinstance(value, int) or value <= 0
             ):
                 raise ConfigError(f"train({name}=...) must be a positive integer, got {value!r}")
-        # Only the process that writes the model_dir locks it (rank 0 of a distributed job).
-        lock = RunLock(self.model_dir).acquire() if is_writer() else None
-        try:
+        with writer_lock(self.model_dir):  # only the writing process (rank 0) locks it
             self._train_locked(input_fn, hooks, steps, max_steps, saving_listeners)
-        finally:
-            if lock is not None:
-                lock.release()
         return self
 
     def _train_locked(
@@ -398,10 +393,12 @@ class Estimator:
             else:
                 self._optimizer.zero_grad(set_to_none=True)
                 spec.loss.backward()  # type: ignore[no-untyped-call]
-                if recorder is not None:
+                if self._config.clip_grad_norm is not None:  # gives the norm before clipping
+                    grad_norm = clip_grad_norm_(
+                        self._network.parameters(), self._config.clip_grad_norm
+                    )
+                elif recorder is not None:
                     grad_norm = _global_norm(self._network.parameters())
-                if self._config.clip_grad_norm is not None:
-                    clip_grad_norm_(self._network.parameters(), self._config.clip_grad_norm)
                 self._optimizer.step()
         if self._lr_scheduler is not None:
             self._lr_scheduler.step()

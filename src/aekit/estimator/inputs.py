@@ -45,11 +45,6 @@ def input_context() -> InputContext:
     return _context.get()
 
 
-def estimator_device() -> torch.device | None:
-    """The device of the Estimator calling the current input_fn (None outside one)."""
-    return _context.get().device
-
-
 def iterate_batches(
     input_fn: InputFn, context: InputContext | None = None
 ) -> Iterator[tuple[Features, Labels]]:

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from aekit.errors import RunLockedError, StorageError
+from aekit.estimator.distributed import is_chief
 
 try:  # POSIX; where it is missing the PID check below is the lock
     import fcntl
@@ -38,12 +39,8 @@ _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
 def is_writer() -> bool:
-    """Whether this process writes the model_dir: a lone process, or rank 0 of a job."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return os.environ.get("RANK", "0") == "0"  # torchrun sets RANK before the group exists
+    """Whether this process writes the model_dir (rank 0 of a job, or the only process)."""
+    return is_chief()
 
 
 def writer_lock(model_dir: str | Path) -> AbstractContextManager[object]:

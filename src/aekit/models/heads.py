@@ -142,7 +142,7 @@ class _HalfSquaredNorm(torch.autograd.Function):
     """½·Σw² of several tensors with one multi-tensor kernel forward and one backward.
 
     Autograd over per-tensor square().sum() launches four kernels per weight each
-    way, which measured ~2x slower for the seed models (benchmarks/bench_training.py).
+    way, which measured ~2x slower for the seed models (benchmarks/bench_kernels.py).
     """
 
     @staticmethod
