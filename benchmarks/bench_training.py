@@ -8,13 +8,20 @@ of `Estimator.train` through the public API with summaries and logging off, at
 their default settings, and compiled; of aekit's own step (model_fn, optimizer)
 in a loop with no Estimator around it, which prices the hooks and summaries; the
 FLOPs of one training image (torch's FlopCounterMode), the machine's float32
-matmul GFLOP/s and the share of that floor reached; predict throughput; and the
-peak memory of training on a 60,000-image data set against what it must hold.
+matmul GFLOP/s and the share of that floor reached; for the FC model, the rate of
+its step's matrix products run alone, which bounds what any loop around them can
+reach; predict throughput; and the peak memory of training on a 60,000-image data
+set against what it must hold.
+
+Speeds are the best of the interleaved rounds (other load only ever slows a run);
+ratios between two configurations are the median of the ratios within each round,
+which cancels most of the drift of a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,6 +128,24 @@ def plain_images_per_sec(model: str, x: np.ndarray, steps: int, batch: int) -> f
     return timed(step, steps, batch)
 
 
+def matmul_only_images_per_sec(model: str, steps: int, batch: int) -> float:
+    """The FC step's matrix products alone (forward, weight and input gradients)."""
+    with tempfile.TemporaryDirectory() as model_dir:
+        net = make(model, model_dir).network
+    layers = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    acts = [torch.rand(batch, m.in_features) for m in layers]
+    grads = [torch.rand(batch, m.out_features) for m in layers]
+
+    def products() -> None:
+        for i, (m, a, g) in enumerate(zip(layers, acts, grads, strict=True)):
+            torch.addmm(m.bias, a, m.weight.t())
+            torch.mm(g.t(), a)
+            if i:  # no gradient is needed for the input images
+                torch.mm(g, m.weight)
+
+    return timed(products, steps, batch)
+
+
 def flops_per_image(model: str, batch: int = 32) -> float:
     with tempfile.TemporaryDirectory() as model_dir:
         net = make(model, model_dir).network
@@ -191,24 +216,34 @@ def bench_model(
     }
     if compile:
         runs["compiled"] = lambda: aekit_images_per_sec(model, x, steps, batch, compile=True)
-    # Interleaved rounds, best of each: other load on the machine only ever slows a run.
-    best = {name: 0.0 for name in runs}
+    if model == "fc":
+        runs["matmuls"] = lambda: matmul_only_images_per_sec(model, steps, batch)
+    speeds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
-            best[name] = max(best[name], run())
+            speeds[name].append(run())
+    best = {name: max(values) for name, values in speeds.items()}
+
+    def ratio(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(speeds[a], speeds[b], strict=True))
+
     plain, bare, quiet, default = (best[k] for k in ("plain", "bare", "quiet", "default"))
     rows = [
         ("plain PyTorch loop", plain, f"{plain / floor:.0%} of floor"),
-        ("aekit step, no Estimator", bare, f"{bare / plain:.2f}x plain"),
+        ("aekit step, no Estimator", bare, f"{ratio('bare', 'plain'):.2f}x plain"),
         ("aekit, summaries off", quiet,
-         f"{quiet / floor:.0%} of floor, {quiet / plain:.2f}x plain"),
+         f"{quiet / floor:.0%} of floor, {ratio('quiet', 'plain'):.2f}x plain"),
         ("aekit, default settings", default,
-         f"{default / plain:.2f}x plain; Estimator, hooks and summaries cost "
-         f"{1 - default / bare:.1%}"),
+         f"{ratio('default', 'plain'):.2f}x plain; hooks and summaries cost "
+         f"{1 - ratio('default', 'quiet'):.1%}"),
     ]  # fmt: skip
     if compile:
         compiled = best["compiled"]
-        rows.append(("aekit, compile=True", compiled, f"{compiled / plain:.2f}x plain"))
+        rows.append(("aekit, compile=True", compiled, f"{ratio('compiled', 'plain'):.2f}x plain"))
+    if model == "fc":
+        rows.append(("matrix products alone", best["matmuls"],
+                     f"{best['matmuls'] / floor:.0%} of floor; any loop <= "
+                     f"{ratio('matmuls', 'plain'):.2f}x plain"))  # fmt: skip
     rows.append(("predict (embedding)", predict_images_per_sec(model, x), ""))
     print(f"{model}: {flops / 1e6:.2f} MFLOP per training image, floor {floor:,.0f} images/s")
     for name, speed, note in rows:

@@ -5,7 +5,8 @@
 Trains the FC AutoEncoder on fixed random 8x8 images, then evaluates 37 of them
 (an odd count, so the ranks' shares differ) and has rank 0 write the metrics to
 MODEL_DIR/eval.json. With --kill, that rank SIGKILLs itself before that step, on
-the first attempt only (torchrun's restarts then resume from the checkpoint).
+the first attempt only (torchrun's restarts then resume from the checkpoint). Each
+rank appends "attempt global_step" to MODEL_DIR/starts-RANK.txt when training starts.
 """
 
 from __future__ import annotations
@@ -50,6 +51,18 @@ class KillAt(aekit.hooks.Hook):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class RecordStart(aekit.hooks.Hook):
+    """Appends this attempt's number and the step training starts from to a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def after_create_session(self, context: aekit.hooks.RunContext) -> None:
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        with open(self.path, "a") as f:
+            f.write(f"{attempt} {context.global_step}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model_dir")
@@ -58,7 +71,11 @@ def main() -> None:
     parser.add_argument("--kill", type=int, nargs=2, metavar=("RANK", "STEP"))
     args = parser.parse_args()
     est = estimator(args.model_dir)
-    hooks = [KillAt(args.kill[1])] if args.kill and args.kill[0] == distributed.rank() else []
+    hooks: list[aekit.hooks.Hook] = [
+        RecordStart(Path(args.model_dir) / f"starts-{distributed.rank()}.txt")
+    ]
+    if args.kill and args.kill[0] == distributed.rank():
+        hooks.append(KillAt(args.kill[1]))
     x = images()
     est.train(
         numpy_input_fn(x, batch_size=args.batch, num_epochs=None, seed=3),

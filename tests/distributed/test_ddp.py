@@ -31,11 +31,19 @@ def _job_module() -> ModuleType:
 def _torchrun(
     model_dir: Path, steps: int, batch: int, *extra: str, restarts: int = 0
 ) -> subprocess.CompletedProcess[str]:
+    return _torchrun_args(
+        f"--max-restarts={restarts}", str(JOB), str(model_dir), str(steps), str(batch), *extra
+    )
+
+
+def _torchrun_args(*args: str) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        f"--max-restarts={restarts}", str(JOB), str(model_dir), str(steps), str(batch), *extra,
+        *args,
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # A store of its own per attempt: with torchrun's shared one a restarted attempt can
+    # read the last attempt's addresses (PyTorch issue 135712; docs/distributed.md).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -76,3 +84,41 @@ def test_a_killed_rank_ends_the_job_and_leaves_a_loadable_checkpoint(tmp_path: P
     assert latest is not None and latest.name == "ckpt-4.pt"
     assert ckpt.load(latest)["global_step"] == 4
     assert not (tmp_path / "run" / "eval.json").exists()
+
+
+def test_torchrun_restarts_resume_from_the_last_checkpoint(tmp_path: Path) -> None:
+    run = _torchrun(tmp_path / "run", 12, 4, "--kill", "1", "6", restarts=1)
+    assert run.returncode == 0, run.stderr[-2000:]
+    # The first attempt started from scratch; the restarted one from ckpt-4, on both ranks.
+    for rank in (0, 1):
+        starts = (tmp_path / "run" / f"starts-{rank}.txt").read_text().split("\n")
+        assert starts[:2] == ["0 0", "1 4"], starts
+    latest = ckpt.latest_checkpoint(tmp_path / "run")
+    assert latest is not None and ckpt.load(latest)["global_step"] == 12
+    assert (tmp_path / "run" / "eval.json").exists()
+
+
+def test_the_command_line_under_torchrun_writes_each_file_once(tmp_path: Path) -> None:
+    run_dir, images = tmp_path / "run", tmp_path / "images"
+    cli = ["-m", "aekit.cli.main"]
+    train = _torchrun_args(
+        *cli, "train", "fully_connected", "--dataset", "digits", "--epochs", "2",
+        "--model-dir", str(run_dir), "--save-images", str(images),
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert train.stdout.count("rmse=") == 1 and train.stdout.count("model dir:") == 1
+    assert train.stderr.count("evaluation at step") == 2  # two epochs, reported by rank 0
+    assert (run_dir / "hparams.json").is_file()
+    # An epoch is ceil(1438 / (256 * 2)) = 3 steps of the two processes' global batch.
+    assert [p.name for p in sorted(images.iterdir())] == [
+        "reconstructions.gif", "step-0000003.png", "step-0000006.png",
+    ]  # fmt: skip
+    for sub in ("train", "eval"):
+        assert len(list((run_dir / sub).glob("events.out.tfevents.*"))) == 1
+    # A command that only writes files: rank 0 does it alone, the other rank exits.
+    picture = tmp_path / "reconstruction.png"
+    shown = _torchrun_args(
+        *cli, "reconstruct", "--model-dir", str(run_dir), "--output", str(picture)
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout.split() == [str(picture)] and picture.stat().st_size > 0

@@ -17,7 +17,14 @@ from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import numpy_input_fn, to_float
 from aekit.data.sources import load_dataset
 from aekit.errors import CheckpointError, ConfigError, InputError
-from aekit.estimator import Estimator, EvalSpec, RunConfig, TrainSpec, train_and_evaluate
+from aekit.estimator import (
+    Estimator,
+    EvalSpec,
+    RunConfig,
+    TrainSpec,
+    distributed,
+    train_and_evaluate,
+)
 from aekit.estimator.lock import writer_lock
 from aekit.hooks import CheckpointSaverListener
 from aekit.models import registry
@@ -108,7 +115,7 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     if entry.needs_images:
         registry.image_shape(tuple(shape))  # refuse flat data before anything is written
     settings["example_shape"] = shape
-    steps_per_epoch = math.ceil(len(x_train) / settings["batch_size"])
+    steps_per_epoch = _steps_per_epoch(len(x_train), settings["batch_size"])
     estimator = build(settings, model_dir, steps_per_epoch)  # validates every hyper-parameter
     # Locked before the settings are written: a second run must not touch a running one's dir.
     with writer_lock(model_dir):
@@ -126,8 +133,9 @@ def _train(
 ) -> dict[str, float]:
     entry = registry.get(settings["model"])
     batch_size, epochs = settings["batch_size"], settings["epochs"]
-    steps_per_epoch = math.ceil(len(x_train) / batch_size)
-    run_settings.save(model_dir, settings)
+    steps_per_epoch = _steps_per_epoch(len(x_train), batch_size)
+    if distributed.is_chief():
+        run_settings.save(model_dir, settings)
     listeners: list[CheckpointSaverListener] = []
     if settings.get("save_images") and not entry.supervised:
         listeners.append(ReconstructionSnapshots(x_test[:10], settings["save_images"], settings))
@@ -151,6 +159,11 @@ def _train(
             every_n_steps=steps_per_epoch,
         ),
     )
+
+
+def _steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Steps to show every example once: under torchrun each process takes its own batch."""
+    return math.ceil(examples / (batch_size * distributed.launched_world_size()))
 
 
 def _check_class_ids(y: np.ndarray | None, n_classes: int, name: str) -> None:
@@ -249,11 +262,15 @@ class ReconstructionSnapshots(CheckpointSaverListener):
     def after_save(self, estimator: Estimator, step: int, path: Path) -> None:
         from aekit.viz import save_png
 
+        if not distributed.is_chief():  # predict needs no other rank: rank 0 draws alone
+            return
         save_png(reconstruction_grid(estimator, self.images, self.settings), self._frame(step))
 
     def end(self, estimator: Estimator, step: int) -> None:
         from aekit.viz import save_gif
 
+        if not distributed.is_chief():
+            return
         frames = sorted(self.out_dir.glob("step-*.png"))
         if frames:
             save_gif(frames, self.out_dir / "reconstructions.gif")

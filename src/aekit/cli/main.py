@@ -136,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> None:
     from aekit.cli import commands, settings
+    from aekit.estimator import distributed
 
     model_dir = args.model_dir or f"runs/{args.model or args.preset or 'model'}"
     given = {
@@ -151,11 +152,15 @@ def _train(args: argparse.Namespace) -> None:
     resolved = settings.resolve(args.model, model_dir, given, args.config, args.preset)
     result = commands.train(resolved, model_dir)
     _print_metrics(result)
-    print(f"model dir: {model_dir}")
+    if distributed.is_chief():
+        print(f"model dir: {model_dir}")
 
 
 def _print_metrics(result: dict[str, float]) -> None:
-    print(" ".join(f"{k}={v:.5g}" for k, v in result.items()))
+    from aekit.estimator import distributed
+
+    if distributed.is_chief():  # under torchrun every rank has the same figures
+        print(" ".join(f"{k}={v:.5g}" for k, v in result.items()))
 
 
 def _print_score(report: Any) -> None:
@@ -166,6 +171,7 @@ def _print_score(report: Any) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     from aekit.cli import analysis, commands
+    from aekit.estimator import distributed
 
     actions: dict[str, Callable[[], Any]] = {
         "train": lambda: _train(args),
@@ -191,7 +197,11 @@ def _run(args: argparse.Namespace) -> None:
             )
         ),
     }
-    actions[args.command]()
+    if args.command in ("train", "evaluate") or not distributed.launched():
+        actions[args.command]()
+    elif distributed.is_chief():  # under torchrun: files to write, nothing to share
+        with distributed.alone():
+            actions[args.command]()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

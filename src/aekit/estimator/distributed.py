@@ -10,8 +10,11 @@ DistributedDataParallel, which averages gradients across processes; only rank 0
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
+import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -20,10 +23,34 @@ from torch.nn.parallel import DistributedDataParallel
 
 from aekit.errors import DistributedError
 
+_log = logging.getLogger("aekit")
+
+_alone = False
+
 
 def launched() -> bool:
     """Whether this process is one of several started by torchrun (or another launcher)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+    return not _alone and int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def launched_world_size() -> int:
+    """Number of processes the launcher started, known before the group is joined."""
+    return int(os.environ["WORLD_SIZE"]) if launched() else 1
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Estimators made in the block ignore the launch: this process works by itself.
+
+    For work with nothing to share between processes (pictures, exports), which rank 0
+    does alone while the other ranks have nothing to do.
+    """
+    global _alone
+    previous, _alone = _alone, True
+    try:
+        yield
+    finally:
+        _alone = previous
 
 
 def active() -> bool:
@@ -77,7 +104,21 @@ def join(device: str, timeout_secs: float) -> torch.device | None:
                 "that every node can reach it"
             ) from error
         atexit.register(_leave)
+        _warn_if_restarts_share_the_store()
     return pinned
+
+
+def _warn_if_restarts_share_the_store() -> None:
+    # With --max-restarts, a restarted attempt that joins through the launcher's own
+    # store can read the previous attempt's addresses and fail to connect (PyTorch
+    # issue 135712); the launcher, not this process, decides whether the store is shared.
+    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    shared = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if restarts > 0 and shared and dist.get_rank() == 0:
+        _log.warning(
+            "torchrun --max-restarts with the rendezvous store shared: a restart may fail to "
+            "reconnect; start torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment"
+        )
 
 
 def _leave() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from aekit._io import atomic_write, atomic_write_text
 from aekit.errors import ConfigError
 from aekit.estimator import checkpoint as ckpt
+from aekit.estimator import distributed
 from aekit.estimator.estimator import Estimator
 from aekit.estimator.inputs import InputFn
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
@@ -109,6 +110,8 @@ class _EvaluateAfterSave(CheckpointSaverListener):
         self.last_result = result
         self._last_time = time.monotonic()
         self._last_step = estimator.global_step
+        if not distributed.is_chief():  # every rank has the same figures; rank 0 reports and copies
+            return
         _log.info(
             "evaluation at step %d: %s",
             estimator.global_step,
