@@ -1,12 +1,14 @@
 """A tiny data-parallel training job for the tests: run it with torchrun.
 
     torchrun --standalone --nproc-per-node 2 ddp_job.py MODEL_DIR STEPS BATCH [--kill RANK STEP]
+        [--own-dir]
 
 Trains the FC AutoEncoder on fixed random 8x8 images, then evaluates 37 of them
 (an odd count, so the ranks' shares differ) and has rank 0 write the metrics to
 MODEL_DIR/eval.json. With --kill, that rank SIGKILLs itself before that step, on
 the first attempt only (torchrun's restarts then resume from the checkpoint). Each
 rank appends "attempt global_step" to MODEL_DIR/starts-RANK.txt when training starts.
+With --own-dir each rank wrongly uses MODEL_DIR-RANK.
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ def main() -> None:
     parser.add_argument("steps", type=int)
     parser.add_argument("batch", type=int)
     parser.add_argument("--kill", type=int, nargs=2, metavar=("RANK", "STEP"))
+    parser.add_argument("--own-dir", action="store_true")
     args = parser.parse_args()
+    if args.own_dir:
+        args.model_dir = f"{args.model_dir}-{os.environ['RANK']}"
     est = estimator(args.model_dir)
     hooks: list[aekit.hooks.Hook] = [
         RecordStart(Path(args.model_dir) / f"starts-{distributed.rank()}.txt")

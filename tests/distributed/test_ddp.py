@@ -98,6 +98,19 @@ def test_torchrun_restarts_resume_from_the_last_checkpoint(tmp_path: Path) -> No
     assert (tmp_path / "run" / "eval.json").exists()
 
 
+def test_ranks_that_restore_different_checkpoints_stop_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    job = _job_module()
+    job.estimator(str(tmp_path / "run-0")).train(
+        numpy_input_fn(job.images(), batch_size=8, num_epochs=None), max_steps=4
+    )  # rank 0's directory has a checkpoint, rank 1's none
+    run = _torchrun(tmp_path / "run", 8, 4, "--own-dir")
+    assert run.returncode != 0
+    assert "restored different steps (0 to 4)" in run.stderr
+    assert "same model_dir" in run.stderr
+
+
 def test_the_command_line_under_torchrun_writes_each_file_once(tmp_path: Path) -> None:
     run_dir, images = tmp_path / "run", tmp_path / "images"
     cli = ["-m", "aekit.cli.main"]

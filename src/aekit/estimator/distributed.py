@@ -161,6 +161,26 @@ def rank0_says(flag: bool) -> bool:
     return bool(_broadcast_int(int(flag))) if active() else flag
 
 
+def agree_on_step(step: int, model_dir: str) -> None:
+    """Raise DistributedError unless every process restored the same global step.
+
+    Processes that read different checkpoints would run different collectives and
+    wait on each other until the timeout; this names the cause at once.
+    """
+    if not active():
+        return
+    extremes = torch.tensor([step, -step], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        extremes = extremes.cuda()
+    dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
+    high, low = int(extremes[0]), -int(extremes[1])
+    if high != low:
+        raise DistributedError(
+            f"the processes restored different steps ({low} to {high}) from {model_dir}; every "
+            "process must use the same model_dir, on a file system all machines share"
+        )
+
+
 def _broadcast_int(value: int) -> int:
     """Rank 0's `value` on every rank (NCCL moves only GPU tensors)."""
     tensor = torch.tensor([value], dtype=torch.int64)

@@ -280,7 +280,8 @@ class Estimator:
             ckpt.remove_stale_temporaries(self.model_dir)
             summary.repair_event_files(self.model_dir)
         restored = self._restore(with_rng=True)
-        distributed.barrier()  # every rank has read the checkpoint before rank 0 writes more
+        # Also a barrier: every rank has read the checkpoint before rank 0 writes more.
+        distributed.agree_on_step(self._global_step, self.model_dir)
         if max_steps is not None and self._global_step >= max_steps:
             _log.info("global step %d already reached max_steps=%d", self._global_step, max_steps)
             return
@@ -437,6 +438,7 @@ class Estimator:
         if name is not None and (not name or "/" in name or name.startswith(".")):
             raise ConfigError(f"evaluate(name={name!r}) must be a plain directory name")
         self._restore(checkpoint_path)
+        distributed.agree_on_step(self._global_step, self.model_dir)
         hooks = list(hooks or [])
         context = RunContext(self, ModeKeys.EVAL)
         totals: dict[str, MetricUpdate] = {}
