@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from aekit.errors import DistributedError
 _log = logging.getLogger("aekit")
 
 _alone = False
+_lost_peers = False  # set once a collective failed because another process went away
 
 
 def launched() -> bool:
@@ -122,8 +124,15 @@ def _warn_if_restarts_share_the_store() -> None:
 
 
 def _leave() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    # On a clean exit, wait for the others first: a process that tore its group down while
+    # a peer still used it was seen to abort at exit now and then. Not after a failure
+    # (an uncaught exception leaves sys.last_value): the peers must see this one go.
+    if not _lost_peers and not hasattr(sys, "last_value"):
+        with contextlib.suppress(RuntimeError, dist.DistError):
+            dist.barrier()
+    dist.destroy_process_group()
 
 
 class DistributedNetwork(DistributedDataParallel):
@@ -205,6 +214,8 @@ def peer_failure(error: BaseException, model_dir: str) -> DistributedError | Non
              "NCCL", "gloo", "DistBackendError")  # fmt: skip
     if not isinstance(error, dist.DistError) and not any(s in text for s in signs):
         return None
+    global _lost_peers
+    _lost_peers = True
     return DistributedError(
         f"rank {rank()} of {world_size()} lost the other processes ({_first_line(error)}); "
         f"the last checkpoint in {model_dir} is intact: run again to resume from it, or let "
