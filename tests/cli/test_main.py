@@ -148,3 +148,18 @@ def test_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
         aekit("evaluate", "--model-dir", tmp_path / "none", ok=False), "holds no aekit run"
     )
     assert not any((tmp_path / name).exists() for name in "abcde")
+
+
+def test_a_reader_that_goes_away_ends_the_command_without_a_traceback(trained: Path) -> None:
+    # `aekit score ... | head -0`: the pipe's reader is gone before aekit writes a line.
+    process = subprocess.Popen(
+        [*EXE, "score", "--model-dir", str(trained), "--output", str(trained.parent / "scores")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -206,12 +207,12 @@ def _run(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname).1s %(message)s" if args.verbose else "%(message)s",
-    )
     try:
+        args = _parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(levelname).1s %(message)s" if args.verbose else "%(message)s",
+        )
         _run(args)
     except AekitError as exc:
         print(f"aekit: error: {exc}", file=sys.stderr)
@@ -219,6 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aekit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`aekit ... | head`): nothing left to say
+        # Point stdout at /dev/null so that the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 
