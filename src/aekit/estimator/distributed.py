@@ -178,9 +178,7 @@ def agree_on_step(step: int, model_dir: str) -> None:
     """
     if not active():
         return
-    extremes = torch.tensor([step, -step], dtype=torch.int64)
-    if dist.get_backend() == "nccl":
-        extremes = extremes.cuda()
+    extremes = _int_tensor([step, -step])
     dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
     high, low = int(extremes[0]), -int(extremes[1])
     if high != low:
@@ -191,12 +189,16 @@ def agree_on_step(step: int, model_dir: str) -> None:
 
 
 def _broadcast_int(value: int) -> int:
-    """Rank 0's `value` on every rank (NCCL moves only GPU tensors)."""
-    tensor = torch.tensor([value], dtype=torch.int64)
-    if dist.get_backend() == "nccl":
-        tensor = tensor.cuda()
+    """Rank 0's `value` on every rank."""
+    tensor = _int_tensor([value])
     dist.broadcast(tensor, src=0)
     return int(tensor.item())
+
+
+def _int_tensor(values: list[int]) -> torch.Tensor:
+    """Integers where the group's backend can move them (NCCL moves only GPU tensors)."""
+    tensor = torch.tensor(values, dtype=torch.int64)
+    return tensor.cuda() if dist.get_backend() == "nccl" else tensor
 
 
 def barrier() -> None:
