@@ -28,15 +28,17 @@ def _job_module() -> ModuleType:
     return module
 
 
-def _torchrun(
+def _run_job(
     model_dir: Path, steps: int, batch: int, *extra: str, restarts: int = 0
 ) -> subprocess.CompletedProcess[str]:
-    return _torchrun_args(
+    """ddp_job.py on 2 processes."""
+    return _torchrun(
         f"--max-restarts={restarts}", str(JOB), str(model_dir), str(steps), str(batch), *extra
     )
 
 
-def _torchrun_args(*args: str) -> subprocess.CompletedProcess[str]:
+def _torchrun(*args: str) -> subprocess.CompletedProcess[str]:
+    """`torchrun --standalone --nproc-per-node 2 ARGS`, one thread per process."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
         *args,
@@ -54,7 +56,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_two_processes_match_one_on_the_global_batch_and_write_once(tmp_path: Path) -> None:
     job = _job_module()
-    run = _torchrun(tmp_path / "ddp", 8, 4)
+    run = _run_job(tmp_path / "ddp", 8, 4)
     assert run.returncode == 0, run.stderr[-2000:]
     single = job.estimator(str(tmp_path / "single"))
     x = job.images()
@@ -77,7 +79,7 @@ def test_two_processes_match_one_on_the_global_batch_and_write_once(tmp_path: Pa
 
 
 def test_a_killed_rank_ends_the_job_and_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
-    run = _torchrun(tmp_path / "run", 8, 4, "--kill", "1", "7")
+    run = _run_job(tmp_path / "run", 8, 4, "--kill", "1", "7")
     assert run.returncode != 0
     assert "ddp_job.py FAILED" in run.stderr or "lost the other processes" in run.stderr
     latest = ckpt.latest_checkpoint(tmp_path / "run")
@@ -87,7 +89,7 @@ def test_a_killed_rank_ends_the_job_and_leaves_a_loadable_checkpoint(tmp_path: P
 
 
 def test_torchrun_restarts_resume_from_the_last_checkpoint(tmp_path: Path) -> None:
-    run = _torchrun(tmp_path / "run", 12, 4, "--kill", "1", "6", restarts=1)
+    run = _run_job(tmp_path / "run", 12, 4, "--kill", "1", "6", restarts=1)
     assert run.returncode == 0, run.stderr[-2000:]
     # The first attempt started from scratch; the restarted one from ckpt-4, on both ranks.
     for rank in (0, 1):
@@ -105,7 +107,7 @@ def test_ranks_that_restore_different_checkpoints_stop_with_a_clear_error(
     job.estimator(str(tmp_path / "run-0")).train(
         numpy_input_fn(job.images(), batch_size=8, num_epochs=None), max_steps=4
     )  # rank 0's directory has a checkpoint, rank 1's none
-    run = _torchrun(tmp_path / "run", 8, 4, "--own-dir")
+    run = _run_job(tmp_path / "run", 8, 4, "--own-dir")
     assert run.returncode != 0
     assert "restored different steps (0 to 4)" in run.stderr
     assert "same model_dir" in run.stderr
@@ -114,7 +116,7 @@ def test_ranks_that_restore_different_checkpoints_stop_with_a_clear_error(
 def test_the_command_line_under_torchrun_writes_each_file_once(tmp_path: Path) -> None:
     run_dir, images = tmp_path / "run", tmp_path / "images"
     cli = ["-m", "aekit.cli.main"]
-    train = _torchrun_args(
+    train = _torchrun(
         *cli, "train", "fully_connected", "--dataset", "digits", "--epochs", "2",
         "--model-dir", str(run_dir), "--save-images", str(images),
     )  # fmt: skip
@@ -130,8 +132,6 @@ def test_the_command_line_under_torchrun_writes_each_file_once(tmp_path: Path) -
         assert len(list((run_dir / sub).glob("events.out.tfevents.*"))) == 1
     # A command that only writes files: rank 0 does it alone, the other rank exits.
     picture = tmp_path / "reconstruction.png"
-    shown = _torchrun_args(
-        *cli, "reconstruct", "--model-dir", str(run_dir), "--output", str(picture)
-    )
+    shown = _torchrun(*cli, "reconstruct", "--model-dir", str(run_dir), "--output", str(picture))
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert shown.stdout.split() == [str(picture)] and picture.stat().st_size > 0
