@@ -174,7 +174,8 @@ def agree_on_step(step: int, model_dir: str) -> None:
     """Raise DistributedError unless every process restored the same global step.
 
     Processes that read different checkpoints would run different collectives and
-    wait on each other until the timeout; this names the cause at once.
+    wait on each other until the timeout; this names the cause at once. Being a
+    collective, it is also a barrier: every process has read its checkpoint.
     """
     if not active():
         return

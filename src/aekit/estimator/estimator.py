@@ -280,8 +280,7 @@ class Estimator:
             ckpt.remove_stale_temporaries(self.model_dir)
             summary.repair_event_files(self.model_dir)
         restored = self._restore(with_rng=True)
-        # Also a barrier: every rank has read the checkpoint before rank 0 writes more.
-        distributed.agree_on_step(self._global_step, self.model_dir)
+        distributed.agree_on_step(self._global_step, self.model_dir)  # also a barrier
         if max_steps is not None and self._global_step >= max_steps:
             _log.info("global step %d already reached max_steps=%d", self._global_step, max_steps)
             return
