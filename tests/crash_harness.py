@@ -61,23 +61,17 @@ SERVER = textwrap.dedent(
             lambda *a: die() if hit("step-before-update") else None)
         optimizer.register_optimizer_step_post_hook(
             lambda *a: die() if hit("step-after-update") else None)
-        real_save, real_jit_save = torch.save, torch.jit.save
+        def torn(real_save, point):
+            def save(obj, f, *args, **kwargs):
+                if hit(point):
+                    buf = io.BytesIO()
+                    real_save(obj, buf, *args, **kwargs)
+                    partial(f, buf.getvalue())
+                return real_save(obj, f, *args, **kwargs)
+            return save
 
-        def save(obj, f, *args, **kwargs):
-            if hit("checkpoint-write"):
-                buf = io.BytesIO()
-                real_save(obj, buf, *args, **kwargs)
-                partial(f, buf.getvalue())
-            return real_save(obj, f, *args, **kwargs)
-
-        def jit_save(module, f, *args, **kwargs):
-            if hit("export-write"):
-                buf = io.BytesIO()
-                real_jit_save(module, buf, *args, **kwargs)
-                partial(f, buf.getvalue())
-            return real_jit_save(module, f, *args, **kwargs)
-
-        torch.save, torch.jit.save = save, jit_save
+        torch.save = torn(torch.save, "checkpoint-write")
+        torch.jit.save = torn(torch.jit.save, "export-write")
         real_fsync, real_replace = os.fsync, os.replace
 
         def fsync(fd):

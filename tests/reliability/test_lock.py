@@ -18,7 +18,8 @@ import aekit
 from aekit.cli.main import main
 from aekit.errors import RunLockedError
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator.lock import LOCK_FILE, RunLock, is_writer
+from aekit.estimator.distributed import is_chief
+from aekit.estimator.lock import LOCK_FILE, RunLock
 from aekit.hooks import Hook
 from tiny import batches, quiet_estimator, tiny_data
 
@@ -163,9 +164,9 @@ def test_stale_lock_file_of_a_dead_process_is_taken_over(
 def test_only_the_writing_rank_takes_the_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert is_writer()
+    assert is_chief()
     monkeypatch.setenv("RANK", "1")
-    assert not is_writer()
+    assert not is_chief()
     held: list[bool] = []
 
     class Look(Hook):

@@ -119,13 +119,16 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     estimator = build(settings, model_dir, steps_per_epoch)  # validates every hyper-parameter
     # Locked before the settings are written: a second run must not touch a running one's dir.
     with writer_lock(model_dir):
-        return _train(estimator, settings, model_dir, x_train, y_train, x_test, y_test)
+        return _train(
+            estimator, settings, model_dir, steps_per_epoch, x_train, y_train, x_test, y_test
+        )
 
 
 def _train(
     estimator: Estimator,
     settings: dict[str, Any],
     model_dir: str | Path,
+    steps_per_epoch: int,
     x_train: np.ndarray,
     y_train: np.ndarray | None,
     x_test: np.ndarray,
@@ -133,7 +136,6 @@ def _train(
 ) -> dict[str, float]:
     entry = registry.get(settings["model"])
     batch_size, epochs = settings["batch_size"], settings["epochs"]
-    steps_per_epoch = _steps_per_epoch(len(x_train), batch_size)
     if distributed.is_chief():
         run_settings.save(model_dir, settings)
     listeners: list[CheckpointSaverListener] = []

@@ -5,8 +5,8 @@ The kernel drops a flock when its holder dies, however it dies, so a lock left b
 killed process is simply taken over; the PID and host written into the file only serve the
 error message (and, where flock is unsupported, a liveness check on the PID).
 
-Only the process that writes the model_dir takes the lock (`is_writer`): in a distributed job
-every rank trains into the same directory, but only rank 0 writes it.
+Only the process that writes the model_dir takes the lock (`distributed.is_chief`): in a
+distributed job every rank trains into the same directory, but only rank 0 writes it.
 """
 
 from __future__ import annotations
@@ -38,14 +38,9 @@ _log = logging.getLogger("aekit")
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
-def is_writer() -> bool:
-    """Whether this process writes the model_dir (rank 0 of a job, or the only process)."""
-    return is_chief()
-
-
 def writer_lock(model_dir: str | Path) -> AbstractContextManager[object]:
     """The model_dir's RunLock for the writing process; a no-op context for the others."""
-    return RunLock(model_dir) if is_writer() else nullcontext()
+    return RunLock(model_dir) if is_chief() else nullcontext()
 
 
 class RunLock:
