@@ -10,7 +10,6 @@ feeds summaries.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import os
 import re
@@ -41,28 +40,30 @@ class Recorder:
     records: list[tuple[Kind, str, torch.Tensor | float]] = field(default_factory=list)
 
 
-_active: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
-    "aekit_summary_recorder", default=None
-)
+# The recorder of the summary step being run, or None. A plain module global, not a
+# context variable: torch.compile reads it as a constant (None in the compiled step,
+# which never records), where reading a ContextVar would split the graph.
+_active: Recorder | None = None
 
 
 @contextlib.contextmanager
 def recording(recorder: Recorder | None) -> Iterator[Recorder | None]:
     """Make `recorder` collect the summary calls made inside the block."""
-    token = _active.set(recorder)
+    global _active
+    previous, _active = _active, recorder
     try:
         yield recorder
     finally:
-        _active.reset(token)
+        _active = previous
 
 
 def should_record() -> bool:
     """Whether summary calls made now will be written."""
-    return _active.get() is not None
+    return _active is not None
 
 
 def _record(kind: Kind, name: str, value: torch.Tensor | float) -> None:
-    recorder = _active.get()
+    recorder = _active
     if recorder is not None:
         if isinstance(value, torch.Tensor):
             value = value.detach()
@@ -82,6 +83,55 @@ def histogram(name: str, values: torch.Tensor) -> None:
 def image(name: str, img: torch.Tensor) -> None:
     """Record an image: HW, CHW, or a NCHW batch shown as a row of images; values in [0, 1]."""
     _record("image", name, img)
+
+
+class WatchedActivation(torch.nn.Module):
+    """Base of modules whose output is an activation that summary steps record."""
+
+
+# Modules whose outputs `watch_activations` records: aekit's own and torch's activations.
+ACTIVATION_MODULES: tuple[type[torch.nn.Module], ...] = (
+    WatchedActivation,
+    torch.nn.ReLU,
+    torch.nn.ReLU6,
+    torch.nn.LeakyReLU,
+    torch.nn.ELU,
+    torch.nn.GELU,
+    torch.nn.SiLU,
+    torch.nn.Tanh,
+    torch.nn.Sigmoid,
+    torch.nn.Softplus,
+)
+
+
+@contextlib.contextmanager
+def watch_activations(network: torch.nn.Module, recorder: Recorder) -> Iterator[None]:
+    """Record each activation module's output (histogram, fraction of zeros) in the block.
+
+    Forward hooks exist only inside the block, so the steps that record nothing run the
+    network as it is (one graph under torch.compile).
+    """
+
+    def hook(name: str) -> Any:
+        def record(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            if isinstance(output, torch.Tensor):
+                value = output.detach()
+                recorder.records.append(("histogram", f"activations/{name}", value))
+                zeros = (value == 0).float().mean()
+                recorder.records.append(("scalar", f"zero_fraction/{name}", zeros))
+
+        return record
+
+    handles = [
+        module.register_forward_hook(hook(name.replace(".", "/")))
+        for name, module in network.named_modules()
+        if isinstance(module, ACTIVATION_MODULES)
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class EventWriters:

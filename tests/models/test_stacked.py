@@ -111,7 +111,11 @@ def test_bad_settings_and_labels(tmp_path: Path) -> None:
         StackedDenoisingAutoencoder([4], noise="blur", model_dir=tmp_path)
     est = make(tmp_path)
     x, _ = data()
-    with pytest.raises(aekit.ConfigError, match="class ids in"):
+    # Training checks labels on the device (no host read per step): a RuntimeError on the
+    # CPU at once; evaluation reads them and says which values it saw.
+    with pytest.raises(RuntimeError, match="class ids in"):
         est.train(numpy_input_fn(x[:10], np.full(10, 12), batch_size=5), steps=1)
+    with pytest.raises(aekit.ConfigError, match="class ids in"):
+        est.evaluate(numpy_input_fn(x[:10], np.full(10, 12), batch_size=5))
     with pytest.raises(aekit.ConfigError, match="one non-negative step count per layer"):
         est.pretrain(numpy_input_fn(x), steps=[1])

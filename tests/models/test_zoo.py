@@ -190,13 +190,13 @@ def test_seed_summaries_are_written(tmp_path: Path, kind: str) -> None:
     events.Reload()
     tags = events.Tags()
     assert {"loss", "learning_rate", "global_gradient_norm"} <= set(tags["scalars"])
-    assert any(t.endswith("zero_fraction") for t in tags["scalars"])
+    assert any(t.startswith("zero_fraction/") for t in tags["scalars"])
     assert any(t.startswith("parameters/") for t in tags["histograms"])
-    assert any(t.endswith("/activation") for t in tags["histograms"])
+    assert any(t.startswith("activations/") for t in tags["histograms"])
     assert {"images/input", "images/corrupted_input", "images/reconstruction"} <= set(
         tags["images"]
     )
-    fractions = [t for t in tags["scalars"] if t.endswith("zero_fraction")]
+    fractions = [t for t in tags["scalars"] if t.startswith("zero_fraction/")]
     assert all(0.0 <= e.value <= 1.0 for t in fractions for e in events.Scalars(t))
     assert [e.step for e in events.Scalars("loss")] == [1, 2, 4]
 

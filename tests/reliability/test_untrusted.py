@@ -116,6 +116,7 @@ def test_damaged_rng_state_is_a_checkpoint_error(tmp_path: Path) -> None:
     est.train(batches(tiny_data()), steps=2)
     state = torch.load(tmp_path / "ckpt-2.pt", weights_only=True)
     state["rng"] = {"torch": torch.zeros(3), "python": "x"}
+    state["rng_by_rank"] = [state["rng"]]
     torch.save(state, tmp_path / "ckpt-2.pt")
     with pytest.raises(CheckpointError, match="random-generator state"):
         quiet_estimator(tmp_path).train(batches(tiny_data()), steps=1)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from aekit.errors import ConfigError, InputError
+from aekit.estimator.inputs import input_context
 
 Array = torch.Tensor | np.ndarray
 _CHUNK = 4096  # indices handed on at a time by the element-wise shuffle
@@ -51,10 +52,18 @@ class _Source:
             if isinstance(leaf, torch.Tensor):
                 # index_select copies rows ~10x faster than advanced indexing on CPU
                 # (benchmarks/bench_kernels.py).
-                out.append(leaf.index_select(0, torch.from_numpy(index).to(leaf.device)))
+                out.append(leaf.index_select(0, _index_on(leaf.device, index)))
             else:  # numpy (also memory-mapped): read just these rows
                 out.append(torch.from_numpy(np.ascontiguousarray(leaf[index])))
         return out
+
+
+def _index_on(device: torch.device, index: np.ndarray) -> torch.Tensor:
+    """Row indices on `device`; to a GPU through pinned memory, so the host does not wait."""
+    host = torch.from_numpy(index)
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 def _flatten(tensors: Any) -> tuple[list[Array], Callable[[list[Any]], Any]]:
@@ -105,11 +114,22 @@ def _move(value: Any, device: torch.device) -> Any:
 
 
 def _seed_stream(seed: int | None) -> Iterator[np.random.Generator]:
-    """One generator per pass over the data: new order each pass, reproducible under a seed."""
+    """One generator per pass over the data: new order each pass, reproducible under a seed.
+
+    Without a seed, one is drawn when iteration starts: in a pipeline built for an
+    Estimator's training, from the generator it shares with every process of its job
+    (InputContext.shuffle_generator); elsewhere from torch's global generator. Either
+    way RunConfig.random_seed, and the state restored from a checkpoint, decide the order.
+    """
+    # Read now: iteration runs outside the input_fn call, where the context is gone.
+    return _generators(seed, input_context().shuffle_generator)
+
+
+def _generators(
+    seed: int | None, generator: torch.Generator | None
+) -> Iterator[np.random.Generator]:
     if seed is None:
-        # Drawn from torch's global generator so RunConfig.random_seed (and the RNG
-        # state restored from a checkpoint) decides the order.
-        seed = int(torch.randint(0, 2**62, ()).item())
+        seed = int(torch.randint(0, 2**62, (), generator=generator).item())
     for epoch in itertools.count():
         yield np.random.default_rng([seed, epoch])
 
@@ -397,8 +417,13 @@ def _prefetch(items: Iterator[Any], size: int) -> Iterator[Any]:
     """Run `items` in a thread, `size` ahead; errors surface in the consumer."""
     buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
     stop = threading.Event()
+    # A new thread starts on GPU 0: give it the consumer's GPU (a job's process works on
+    # GPU LOCAL_RANK), or its copies and pinned buffers would land on another device.
+    gpu = torch.cuda.current_device() if torch.cuda.is_initialized() else None  # type: ignore[no-untyped-call]
 
     def produce() -> None:
+        if gpu is not None:
+            torch.cuda.set_device(gpu)
         try:
             for item in items:
                 while not stop.is_set():

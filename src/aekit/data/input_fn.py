@@ -19,10 +19,14 @@ _RESIDENT_SHARE = 0.25
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to float32 in [0, 1]; other dtypes to float32 unchanged in value."""
+    """uint8 pixels to float32 in [0, 1]; other integers to float32; floats as they are.
+
+    Floating inputs keep their type: a batch already in bfloat16 feeds a network that
+    runs in bfloat16 (RunConfig.precision) without a round trip through float32.
+    """
     if x.dtype == torch.uint8:
         return x.to(torch.float32).div_(255.0)
-    return x if x.dtype == torch.float32 else x.to(torch.float32)
+    return x if x.is_floating_point() else x.to(torch.float32)
 
 
 def _check_pixels(x: Array, name: str) -> None:

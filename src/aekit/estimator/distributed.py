@@ -2,7 +2,8 @@
 
 An Estimator started by torchrun (which sets RANK, WORLD_SIZE, LOCAL_RANK and the
 rendezvous address) joins the job's process group on construction: gloo on the
-CPU, NCCL on GPUs, one GPU per process. Training wraps the network in PyTorch's
+CPU, NCCL on GPUs, one GPU per process. Training wraps the training step module (the
+model_fn's whole TRAIN computation, `aekit.estimator.step`) in PyTorch's
 DistributedDataParallel, which averages gradients across processes; only rank 0
 (the chief) writes checkpoints, summaries and other files.
 """
@@ -22,9 +23,13 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from aekit.errors import DistributedError
+from aekit.errors import ConfigError, DistributedError
+from aekit.metrics import MetricUpdate
 
 _log = logging.getLogger("aekit")
+
+# torch.OutOfMemoryError since 2.5; torch.cuda's before.
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 _alone = False
 _lost_peers = False  # set once a collective failed because another process went away
@@ -88,6 +93,14 @@ def join(device: str, timeout_secs: float) -> torch.device | None:
     """
     if not launched():
         return None
+    if device.startswith("cuda:"):
+        # Every process would take that one GPU: the launch, not the device string, says
+        # which GPU each process gets.
+        raise ConfigError(
+            f"device {device!r} puts every process of the job on one GPU; under torchrun "
+            "use 'cuda' or 'auto' (process LOCAL_RANK takes GPU LOCAL_RANK) and choose the "
+            "GPUs with CUDA_VISIBLE_DEVICES"
+        )
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     on_gpu = torch.cuda.is_available() and device in ("auto", "cuda")
     pinned = torch.device("cuda", local_rank) if on_gpu else None
@@ -135,20 +148,27 @@ def _leave() -> None:
     dist.destroy_process_group()
 
 
-class DistributedNetwork(DistributedDataParallel):
-    """DDP that lets a model_fn reach the wrapped network's own attributes and methods."""
+def wrap(module: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
+    """`module` in DDP; its construction copies rank 0's parameters to every rank.
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.module, name)
-
-
-def wrap(network: torch.nn.Module, device: torch.device) -> DistributedNetwork:
-    """The network in DDP; its construction copies rank 0's parameters to every rank."""
+    DDP reduces the gradients of the parameters that require grad and run in
+    `module.forward`; aekit hands it the training step, which runs the whole model_fn.
+    """
     device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedNetwork(network, device_ids=device_ids)
+    return DistributedDataParallel(module, device_ids=device_ids)
+
+
+def all_gather(value: Any) -> list[Any]:
+    """Every process's `value`, in rank order (a one-item list without a job).
+
+    Pickles through the process group: for a few small objects (random-generator states)
+    between processes of one job, never for data from files.
+    """
+    if not active():
+        return [value]
+    gathered: list[Any] = [None] * world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -163,6 +183,43 @@ def broadcast_seed(seed: int | None) -> int | None:
     if not active():
         return seed
     return _broadcast_int(seed if seed is not None else int(torch.randint(0, 2**62, ())))
+
+
+def shared_random_int() -> int:
+    """A number from rank 0's torch generator, the same on every rank (shuffle seeds).
+
+    Every rank draws, so the ranks' own streams advance alike; rank 0's draw is kept.
+    """
+    drawn = int(torch.randint(0, 2**62, ()))
+    return _broadcast_int(drawn) if active() else drawn
+
+
+def sum_metrics(
+    loss_total: torch.Tensor, examples: int, totals: dict[str, MetricUpdate]
+) -> tuple[torch.Tensor, int, dict[str, MetricUpdate]]:
+    """Every process's evaluation sums added up: exact, not an average of averages.
+
+    A process that got no batch (fewer examples than processes) knows no metric names;
+    it learns them from the others and adds zeros, so every process runs the same
+    collectives and returns the same figures.
+    """
+    if not active():
+        return loss_total, examples, totals
+    finishes: dict[str, Any] = {}
+    for known in all_gather({key: update.finish for key, update in totals.items()}):
+        finishes.update(known)
+    keys = sorted(finishes)
+    zero = torch.zeros((), dtype=torch.float64, device=loss_total.device)
+    parts = [loss_total.to(torch.float64), zero + examples]
+    for key in keys:
+        update = totals.get(key)
+        parts += [update.total, update.count] if update is not None else [zero, zero]
+    packed = all_reduce_sum(torch.stack([t.to(zero) for t in parts]))
+    summed = {
+        key: MetricUpdate(packed[2 + 2 * i], packed[3 + 2 * i], finishes[key])
+        for i, key in enumerate(keys)
+    }
+    return packed[0], int(packed[1]), summed
 
 
 def rank0_says(flag: bool) -> bool:
@@ -213,6 +270,13 @@ def peer_failure(error: BaseException, model_dir: str) -> DistributedError | Non
     if not active() or not isinstance(error, RuntimeError | dist.DistError):
         return None
     text = str(error)
+    if isinstance(error, _OUT_OF_MEMORY) or "out of memory" in text.lower():
+        # NCCL reports a failed allocation through the same error types as a lost peer.
+        return DistributedError(
+            f"rank {rank()} of {world_size()} ran out of device memory ({_first_line(error)}); "
+            "lower the batch size or use RunConfig(precision='bf16-mixed'); the last "
+            f"checkpoint in {model_dir} is intact"
+        )
     signs = ("Connection closed", "Connection reset", "Broken pipe", "timed out", "Timeout",
              "NCCL", "gloo", "DistBackendError")  # fmt: skip
     if not isinstance(error, dist.DistError) and not any(s in text for s in signs):

@@ -11,13 +11,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.utils import clip_grad_norm_
 
 from aekit import summary
 from aekit.errors import CheckpointError, ConfigError, InputError, SpecError
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator import distributed, rng
-from aekit.estimator.compiled import CompiledForward
 from aekit.estimator.inputs import (
     Features,
     InputContext,
@@ -28,20 +26,20 @@ from aekit.estimator.inputs import (
     to_device,
 )
 from aekit.estimator.lock import writer_lock
+from aekit.estimator.optimizers import adam
 from aekit.estimator.run_config import RunConfig
 from aekit.estimator.spec import EstimatorSpec, ModeKeys
+from aekit.estimator.step import Stepper, autocast, check_spec
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
 from aekit.hooks.basic import (
     LoggingHook,
-    NanLossGuardHook,
     ParameterTableHook,
     StepCounterHook,
     StopAtStepHook,
     SummarySaverHook,
-    raise_if_nonfinite,
-    raise_if_weights_nonfinite,
 )
 from aekit.hooks.checkpoint_saver import CheckpointSaverHook
+from aekit.hooks.nan_guard import NanLossGuardHook, NonFiniteFlag, refuse_nonfinite_state
 from aekit.metrics import MetricUpdate
 from aekit.summary import EventWriters
 
@@ -100,14 +98,27 @@ class Estimator:
         self._params: dict[str, Any] = dict(params or {})
         pinned = distributed.join(self._config.device, self._config.collective_timeout_secs)
         self._device = pinned or self._config.torch_device
+        if self._device.type == "cuda":
+            # TF32 matmuls and tuned convolution algorithms: free speed on NVIDIA GPUs.
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
         self._model_fn = model_fn
         self._network = network.to(self._device)
-        self._train_network: torch.nn.Module = self._network  # DDP-wrapped in a job
         self._optimizer = self._make_optimizer(optimizer)
         self._lr_scheduler = lr_scheduler(self._optimizer) if lr_scheduler else None
+        self._stepper: Stepper | None = None  # made by the first train()
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
+        self._scaler = (
+            torch.amp.GradScaler(self._device.type)
+            if self._config.precision == "16-mixed"
+            else None
+        )
         self._global_step = 0
         self._synced_with: Path | None = None  # checkpoint whose state is in memory
-        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self._device)
+        self._nonfinite = NonFiniteFlag(self._device)
+        # Shuffles draw from this one, in step on every rank of a job (see InputContext).
+        self._shuffle_rng = torch.Generator()
         self._train_hooks: list[Hook] = []
         self._synced_hook_states: dict[str, Any] = {}  # hook state of the synced checkpoint
         self.event_writers = EventWriters(self.model_dir, enabled=distributed.is_chief())
@@ -168,15 +179,16 @@ class Estimator:
 
     def loss_was_nonfinite(self) -> bool:
         """Whether any training loss since the last restore was NaN or infinite (syncs)."""
-        return bool(self._nonfinite)
+        return self._nonfinite.seen()
 
     def save_checkpoint(self) -> Path:
         """Write the state in memory as `ckpt-<global_step>.pt`; refuse a NaN-tainted state.
 
-        In a data-parallel job only rank 0 writes; every rank returns the path.
+        In a data-parallel job every rank calls it at the same step (each rank's random
+        state goes into the file); only rank 0 writes; every rank returns the path.
         """
-        raise_if_nonfinite(self)
-        raise_if_weights_nonfinite(self)
+        refuse_nonfinite_state(self)
+        rng_by_rank = distributed.all_gather(rng.get_state())
         hooks = {
             key: state
             for key, hook in _keyed(self._train_hooks)
@@ -187,7 +199,10 @@ class Estimator:
             "network": self._network.state_dict(),
             "optimizer": self._optimizer.state_dict(),
             "lr_scheduler": self._lr_scheduler.state_dict() if self._lr_scheduler else None,
-            "rng": rng.get_state(),
+            "rng": rng_by_rank[0],
+            "rng_by_rank": rng_by_rank,
+            "shuffle_rng": self._shuffle_rng.get_state(),
+            "grad_scaler": self._scaler.state_dict() if self._scaler is not None else None,
             "hooks": hooks,
         }
         path = ckpt.checkpoint_path(self.model_dir, self._global_step)
@@ -223,6 +238,8 @@ class Estimator:
             self._optimizer.load_state_dict(state["optimizer"])
             if self._lr_scheduler is not None and state.get("lr_scheduler") is not None:
                 self._lr_scheduler.load_state_dict(state["lr_scheduler"])
+            if self._scaler is not None and state.get("grad_scaler"):
+                self._scaler.load_state_dict(state["grad_scaler"])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ConfigError(
                 f"checkpoint {path} does not fit this model ({str(exc).splitlines()[0][:200]}); "
@@ -231,7 +248,9 @@ class Estimator:
         self._global_step = int(state["global_step"])
         if with_rng and state.get("rng"):
             try:
-                rng.set_state(state["rng"])
+                _restore_rng(state)
+                if state.get("shuffle_rng") is not None:
+                    self._shuffle_rng.set_state(state["shuffle_rng"])
             except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
                 raise CheckpointError(
                     f"checkpoint {path} holds a damaged random-generator state ({exc}); "
@@ -239,7 +258,7 @@ class Estimator:
                 ) from exc
         self._synced_hook_states = dict(state.get("hooks") or {})
         self._synced_with = path
-        self._nonfinite.zero_()
+        self._nonfinite.reset()
         _log.info("restored %s (step %d)", path, self._global_step)
         return True
 
@@ -288,9 +307,13 @@ class Estimator:
             self._config.random_seed
             if restored
             else distributed.broadcast_seed(self._config.random_seed)
-        )  # in a job every rank must shuffle alike, so rank 0's seed is shared
-        if not restored and seed is not None:
-            rng.seed_everything(seed)
+        )  # rank 0's seed, from which every rank derives a stream of its own
+        if not restored:
+            if seed is not None:
+                rng.seed_everything(seed, distributed.rank())
+            self._shuffle_rng.manual_seed(
+                seed if seed is not None else distributed.shared_random_int()
+            )
         if (Path(self.model_dir) / "train").is_dir():  # events of an earlier run may follow
             self.event_writers.restart("train", self._global_step + 1)
         last_step = (
@@ -298,12 +321,14 @@ class Estimator:
             if max_steps is not None
             else (self._global_step + steps if steps is not None else None)
         )
+        c = self._config
         self._train_hooks = self._default_hooks(last_step) + list(hooks or [])
         self._train_hooks.append(
             CheckpointSaverHook(
-                self._config.save_checkpoints_steps,
-                self._config.save_checkpoints_secs,
+                c.save_checkpoints_steps,
+                c.save_checkpoints_secs,
                 saving_listeners,
+                decide_every_n_steps=c.log_step_count_steps or 100,
             )
         )
         finished = False
@@ -321,7 +346,7 @@ class Estimator:
         counter = StepCounterHook(c.log_step_count_steps)
         hooks: list[Hook] = [
             ParameterTableHook(),
-            NanLossGuardHook(1 if self._device.type == "cpu" else max(1, c.log_step_count_steps)),
+            NanLossGuardHook(1 if c.syncs_every_step else max(1, c.log_step_count_steps)),
             counter,
             LoggingHook(
                 c.log_step_count_steps if distributed.is_chief() else 0,
@@ -347,12 +372,26 @@ class Estimator:
         self._network.train()
         shards = distributed.world_size()
         batches = iterate_batches(
-            input_fn, InputContext(self._device, shards, distributed.rank(), equal_shards=True)
+            input_fn,
+            InputContext(
+                self._device,
+                shards,
+                distributed.rank(),
+                equal_shards=True,
+                shuffle_generator=self._shuffle_rng,
+            ),
         )
-        compiled = CompiledForward(self._network) if self._config.compiles else None
-        if shards > 1:
-            self._train_network = distributed.wrap(self._network, self._device)
-        try:
+        if self._stepper is None:
+            self._stepper = Stepper(
+                self._model_fn,
+                self._network,
+                self._params,
+                self._optimizer,
+                self._config,
+                self._device,
+                self._scaler,
+            )
+        with self._stepper.training():
             while not context.stop_requested:
                 for hook in hooks:
                     hook.before_run(context)
@@ -360,65 +399,46 @@ class Estimator:
                     features, labels = next(batches)
                 except StopIteration:
                     break
-                try:
-                    result = self._train_step(features, labels, context)
-                except Exception as error:
-                    failure = distributed.peer_failure(error, self.model_dir)
-                    if failure is not None:
-                        raise failure from error
-                    if compiled is None or not compiled.fall_back(error):
-                        raise
-                    result = self._train_step(features, labels, context)
-                if compiled is not None:
-                    compiled.step_succeeded()
+                result = self._train_step(self._stepper, features, labels, context)
                 for hook in hooks:
                     hook.after_run(context, result)
             for hook in hooks:
                 hook.end(context)
-        finally:
-            self._train_network = self._network
-            if compiled is not None:
-                compiled.restore()
 
-    def _train_step(self, features: Features, labels: Labels, context: RunContext) -> StepResult:
+    def _train_step(
+        self, stepper: Stepper, features: Features, labels: Labels, context: RunContext
+    ) -> StepResult:
         features, labels = to_device(features, self._device), to_device(labels, self._device)
-        recorder = summary.Recorder() if context.record_summaries else None
-        grad_norm = None
-        learning_rate = float(self._optimizer.param_groups[0]["lr"])
-        with summary.recording(recorder):
-            spec = self._call_model_fn(features, labels, ModeKeys.TRAIN)
-            assert spec.loss is not None
-            if spec.train_op is not None:
-                spec.train_op()
-            else:
-                self._optimizer.zero_grad(set_to_none=True)
-                spec.loss.backward()  # type: ignore[no-untyped-call]
-                if self._config.clip_grad_norm is not None:  # gives the norm before clipping
-                    grad_norm = clip_grad_norm_(
-                        self._network.parameters(), self._config.clip_grad_norm
-                    )
-                elif recorder is not None:
-                    grad_norm = _global_norm(self._network.parameters())
-                self._optimizer.step()
+        summary_step = context.record_summaries  # the same schedule on every rank
+        recorder = summary.Recorder() if summary_step and self.event_writers.enabled else None
+        learning_rate = self._optimizer.param_groups[0]["lr"] if summary_step else None
+        try:
+            out = stepper.run(features, labels, summary_step, recorder)
+        except Exception as error:
+            failure = distributed.peer_failure(error, self.model_dir)
+            if failure is not None:
+                raise failure from error
+            if not stepper.fall_back(error):
+                raise
+            out = stepper.run(features, labels, summary_step, recorder)
         if self._lr_scheduler is not None:
             self._lr_scheduler.step()
         self._global_step += 1
-        loss = spec.loss.detach()
-        self._nonfinite.logical_or_(~torch.isfinite(loss))
-        return StepResult(spec, batch_size(features), loss, learning_rate, grad_norm, recorder)
+        self._nonfinite.observe(out.loss)
+        return StepResult(
+            out.spec,
+            batch_size(features),
+            out.loss,
+            float(learning_rate) if learning_rate is not None else None,
+            out.grad_norm,
+            recorder,
+        )
 
     def _call_model_fn(self, features: Features, labels: Labels, mode: ModeKeys) -> EstimatorSpec:
-        network = self._train_network if mode is ModeKeys.TRAIN else self._network
-        spec = self._model_fn(network, features, labels, mode, self._params)
-        if not isinstance(spec, EstimatorSpec):
-            raise SpecError(
-                f"model_fn returned a {type(spec).__name__}; it must return aekit.EstimatorSpec"
-            )
-        if spec.mode is not mode:
-            raise SpecError(
-                f"model_fn was called in {mode.name} mode but returned a {spec.mode.name} spec"
-            )
-        return spec
+        """The model_fn's spec for an EVAL or PREDICT batch, under the run's precision."""
+        with autocast(self._device, self._config.precision):
+            spec = self._model_fn(self._network, features, labels, mode, self._params)
+        return check_spec(spec, mode)
 
     # -- evaluate -----------------------------------------------------------------
 
@@ -474,8 +494,7 @@ class Estimator:
                 hook.end(context)
         finally:
             self._network.train(was_training)
-        if distributed.world_size() > 1:
-            loss_total, examples = _sum_over_processes(loss_total, examples, totals)
+        loss_total, examples, totals = distributed.sum_metrics(loss_total, examples, totals)
         if examples == 0:
             raise InputError("evaluate() got no batches from input_fn; give it data to evaluate")
         results = {key: update.result() for key, update in totals.items()}
@@ -543,27 +562,17 @@ class Estimator:
             self._network.train(was_training)
 
 
-def _sum_over_processes(
-    loss_total: torch.Tensor, examples: int, totals: dict[str, MetricUpdate]
-) -> tuple[torch.Tensor, int]:
-    """Add every process's sums (in place for the metrics): exact, not an average of averages."""
-    parts = [loss_total.to(torch.float64), torch.tensor(float(examples), dtype=torch.float64)]
-    for key in sorted(totals):
-        parts += [totals[key].total.to(torch.float64), totals[key].count.to(torch.float64)]
-    packed = distributed.all_reduce_sum(torch.stack([t.to(loss_total.device) for t in parts]))
-    for i, key in enumerate(sorted(totals)):
-        update = totals[key]
-        totals[key] = MetricUpdate(packed[2 + 2 * i], packed[3 + 2 * i], update.finish)
-    return packed[0], int(packed[1])
+def _restore_rng(state: dict[str, Any]) -> None:
+    """This rank's random state from a checkpoint (rank 0's in one saved by one process).
 
-
-def adam(parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Adam, fused into one kernel where this torch and device have it (12% faster here)."""
-    params = [p for p in parameters if p.requires_grad]
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):  # an older torch or a device without the fused kernel
-        return torch.optim.Adam(params, lr=lr)
+    A rank the checkpoint has no state for (the job grew) continues rank 0's stream
+    re-seeded by its rank, so it still draws noise of its own.
+    """
+    states = state.get("rng_by_rank") or [state["rng"]]
+    here = distributed.rank()
+    rng.set_state(states[min(here, len(states) - 1)])
+    if here >= len(states):
+        rng.seed_everything(int(torch.randint(0, 2**62, ())), here)
 
 
 def _select(spec: EstimatorSpec, keys: Sequence[str] | None) -> dict[str, np.ndarray]:
@@ -585,11 +594,6 @@ def _to_numpy(value: torch.Tensor) -> np.ndarray:
         value = value.float()
     array: np.ndarray = value.cpu().numpy()
     return array
-
-
-def _global_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor | None:
-    norms = [p.grad.detach().norm() for p in parameters if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(norms)) if norms else None
 
 
 def _keyed(hooks: Sequence[Hook]) -> Iterator[tuple[str, Hook]]:

@@ -26,12 +26,16 @@ class InputContext:
         num_shards: processes that split the input (data-parallel jobs), 1 otherwise.
         shard_index: this process's share, in [0, num_shards).
         equal_shards: every share must give the same number of batches (training).
+        shuffle_generator: where shuffles not given a seed draw theirs: in training, a
+            generator in the same state on every process of a job (so the shares stay
+            disjoint), saved with the checkpoints; None elsewhere (torch's global one).
     """
 
     device: torch.device | None = None
     num_shards: int = 1
     shard_index: int = 0
     equal_shards: bool = False
+    shuffle_generator: torch.Generator | None = None
 
 
 _OUTSIDE = InputContext()  # frozen, so one shared default is safe
@@ -98,8 +102,16 @@ def _tensors(value: Any) -> Any:
 
 
 def to_device(value: Any, device: torch.device) -> Any:
-    """Move tensors (also inside dicts) to `device`; pinned memory copies asynchronously."""
+    """Move tensors (also inside dicts) to `device` without blocking the host.
+
+    Host batches bound for a GPU go through pinned memory, whose copy runs asynchronously
+    (the caching host allocator keeps the buffer until the copy is done).
+    """
     if isinstance(value, torch.Tensor):
+        if value.device == device:
+            return value
+        if device.type == "cuda" and value.device.type == "cpu" and not value.is_pinned():
+            value = value.pin_memory()
         return value.to(device, non_blocking=value.is_pinned())
     if isinstance(value, Mapping):
         return {k: to_device(v, device) for k, v in value.items()}

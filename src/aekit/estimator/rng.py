@@ -9,8 +9,15 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch (every device), numpy's global generator and random."""
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seed torch (every device), numpy's global generator and random.
+
+    Rank r > 0 of a data-parallel job gets a stream of its own derived from `seed`, so
+    the ranks draw different dropout masks and noise; rank 0 (and a lone process) uses
+    `seed` itself. Shuffles stay shared: they draw from `distributed.shared_random_int`.
+    """
+    if rank:
+        seed = (seed + rank * 0x9E3779B97F4A7C15) % 2**63  # a large odd step: far-apart seeds
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 
 from aekit.errors import ConfigError
+
+Precision = Literal["32", "bf16-mixed", "16-mixed"]
+HostSync = Literal["auto", "every_step", "intervals"]
 
 
 @dataclass(frozen=True)
@@ -24,9 +28,15 @@ class RunConfig:
         keep_checkpoint_max: how many recent checkpoints to keep (0: keep all).
         log_step_count_steps: log loss and speed every this many steps (0: never).
         progress_bar: draw a progress line; None draws it when stderr is a terminal.
-        compile: run the network through torch.compile (forward and backward); None
+        compile: run the training step through torch.compile (forward and backward); None
             compiles on CUDA, where it removes kernel-launch overhead, and not on the
             CPU, where it measured no faster (README). Falls back to eager on failure.
+        precision: "32" (float32), "bf16-mixed" (autocast to bfloat16) or "16-mixed"
+            (autocast to float16 with gradient scaling); losses and metrics stay float32.
+        host_sync: when the loop reads values back from the device: "every_step" checks
+            the loss for NaN after every step (free on the CPU), "intervals" only at
+            logging, summary and checkpoint steps (no stall between them on a GPU);
+            "auto" is "every_step" on the CPU and "intervals" elsewhere.
         collective_timeout_secs: in a data-parallel job, how long a process waits for
             the others in one collective before failing with a clear error.
         clip_grad_norm: before each optimizer step, scale the gradients down so that their
@@ -46,6 +56,8 @@ class RunConfig:
     compile: bool | None = None
     collective_timeout_secs: float = 300.0
     clip_grad_norm: float | None = None
+    precision: Precision = "32"
+    host_sync: HostSync = "auto"
 
     def __post_init__(self) -> None:
         if self.save_checkpoints_steps is not None and self.save_checkpoints_secs is not None:
@@ -79,12 +91,25 @@ class RunConfig:
                 f"RunConfig.clip_grad_norm must be finite, got {self.clip_grad_norm!r}; "
                 "give a positive number such as 1.0, or None"
             )
+        for name, allowed in (("precision", Precision), ("host_sync", HostSync)):
+            if getattr(self, name) not in get_args(allowed):
+                raise ConfigError(
+                    f"RunConfig.{name} must be one of {list(get_args(allowed))}, "
+                    f"got {getattr(self, name)!r}"
+                )
         resolve_device(self.device)
 
     @property
     def torch_device(self) -> torch.device:
         """The device this config resolves to on this machine."""
         return resolve_device(self.device)
+
+    @property
+    def syncs_every_step(self) -> bool:
+        """Whether the loop may read device values after every step (see host_sync)."""
+        if self.host_sync == "auto":
+            return self.torch_device.type == "cpu"
+        return self.host_sync == "every_step"
 
     @property
     def compiles(self) -> bool:

@@ -3,13 +3,13 @@
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
 from aekit.hooks.basic import (
     LoggingHook,
-    NanLossGuardHook,
     ParameterTableHook,
     StepCounterHook,
     StopAtStepHook,
     SummarySaverHook,
 )
 from aekit.hooks.checkpoint_saver import CheckpointSaverHook
+from aekit.hooks.nan_guard import NanLossGuardHook
 
 __all__ = [
     "CheckpointSaverHook",

@@ -1,4 +1,4 @@
-"""Built-in hooks for stopping, counting speed, logging and guarding the loss."""
+"""Built-in hooks for stopping, counting speed, logging and summaries."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from aekit.errors import ConfigError, NanLossError
+from aekit.errors import ConfigError
 from aekit.hooks.base import Hook, RunContext, StepResult
 
 if TYPE_CHECKING:
@@ -63,8 +63,8 @@ class StepCounterHook(Hook):
         self._examples += result.batch_size
         if not self.every_n_steps or context.global_step % self.every_n_steps:
             return
-        if result.loss is not None and result.loss.device.type != "cpu":
-            torch.cuda.synchronize(result.loss.device)  # time the work, not its launch
+        if result.loss is not None:
+            synchronize(result.loss.device)  # time the work, not its launch
         elapsed = time.perf_counter() - self._start
         if elapsed > 0:
             self.steps_per_sec = self._steps / elapsed
@@ -75,6 +75,20 @@ class StepCounterHook(Hook):
                 context.global_step,
             )
         self.after_create_session(context)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (CUDA, XPU, MPS, ...; nothing on the CPU)."""
+    if device.type == "cpu":
+        return
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    if accelerator is not None and hasattr(accelerator, "synchronize"):
+        accelerator.synchronize(device)
+        return
+    backend = getattr(torch, device.type, None)
+    sync = getattr(backend, "synchronize", None)
+    if callable(sync):
+        sync()
 
 
 class LoggingHook(Hook):
@@ -114,52 +128,6 @@ class LoggingHook(Hook):
             sys.stderr.flush()
 
 
-class NanLossGuardHook(Hook):
-    """Stops training with NanLossError once the loss is NaN or infinite.
-
-    The check reads a flag the Estimator keeps on the device, so it costs a host
-    sync only every `every_n_steps` (1 checks every step). Checkpoints are refused
-    whatever the interval, so no checkpoint ever holds a state past a bad loss.
-    """
-
-    def __init__(self, every_n_steps: int = 1) -> None:
-        self.every_n_steps = max(1, _check_every("every_n_steps", every_n_steps))
-
-    def after_run(self, context: RunContext, result: StepResult) -> None:
-        if context.global_step % self.every_n_steps == 0:
-            raise_if_nonfinite(context.estimator)
-
-
-def raise_if_nonfinite(estimator: Estimator) -> None:
-    """Raise NanLossError when any loss since the last restore was NaN or infinite."""
-    if not estimator.loss_was_nonfinite():
-        return
-    last = estimator.latest_checkpoint()
-    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
-    raise NanLossError(
-        f"loss became NaN or infinite by step {estimator.global_step}; {kept}. Lower the "
-        "learning rate, check the input data for NaN/Inf, or clip gradients"
-    )
-
-
-def raise_if_weights_nonfinite(estimator: Estimator) -> None:
-    """Raise NanLossError when a weight is NaN or infinite (a gradient overflowed).
-
-    The loss can stay finite while a gradient does not, and the step after such a
-    gradient leaves NaN weights behind; this keeps them out of checkpoints.
-    """
-    flags = [torch.isfinite(p).all() for p in estimator.network.parameters()]
-    if not flags or bool(torch.stack(flags).all()):
-        return
-    last = estimator.latest_checkpoint()
-    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
-    raise NanLossError(
-        f"the network's weights became NaN or infinite by step {estimator.global_step} "
-        f"(a gradient overflowed); {kept}. Lower the learning rate or set "
-        "RunConfig(clip_grad_norm=...)"
-    )
-
-
 class SummarySaverHook(Hook):
     """Every `save_steps`, records the step's summaries and writes loss, lr and grad norm."""
 
@@ -168,16 +136,16 @@ class SummarySaverHook(Hook):
 
     def before_run(self, context: RunContext) -> None:
         step = context.global_step + 1  # the step about to run
-        context.record_summaries = (
-            bool(self.save_steps)
-            and context.estimator.event_writers.enabled  # not on a job's non-writing ranks
-            and (step % self.save_steps == 0 or step == 1)
+        # A step schedule, the same on every rank of a job: summary steps run the eager
+        # step module, and all ranks take the same path; only the writing rank records.
+        context.record_summaries = bool(self.save_steps) and (
+            step % self.save_steps == 0 or step == 1
         )
 
     def after_run(self, context: RunContext, result: StepResult) -> None:
-        if not context.record_summaries:
-            return
         writers = context.estimator.event_writers
+        if not context.record_summaries or not writers.enabled:
+            return
         scalars: dict[str, float] = {}
         if result.loss is not None:
             scalars["loss"] = float(result.loss)

@@ -18,7 +18,10 @@ class CheckpointSaverHook(Hook):
     """Saves every `save_steps` steps or `save_secs` seconds, and once at the end.
 
     Also saves after any step whose hooks called `context.request_checkpoint()`.
-    Listeners are told before and after every save.
+    Listeners are told before and after every save. In a data-parallel job every rank
+    must save at the same step: the step rule is a schedule all ranks share, while the
+    clock and requests are rank 0's, heard only every `decide_every_n_steps` steps (one
+    broadcast then, none in between).
     """
 
     def __init__(
@@ -26,6 +29,7 @@ class CheckpointSaverHook(Hook):
         save_steps: int | None = None,
         save_secs: float | None = None,
         listeners: Sequence[CheckpointSaverListener] = (),
+        decide_every_n_steps: int = 100,
     ) -> None:
         if save_steps is not None and save_steps <= 0:
             raise ConfigError(f"save_steps must be positive, got {save_steps}")
@@ -34,6 +38,7 @@ class CheckpointSaverHook(Hook):
         self.save_steps = save_steps
         self.save_secs = save_secs
         self.listeners = list(listeners)
+        self.decide_every_n_steps = max(1, decide_every_n_steps)
         self._last_saved_step: int | None = None
 
     def begin(self, estimator: Estimator) -> None:
@@ -46,13 +51,21 @@ class CheckpointSaverHook(Hook):
 
     def after_run(self, context: RunContext, result: StepResult) -> None:
         step = context.global_step
-        due = (self.save_steps is not None and step % self.save_steps == 0) or (
-            self.save_secs is not None and time.monotonic() - self._last_time >= self.save_secs
-        )
-        # In a job every rank must save at the same step; rank 0's clock and requests decide.
-        if distributed.rank0_says(due or context.checkpoint_requested):
+        due = self.save_steps is not None and step % self.save_steps == 0
+        if not due and distributed.world_size() == 1:
+            due = self._asked(context)
+        elif not due and step % self.decide_every_n_steps == 0:
+            due = distributed.rank0_says(self._asked(context))
+        if due:
             context.checkpoint_requested = False
             self._save(context)
+
+    def _asked(self, context: RunContext) -> bool:
+        """Whether this process's clock or a hook asks for a save now."""
+        timed_out = (
+            self.save_secs is not None and time.monotonic() - self._last_time >= self.save_secs
+        )
+        return timed_out or context.checkpoint_requested
 
     def end(self, context: RunContext) -> None:
         if distributed.rank0_says(

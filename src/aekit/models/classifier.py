@@ -12,7 +12,7 @@ from torch import nn
 
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
-from aekit.estimator.estimator import adam
+from aekit.estimator.optimizers import adam
 from aekit.models.heads import as_images, classifier_model_fn
 from aekit.models.registry import image_shape as to_image_shape
 
@@ -76,9 +76,15 @@ class EncoderClassifierNetwork(nn.Module):
         layers.append(nn.Linear(sizes[-1], n_classes))
         self.head = nn.Sequential(*layers)
 
+    def train(self, mode: bool = True) -> EncoderClassifierNetwork:
+        """Set training mode; a frozen encoder stays in eval mode (dropout off)."""
+        super().train(mode)
+        if self.freeze_encoder:
+            self.encoder.eval()
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.freeze_encoder:
-            self.encoder.eval()  # a frozen encoder keeps dropout off even in training
             with torch.no_grad():
                 code = self.encoder(x)
         else:
@@ -122,15 +128,19 @@ class Classifier(Estimator):
             network = ConvClassifierNetwork(
                 image_shape, conv_filters, dense_units, dropout, n_classes
             )
+            trained = list(network.parameters())
         else:
-            code_size = _code_size(encoder, image_shape)
+            code_size, used = _probe(encoder, image_shape)
             network = EncoderClassifierNetwork(
                 encoder, code_size, hidden_units, n_classes, freeze_encoder
             )
+            # Only what computes the code: an autoencoder's decoder stays out of the
+            # optimizer, so it is frozen (and out of DDP's reduction) while training.
+            trained = [*network.head.parameters(), *([] if freeze_encoder else used)]
         super().__init__(
             classifier_model_fn,
             network,
-            optimizer=lambda p: adam(p, learning_rate),  # skips a frozen encoder
+            optimizer=adam(trained, learning_rate),
             model_dir=model_dir,
             params={"n_classes": n_classes, "learning_rate": learning_rate},
             config=config,
@@ -156,11 +166,16 @@ def encoder_of(network: nn.Module) -> nn.Module:
     return _Encode(network)
 
 
-def _code_size(encoder: nn.Module, image_shape: Sequence[int]) -> int:
+def _probe(encoder: nn.Module, image_shape: Sequence[int]) -> tuple[int, list[nn.Parameter]]:
+    """The size of the encoder's code, and the parameters that code depends on."""
     was_training = encoder.training
     encoder.eval()
-    with torch.no_grad():
-        device = next(encoder.parameters()).device
-        code = encoder(torch.zeros(1, *image_shape, device=device))
+    device = next(encoder.parameters()).device
+    code = encoder(torch.zeros(1, *image_shape, device=device))
     encoder.train(was_training)
-    return int(code[0].numel())
+    used: list[nn.Parameter] = []
+    if code.requires_grad:
+        trainable = [p for p in encoder.parameters() if p.requires_grad]
+        found = torch.autograd.grad(code.sum(), trainable, allow_unused=True)
+        used = [p for p, g in zip(trainable, found, strict=True) if g is not None]
+    return int(code[0].numel()), used

@@ -12,7 +12,7 @@ from torch import nn
 from aekit.errors import ConfigError
 from aekit.estimator import RunConfig
 from aekit.models.heads import ReconstructionEstimator, ReconstructionNetwork, as_images
-from aekit.models.layers import Activation, activation, check_units, record_activation
+from aekit.models.layers import Activation, activations, check_units
 from aekit.models.layers import variance_scaling_ as _init
 
 Downsample = Literal["max_pool", "strided"]
@@ -41,8 +41,9 @@ class ConvolutionalNetwork(ReconstructionNetwork):
         filters = check_units("num_filters", num_filters)
         channels, height, width = image_shape
         self.image_shape = (channels, height, width)
-        self.activation = activation(activation_fn)
         self.encoder_convs = nn.ModuleList()
+        # One activation module per place it is applied, so summaries can tell them apart.
+        self.encoder_act = nn.ModuleList()
         self.downsamplers = nn.ModuleList()
         previous = channels
         for f in filters:
@@ -51,8 +52,10 @@ class ConvolutionalNetwork(ReconstructionNetwork):
             )
             if downsample == "max_pool":
                 self.downsamplers.append(nn.MaxPool2d(2, ceil_mode=True))
+                self.encoder_act.append(activations(activation_fn, 2))
             else:
                 self.downsamplers.append(nn.Conv2d(f, f, 3, stride=2, padding=1))
+                self.encoder_act.append(activations(activation_fn, 3))
             previous = f
         self.decoder_convs = nn.ModuleList()
         for f in reversed(filters):
@@ -60,6 +63,7 @@ class ConvolutionalNetwork(ReconstructionNetwork):
                 nn.ConvTranspose2d(previous, f, 3, stride=2, padding=1, output_padding=1)
             )
             previous = f
+        self.decoder_act = activations(activation_fn, len(filters))
         self.output = nn.ConvTranspose2d(previous, channels, 3, padding=1)
         _init(self)
         # channels_last is faster for these convolutions on x86 CPUs (see README).
@@ -71,20 +75,21 @@ class ConvolutionalNetwork(ReconstructionNetwork):
         x = as_images(x, self.image_shape)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        for i, (convs, down) in enumerate(zip(self.encoder_convs, self.downsamplers, strict=True)):
-            for conv in convs.children():
-                x = self.activation(conv(x))
+        for convs, down, acts in zip(
+            self.encoder_convs, self.downsamplers, self.encoder_act, strict=True
+        ):
+            assert isinstance(acts, nn.ModuleList)
+            for conv, act in zip(convs.children(), acts, strict=False):
+                x = act(conv(x))
             x = down(x)
-            if isinstance(down, nn.Conv2d):
-                x = self.activation(x)
-            record_activation(f"encoder/block{i}", x)
+            if len(acts) > 2:  # a strided convolution's own activation
+                x = acts[2](x)
         return x
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         x = code
-        for i, deconv in enumerate(self.decoder_convs):
-            x = self.activation(deconv(x))
-            record_activation(f"decoder/block{i}", x)
+        for deconv, act in zip(self.decoder_convs, self.decoder_act, strict=True):
+            x = act(deconv(x))
         x = self.output(x)
         _, height, width = self.image_shape
         top = (x.shape[-2] - height) // 2

@@ -14,7 +14,7 @@ from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import to_float
 from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
-from aekit.estimator.estimator import adam
+from aekit.estimator.optimizers import adam
 
 IMAGES_IN_SUMMARY = 6
 
@@ -80,7 +80,8 @@ def reconstruction_model_fn(
             },
         )
     target = clean if labels is None else to_float(labels)
-    loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
+    # In float32 whatever precision the network ran in: the loss is a sum over pixels.
+    loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), target.float())
     if mode is ModeKeys.TRAIN:
         # Training needs the loss alone; metrics and predictions would only slow the step.
         weight_decay = params.get("weight_decay")
@@ -115,12 +116,18 @@ def classifier_model_fn(
         raise ConfigError("a classifier needs labels: give the input function (features, labels)")
     labels = labels.long()
     n_classes = logits.shape[1]
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+    fix = "set n_classes to match the data"
+    if mode is ModeKeys.TRAIN:
+        # Checked where the labels are: reading them back to the host would stall every
+        # training step on a GPU. On the CPU this raises at once, with this message.
+        in_range = ((labels >= 0) & (labels < n_classes)).all()
+        torch._assert_async(in_range, f"labels must be class ids in [0, {n_classes}); {fix}")
+    elif labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
         raise ConfigError(
             f"labels must be class ids in [0, {n_classes}), got values from {int(labels.min())} "
-            f"to {int(labels.max())}; set n_classes to match the data"
+            f"to {int(labels.max())}; {fix}"
         )
-    loss = nn.functional.cross_entropy(logits, labels)
+    loss = nn.functional.cross_entropy(logits.float(), labels)
     return EstimatorSpec(
         mode,
         predictions=predictions,
@@ -134,6 +141,8 @@ def l2_of_weights(network: nn.Module) -> torch.Tensor:
     weights = [p for p in network.parameters() if p.dim() > 1]
     if not weights:
         return torch.zeros((), device=next(network.parameters()).device)
+    if torch.compiler.is_compiling():  # the compiler fuses the plain form by itself
+        return 0.5 * torch.stack([w.square().sum() for w in weights]).sum()
     value: torch.Tensor = _HalfSquaredNorm.apply(*weights)  # type: ignore[no-untyped-call]
     return value
 

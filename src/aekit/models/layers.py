@@ -56,11 +56,20 @@ def variance_scaling_(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def record_activation(name: str, value: torch.Tensor) -> None:
-    """On summary steps: histogram of a layer's output and its fraction of zeros."""
-    if summary.should_record():
-        summary.histogram(f"{name}/activation", value)
-        summary.scalar(f"{name}/zero_fraction", (value == 0).float().mean())
+class ActivationLayer(summary.WatchedActivation):
+    """An activation function as a module: summary steps record its output (histogram, zeros)."""
+
+    def __init__(self, name_or_fn: Activation) -> None:
+        super().__init__()
+        self.fn = activation(name_or_fn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def activations(name_or_fn: Activation, count: int) -> nn.ModuleList:
+    """`count` ActivationLayer modules of one function, one per place it is applied."""
+    return nn.ModuleList(ActivationLayer(name_or_fn) for _ in range(count))
 
 
 def check_units(name: str, units: Sequence[int]) -> list[int]:
@@ -84,25 +93,20 @@ class Encoder(nn.Module):
         hidden_units: Sequence[int],
         activation_fn: Activation = "relu",
         keep_prob: float | None = None,
-        name: str = "encoder",
         code_activation_fn: Activation | None = None,
     ) -> None:
         super().__init__()
         units = check_units("hidden_units", hidden_units)
         sizes = [in_features, *units]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
-        self.activation = activation(activation_fn)
-        self.code_activation = activation(code_activation_fn or activation_fn)
+        self.act = activations(activation_fn, len(units) - 1)
+        self.act.append(ActivationLayer(code_activation_fn or activation_fn))
         self.dropout = _dropout(keep_prob)
-        self.name = name
         self.out_features = units[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x = (self.code_activation if i == last else self.activation)(layer(x))
-            record_activation(f"{self.name}/layer{i}", x)
-            x = self.dropout(x)
+        for layer, act in zip(self.layers, self.act, strict=True):
+            x = self.dropout(act(layer(x)))
         return x
 
 
@@ -120,23 +124,19 @@ class Decoder(nn.Module):
         out_features: int,
         activation_fn: Activation = "relu",
         keep_prob: float | None = None,
-        name: str = "decoder",
         output_activation_fn: Activation | None = None,
     ) -> None:
         super().__init__()
         sizes = [in_features, *hidden_units, out_features]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
-        self.activation = activation(activation_fn)
+        self.act = activations(activation_fn, len(sizes) - 2)
         self.output_activation = activation(output_activation_fn) if output_activation_fn else None
         self.dropout = _dropout(keep_prob)
-        self.name = name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *hidden, last = self.layers
-        for i, layer in enumerate(hidden):
-            x = self.activation(layer(x))
-            record_activation(f"{self.name}/layer{i}", x)
-            x = self.dropout(x)
+        for layer, act in zip(hidden, self.act, strict=True):
+            x = self.dropout(act(layer(x)))
         out: torch.Tensor = last(x)
         return self.output_activation(out) if self.output_activation else out
 

@@ -28,8 +28,8 @@ from aekit.data.input_fn import to_float
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator.estimator import adam
 from aekit.estimator.inputs import InputFn
+from aekit.estimator.optimizers import adam
 from aekit.models.heads import classifier_model_fn
 from aekit.models.layers import check_units
 
@@ -84,6 +84,10 @@ class StackedNetwork(nn.Module):
             return [*own, self.decoder_biases[layer]]
         return [*own, *self.decoders[layer].parameters()]
 
+    def finetune_parameters(self) -> list[nn.Parameter]:
+        """What fine-tuning trains: the stacked layers and the softmax head, not the decoders."""
+        return [*self.encoders.parameters(), *self.head.parameters()]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.head(self.encode(x))
         return logits
@@ -108,7 +112,7 @@ def pretrain_model_fn(
         return EstimatorSpec(
             mode, predictions={"code": code, "reconstruction": torch.sigmoid(logits)}
         )
-    loss = nn.functional.binary_cross_entropy_with_logits(logits, clean)
+    loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), clean.float())
     if layer == 0 and summary.should_record():
         _record_filters(network)
     return EstimatorSpec(
@@ -185,7 +189,9 @@ class StackedDenoisingAutoencoder(Estimator):
         super().__init__(
             classifier_model_fn,
             network,
-            optimizer=lambda p: adam(p, finetune_learning_rate),
+            # The decoders serve pretraining only: outside the optimizer they stay frozen
+            # (and out of a data-parallel job's gradient reduction) while fine-tuning.
+            optimizer=adam(network.finetune_parameters(), finetune_learning_rate),
             model_dir=model_dir,
             params={
                 "hidden_units": units,

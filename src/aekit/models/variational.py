@@ -28,11 +28,11 @@ from aekit import metrics, summary
 from aekit.data.input_fn import to_float
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
-from aekit.estimator.estimator import adam
+from aekit.estimator.optimizers import adam
 from aekit.models.convolutional import ConvolutionalNetwork, Downsample
 from aekit.models.fully_connected import FullyConnectedAutoencoder
 from aekit.models.heads import IMAGES_IN_SUMMARY, ReconstructionNetwork, as_images
-from aekit.models.layers import Activation, activation, check_units
+from aekit.models.layers import Activation, ActivationLayer, check_units
 
 EncoderKind = Literal["fully_connected", "convolutional"]
 Likelihood = Literal["bernoulli", "gaussian"]
@@ -100,7 +100,7 @@ class VariationalNetwork(ReconstructionNetwork):
         self.image_shape = self.body.image_shape
         self.latent_dim = latent_dim
         self.likelihood = likelihood
-        self.activation = activation(activation_fn)
+        self.expand_act = ActivationLayer(activation_fn)
         with torch.no_grad():
             # The body's feature shape for one example, e.g. (64, 7, 7): found by running it.
             features = self.body.encode(torch.zeros(1, *self.image_shape))
@@ -127,7 +127,7 @@ class VariationalNetwork(ReconstructionNetwork):
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """Logits of the decoder's mean for codes z (sigmoid gives pixels in [0, 1])."""
-        features = self.activation(self.expand(code)).reshape(-1, *self.feature_shape)
+        features = self.expand_act(self.expand(code)).reshape(-1, *self.feature_shape)
         logits: torch.Tensor = self.body.decode(features)
         return logits
 
@@ -138,7 +138,7 @@ class VariationalNetwork(ReconstructionNetwork):
 
     def negative_log_likelihood(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """−log p(target | z) per example, in nats, summed over the pixels."""
-        logits, target = logits.flatten(1), target.flatten(1)
+        logits, target = logits.flatten(1).float(), target.flatten(1).float()  # float32 sums
         if self.likelihood == "bernoulli":
             nll = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
         else:
@@ -185,7 +185,7 @@ def variational_model_fn(
     z = mean + torch.exp(0.5 * log_variance) * noise  # the reparameterisation trick
     logits = network.decode(z).reshape(x.shape)
     nll = network.negative_log_likelihood(logits, target)
-    kl = gaussian_kl(mean, log_variance)
+    kl = gaussian_kl(mean.float(), log_variance.float())
     loss = (nll + float(params.get("beta", 1.0)) * kl).mean()
     if mode is ModeKeys.TRAIN:
         if summary.should_record():
