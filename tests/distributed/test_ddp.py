@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from launch import load_script, torchrun
 
 from aekit.data import numpy_input_fn
 from aekit.estimator import checkpoint as ckpt
@@ -20,33 +17,13 @@ JOB = Path(__file__).with_name("ddp_job.py")
 pytestmark = pytest.mark.slow
 
 
-def _job_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ddp_job", JOB)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run_job(
     model_dir: Path, steps: int, batch: int, *extra: str, restarts: int = 0
 ) -> subprocess.CompletedProcess[str]:
     """ddp_job.py on 2 processes."""
-    return _torchrun(
+    return torchrun(
         f"--max-restarts={restarts}", str(JOB), str(model_dir), str(steps), str(batch), *extra
     )
-
-
-def _torchrun(*args: str) -> subprocess.CompletedProcess[str]:
-    """`torchrun --standalone --nproc-per-node 2 ARGS`, one thread per process."""
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        *args,
-    ]  # fmt: skip
-    # A store of its own per attempt: with torchrun's shared one a restarted attempt can
-    # read the last attempt's addresses (PyTorch issue 135712; docs/distributed.md).
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -55,7 +32,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_two_processes_match_one_on_the_global_batch_and_write_once(tmp_path: Path) -> None:
-    job = _job_module()
+    job = load_script(JOB)
     run = _run_job(tmp_path / "ddp", 8, 4)
     assert run.returncode == 0, run.stderr[-2000:]
     single = job.estimator(str(tmp_path / "single"))
@@ -103,7 +80,7 @@ def test_torchrun_restarts_resume_from_the_last_checkpoint(tmp_path: Path) -> No
 def test_ranks_that_restore_different_checkpoints_stop_with_a_clear_error(
     tmp_path: Path,
 ) -> None:
-    job = _job_module()
+    job = load_script(JOB)
     job.estimator(str(tmp_path / "run-0")).train(
         numpy_input_fn(job.images(), batch_size=8, num_epochs=None), max_steps=4
     )  # rank 0's directory has a checkpoint, rank 1's none
@@ -116,7 +93,7 @@ def test_ranks_that_restore_different_checkpoints_stop_with_a_clear_error(
 def test_the_command_line_under_torchrun_writes_each_file_once(tmp_path: Path) -> None:
     run_dir, images = tmp_path / "run", tmp_path / "images"
     cli = ["-m", "aekit.cli.main"]
-    train = _torchrun(
+    train = torchrun(
         *cli, "train", "fully_connected", "--dataset", "digits", "--epochs", "2",
         "--model-dir", str(run_dir), "--save-images", str(images),
     )  # fmt: skip
@@ -132,6 +109,6 @@ def test_the_command_line_under_torchrun_writes_each_file_once(tmp_path: Path) -
         assert len(list((run_dir / sub).glob("events.out.tfevents.*"))) == 1
     # A command that only writes files: rank 0 does it alone, the other rank exits.
     picture = tmp_path / "reconstruction.png"
-    shown = _torchrun(*cli, "reconstruct", "--model-dir", str(run_dir), "--output", str(picture))
+    shown = torchrun(*cli, "reconstruct", "--model-dir", str(run_dir), "--output", str(picture))
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert shown.stdout.split() == [str(picture)] and picture.stat().st_size > 0

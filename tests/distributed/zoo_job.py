@@ -10,7 +10,9 @@ evaluating one example, host reads counted between intervals) to OUT/rank<r>.jso
 It ends with the `epochs` run in OUT/epochs.
 
 `epochs` trains a noisy, dropout FC autoencoder EPOCHS epochs, one `train` call per
-epoch, and writes each rank's final weights to MODEL_DIR/weights-rank<r>.pt. With
+epoch, and writes each rank's final weights to MODEL_DIR/weights-rank<r>.pt. It saves
+checkpoints only at the end of each call: a restart then replays the interrupted epoch
+from its start (the input's position within an epoch is not in a checkpoint). With
 --kill, that rank SIGKILLs itself before that step on the job's first attempt only.
 Each rank appends "attempt global_step" to MODEL_DIR/starts-<r>.txt whenever a
 `train` call starts training.
@@ -37,7 +39,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import aekit
 from aekit.data import numpy_input_fn
-from aekit.estimator import distributed
 from aekit.estimator.inputs import InputFn
 from aekit.hooks import Hook, RunContext, StepResult
 from aekit.models.classifier import encoder_of
@@ -49,11 +50,12 @@ EPOCHS = 3
 STEPS_PER_EPOCH = EXAMPLES // (2 * BATCH)
 SYNC_WINDOW = (3, 7)  # host reads are counted from after step 3 to after step 7
 
-# Phases whose weights are the job's: every other one draws noise or dropout masks.
+# Every model and training phase; each rank saves its weights after each.
 PHASES = (
     "fc", "denoising", "conv", "vae", "stacked-layer1", "stacked-layer2", "stacked-finetune",
     "cnn", "frozen", "tuned",
 )  # fmt: skip
+# The phases that draw no random numbers: one process on the global batch matches them.
 DETERMINISTIC = ("fc", "conv", "stacked-finetune", "cnn", "frozen", "tuned")
 LABELLED = ("stacked", "cnn", "frozen", "tuned")
 # Evaluation of the denoising model corrupts its input with this process's noise.
@@ -140,9 +142,7 @@ def eval_input(name: str) -> InputFn:
     return numpy_input_fn(x[:1], y[:1] if name in LABELLED else None, 5, shuffle=False)
 
 
-def train(
-    name: str, model_dir: Path, batch: int, hooks: Sequence[Hook] = ()
-) -> aekit.Estimator:
+def train(name: str, model_dir: Path, batch: int, hooks: Sequence[Hook] = ()) -> aekit.Estimator:
     """`name` trained STEPS steps at `batch` examples per process (not the stacked phases)."""
     estimator = build(name, model_dir)
     estimator.train(train_input(name, batch), hooks=hooks, max_steps=STEPS)
@@ -179,11 +179,19 @@ class RecordRandomState(Hook):
         self._record("end", context)
 
 
-class CountHostReads(TorchDispatchMode):
+def _reads_host(func: torch._ops.OpOverload, args: Sequence[Any]) -> bool:
+    """Whether `func` reads a device value on the host: a boolean mask counts its Trues."""
+    name = func.overloadpacket.__name__
+    if name in ("index", "index_put", "index_put_") and len(args) > 1:
+        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1])
+    return name in HOST_READS
+
+
+class CountHostReads(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Counts the ATen ops in HOST_READS run while it is active, with where they ran."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.reads: list[dict[str, Any]] = []
 
     def __torch_dispatch__(
@@ -193,8 +201,8 @@ class CountHostReads(TorchDispatchMode):
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
-        if func.overloadpacket.__name__ in HOST_READS:
-            stack = traceback.format_list(traceback.extract_stack()[-15:-1])
+        if _reads_host(func, args):
+            stack = traceback.format_list(traceback.extract_stack()[-25:-1])
             self.reads.append({"op": str(func), "stack": "".join(stack)})
         return func(*args, **(kwargs or {}))
 
@@ -211,9 +219,9 @@ class HostReadWindow(Hook):
         # Entered and left by hand: the window spans several steps of the loop.
         if context.global_step == self.start:
             self.mode = CountHostReads()
-            self.mode.__enter__()
+            self.mode.__enter__()  # type: ignore[no-untyped-call]
         elif context.global_step == self.stop and self.mode is not None:
-            self.mode.__exit__(None, None, None)
+            self.mode.__exit__(None, None, None)  # type: ignore[no-untyped-call]
             self.closed = True
 
 
@@ -241,6 +249,11 @@ class RecordStart(Hook):
             f.write(f"{attempt} {context.global_step}\n")
 
 
+def launched_rank() -> int:
+    """torchrun's rank for this process, known before an Estimator joins the group."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def save_weights(network: torch.nn.Module, path: Path) -> None:
     """This rank's weights as they are in memory (not the chief's checkpoint)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +262,7 @@ def save_weights(network: torch.nn.Module, path: Path) -> None:
 
 def train_by_epochs(model_dir: Path, kill: Sequence[int] | None = None) -> None:
     """The `epochs` run: one `train` call per epoch of a model drawing noise and dropout."""
-    rank = distributed.rank()
+    rank = launched_rank()
     model_dir.mkdir(parents=True, exist_ok=True)
     estimator = build("denoising", model_dir)
     hooks: list[Hook] = [RecordStart(model_dir / f"starts-{rank}.txt")]
@@ -265,10 +278,12 @@ def train_by_epochs(model_dir: Path, kill: Sequence[int] | None = None) -> None:
     save_weights(estimator.network, model_dir / f"weights-rank{rank}.pt")
 
 
-def count_host_reads(name: str, model_dir: Path) -> list[dict[str, Any]]:
+def count_host_reads(
+    name: str, model_dir: Path, host_sync: str = "intervals"
+) -> list[dict[str, Any]]:
     """The host reads in SYNC_WINDOW of training `name` with no interval inside it."""
     run_config = config(
-        host_sync="intervals", log_step_count_steps=100, save_summary_steps=100,
+        host_sync=host_sync, log_step_count_steps=100, save_summary_steps=100,
         save_checkpoints_steps=100,
     )  # fmt: skip
     window = HostReadWindow(*SYNC_WINDOW)
@@ -280,7 +295,7 @@ def count_host_reads(name: str, model_dir: Path) -> list[dict[str, Any]]:
 
 def run_zoo(out: Path) -> None:
     """The `zoo` run (see the module docstring)."""
-    rank = distributed.rank()
+    rank = launched_rank()
     weights = out / "weights"
     figures: dict[str, Any] = {"eval": {}, "host_reads": {}}
     recorder = RecordRandomState()
@@ -307,6 +322,8 @@ def run_zoo(out: Path) -> None:
 
     for name in SYNC_CHECKED:
         figures["host_reads"][name] = count_host_reads(name, out / f"sync-{name}")
+    # The control: checking the loss after every step reads it back in the window.
+    figures["host_reads_every_step"] = count_host_reads("fc", out / "sync-every-step", "every_step")
     (out / f"rank{rank}.json").write_text(json.dumps(figures, indent=1))
     train_by_epochs(out / "epochs")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import aekit
 from aekit.data import numpy_input_fn
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator import step as step_module
 from aekit.estimator.step import TrainStep
 from aekit.models.classifier import encoder_of
 from aekit.models.stacked import StackedDenoisingAutoencoder
@@ -37,23 +36,41 @@ def config(**settings: Any) -> aekit.RunConfig:
     return aekit.RunConfig(random_seed=0, **{**QUIET, **settings})
 
 
-def zoo(model_dir: Path, **settings: Any) -> Iterator[tuple[str, aekit.Estimator, bool]]:
+def zoo(root: Path, **settings: Any) -> Iterator[tuple[str, aekit.Estimator, bool]]:
     """(name, estimator, needs labels) for every zoo model and training phase."""
     c = config(**settings)
-    yield "fc", aekit.AutoEncoder([16, 4], input_shape=(8, 8), model_dir=model_dir / "fc", config=c), False  # fmt: skip
-    yield "denoising", aekit.AutoEncoder([16, 4], input_shape=(8, 8), dropout=0.8, noise_factor=0.3, model_dir=model_dir / "dn", config=c), False  # fmt: skip
-    yield "conv", aekit.ConvolutionalAutoencoder([4, 4], image_shape=(1, 8, 8), model_dir=model_dir / "conv", config=c), False  # fmt: skip
-    yield "conv-strided", aekit.ConvolutionalAutoencoder([4], downsample="strided", image_shape=(1, 8, 8), model_dir=model_dir / "cs", config=c), False  # fmt: skip
-    yield "vae", aekit.VariationalAutoencoder(2, hidden_units=[16], input_shape=(8, 8), model_dir=model_dir / "vae", config=c), False  # fmt: skip
-    yield "vae-conv", aekit.VariationalAutoencoder(2, encoder="convolutional", num_filters=[4], input_shape=(8, 8), model_dir=model_dir / "vc", config=c), False  # fmt: skip
-    stacked = StackedDenoisingAutoencoder([16, 8], input_shape=(8, 8), model_dir=model_dir / "sda", config=c)  # fmt: skip
+    fc: dict[str, Any] = {"hidden_units": [16, 4], "input_shape": (8, 8), "config": c}
+    image: dict[str, Any] = {"image_shape": (1, 8, 8), "config": c}
+    vae: dict[str, Any] = {"latent_dim": 2, "input_shape": (8, 8), "config": c}
+    yield "fc", aekit.AutoEncoder(**fc, model_dir=root / "fc"), False
+    noisy = aekit.AutoEncoder(**fc, dropout=0.8, noise_factor=0.3, model_dir=root / "dn")
+    yield "denoising", noisy, False
+    yield "conv", aekit.ConvolutionalAutoencoder([4, 4], **image, model_dir=root / "cv"), False
+    strided = aekit.ConvolutionalAutoencoder([4], "strided", **image, model_dir=root / "cs")
+    yield "conv-strided", strided, False
+    yield "vae", aekit.VariationalAutoencoder(**vae, hidden_units=[16], model_dir=root / "v"), False
+    conv_vae = aekit.VariationalAutoencoder(
+        **vae, encoder="convolutional", num_filters=[4], model_dir=root / "vc"
+    )
+    yield "vae-conv", conv_vae, False
+    stacked = StackedDenoisingAutoencoder(
+        [16, 8], input_shape=(8, 8), model_dir=root / "s", config=c
+    )
     yield "stacked-layer1", stacked._phase(0), False
     yield "stacked-layer2", stacked._phase(1), False
     yield "stacked-finetune", stacked, True
-    yield "classifier", aekit.Classifier((1, 8, 8), [4], 16, model_dir=model_dir / "cnn", config=c), True  # fmt: skip
-    autoencoder = aekit.AutoEncoder([16, 4], input_shape=(8, 8), model_dir=model_dir / "ae", config=c)  # fmt: skip
+    yield (
+        "classifier",
+        aekit.Classifier(conv_filters=[4], dense_units=16, **image, model_dir=root / "c"),
+        True,
+    )
+    autoencoder = aekit.AutoEncoder(**fc, model_dir=root / "ae")
     for frozen in (True, False):
-        yield f"classifier-encoder-frozen={frozen}", aekit.Classifier(image_shape=(1, 8, 8), encoder=encoder_of(autoencoder.network), freeze_encoder=frozen, model_dir=model_dir / f"ec{frozen}", config=c), True  # fmt: skip
+        on_codes = aekit.Classifier(
+            encoder=encoder_of(autoencoder.network), freeze_encoder=frozen, **image,
+            model_dir=root / f"e{frozen}",
+        )  # fmt: skip
+        yield f"classifier-encoder-frozen={frozen}", on_codes, True
 
 
 def test_every_zoo_step_is_one_graph(tmp_path: Path) -> None:
@@ -73,9 +90,7 @@ def test_a_partial_batch_recompiles_once_and_summary_steps_keep_the_graph(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     counter = CompileCounter()
-    monkeypatch.setattr(
-        step_module.torch, "compile", functools.partial(torch.compile, backend=counter)
-    )
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=counter))
     torch._dynamo.reset()
     est = aekit.AutoEncoder(
         [16, 4], input_shape=(8, 8), model_dir=tmp_path,
@@ -97,16 +112,14 @@ def test_a_partial_batch_recompiles_once_and_summary_steps_keep_the_graph(
 HOST_READS = {"_local_scalar_dense", "item", "nonzero", "equal", "is_nonzero", "masked_select"}
 
 
-class HostReads(TorchDispatchMode):
+class HostReads(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Counts host reads of tensor values, with where each came from."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.reads: list[str] = []
 
-    def __torch_dispatch__(
-        self, func: Any, types: Any, args: Any = (), kwargs: Any = None
-    ) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if func.overloadpacket.__name__ in HOST_READS or func.overloadpacket.__name__.startswith(
             "unique"
         ):
@@ -124,9 +137,9 @@ class CountBetween(aekit.hooks.Hook):
 
     def after_run(self, context: aekit.hooks.RunContext, result: aekit.hooks.StepResult) -> None:
         if context.global_step == self.first:
-            self.mode.__enter__()
+            self.mode.__enter__()  # type: ignore[no-untyped-call]
         elif context.global_step == self.last:
-            self.mode.__exit__(None, None, None)
+            self.mode.__exit__(None, None, None)  # type: ignore[no-untyped-call]
 
 
 def test_no_host_reads_between_intervals_with_the_accelerator_policy(tmp_path: Path) -> None:
@@ -225,10 +238,33 @@ def test_summary_steps_record_activations_through_hooks_only(tmp_path: Path) -> 
         def after_run(self, context: Any, result: aekit.hooks.StepResult) -> None:
             names = [name for _, name, _ in result.recorder.records] if result.recorder else []
             recorded.append(names)
-            hooks: Callable[[torch.nn.Module], int] = lambda m: len(m._forward_hooks)
-            assert sum(hooks(m) for m in est.network.modules()) == 0  # gone after the step
+            hooks = sum(len(m._forward_hooks) for m in est.network.modules())
+            assert hooks == 0  # gone after the step
 
     est.train(numpy_input_fn(images(), batch_size=8), hooks=[Keep()], steps=3)
     assert recorded[2] == []  # steps 1 and 2 record summaries, step 3 does not
     for names in recorded[:2]:
         assert {"activations/encoder/act/0", "zero_fraction/decoder/act/0"} <= set(names)
+
+
+def test_device_faults_are_named() -> None:
+    from aekit.estimator import distributed
+    from aekit.hooks.basic import synchronize
+
+    oom = RuntimeError("NCCL error in: ProcessGroupNCCL.cpp: CUDA out of memory. Tried 2 GiB")
+    message = str(distributed.describe_failure(oom, "runs/x"))
+    assert "ran out of device memory" in message and "lower the batch size" in message
+    lost = RuntimeError("[gloo] Connection closed by peer")
+    assert "lost the other processes" in str(distributed.describe_failure(lost, "runs/x"))
+    assert distributed.describe_failure(ValueError("a model bug"), "runs/x") is None
+    synchronize(torch.device("cpu"))
+    synchronize(torch.device("meta"))  # no torch.cuda call for a device that is not CUDA
+
+
+def test_one_gpu_for_every_process_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aekit.estimator import distributed
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(aekit.ConfigError, match="CUDA_VISIBLE_DEVICES"):
+        distributed.join("cuda:1", 10)

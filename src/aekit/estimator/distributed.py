@@ -267,15 +267,22 @@ def barrier() -> None:
 
 def peer_failure(error: BaseException, model_dir: str) -> DistributedError | None:
     """A clear error for a collective that failed because another process died, else None."""
-    if not active() or not isinstance(error, RuntimeError | dist.DistError):
+    if not active():
+        return None
+    return describe_failure(error, model_dir)
+
+
+def describe_failure(error: BaseException, model_dir: str) -> DistributedError | None:
+    """What a failed step of a job means: out of device memory, a lost peer, or neither (None)."""
+    if not isinstance(error, RuntimeError | dist.DistError):
         return None
     text = str(error)
+    where = f"rank {rank()} of {world_size()}"
     if isinstance(error, _OUT_OF_MEMORY) or "out of memory" in text.lower():
         # NCCL reports a failed allocation through the same error types as a lost peer.
         return DistributedError(
-            f"rank {rank()} of {world_size()} ran out of device memory ({_first_line(error)}); "
-            "lower the batch size or use RunConfig(precision='bf16-mixed'); the last "
-            f"checkpoint in {model_dir} is intact"
+            f"{where} ran out of device memory ({_first_line(error)}); lower the batch size or "
+            f"use RunConfig(precision='bf16-mixed'); the last checkpoint in {model_dir} is intact"
         )
     signs = ("Connection closed", "Connection reset", "Broken pipe", "timed out", "Timeout",
              "NCCL", "gloo", "DistBackendError")  # fmt: skip
@@ -284,9 +291,9 @@ def peer_failure(error: BaseException, model_dir: str) -> DistributedError | Non
     global _lost_peers
     _lost_peers = True
     return DistributedError(
-        f"rank {rank()} of {world_size()} lost the other processes ({_first_line(error)}); "
-        f"the last checkpoint in {model_dir} is intact: run again to resume from it, or let "
-        "torchrun --max-restarts do so"
+        f"{where} lost the other processes ({_first_line(error)}); the last checkpoint in "
+        f"{model_dir} is intact: run again to resume from it, or let torchrun --max-restarts "
+        "do so"
     )
 
 

@@ -248,7 +248,7 @@ class Estimator:
         self._global_step = int(state["global_step"])
         if with_rng and state.get("rng"):
             try:
-                _restore_rng(state)
+                rng.set_rank_state(state.get("rng_by_rank") or [state["rng"]], distributed.rank())
                 if state.get("shuffle_rng") is not None:
                     self._shuffle_rng.set_state(state["shuffle_rng"])
             except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
@@ -560,19 +560,6 @@ class Estimator:
                 hook.end(context)
         finally:
             self._network.train(was_training)
-
-
-def _restore_rng(state: dict[str, Any]) -> None:
-    """This rank's random state from a checkpoint (rank 0's in one saved by one process).
-
-    A rank the checkpoint has no state for (the job grew) continues rank 0's stream
-    re-seeded by its rank, so it still draws noise of its own.
-    """
-    states = state.get("rng_by_rank") or [state["rng"]]
-    here = distributed.rank()
-    rng.set_state(states[min(here, len(states) - 1)])
-    if here >= len(states):
-        rng.seed_everything(int(torch.randint(0, 2**62, ())), here)
 
 
 def _select(spec: EstimatorSpec, keys: Sequence[str] | None) -> dict[str, np.ndarray]:

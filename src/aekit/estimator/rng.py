@@ -58,3 +58,14 @@ def set_state(state: dict[str, Any]) -> None:
         cuda_states = [s.cpu() for s in state["cuda"]]
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
+
+
+def set_rank_state(states: list[dict[str, Any]], rank: int) -> None:
+    """Rank `rank`'s state out of a checkpoint's per-rank states.
+
+    A rank the checkpoint holds no state for (the job grew) continues rank 0's stream
+    re-seeded by its rank, so it still draws noise of its own.
+    """
+    set_state(states[min(rank, len(states) - 1)])
+    if rank >= len(states):
+        seed_everything(int(torch.randint(0, 2**62, ())), rank)

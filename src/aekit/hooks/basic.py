@@ -81,12 +81,8 @@ def synchronize(device: torch.device) -> None:
     """Wait for the work queued on `device` (CUDA, XPU, MPS, ...; nothing on the CPU)."""
     if device.type == "cpu":
         return
-    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
-    if accelerator is not None and hasattr(accelerator, "synchronize"):
-        accelerator.synchronize(device)
-        return
-    backend = getattr(torch, device.type, None)
-    sync = getattr(backend, "synchronize", None)
+    # torch.cuda, torch.xpu, torch.mps, ...: each backend module has its own synchronize.
+    sync = getattr(getattr(torch, device.type, None), "synchronize", None)
     if callable(sync):
         sync()
 

@@ -70,6 +70,11 @@ class ConvolutionalNetwork(ReconstructionNetwork):
         self.channels_last = channels_last if channels_last is not None else True
         if self.channels_last:
             self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            for p in self.parameters():
+                if p.dim() == 4 and 1 in p.shape[:2]:
+                    # One channel in or out: both layouts hold the same bytes, but autograd
+                    # gives the gradient NCHW strides, which DDP would copy every step.
+                    p.data = p.data.contiguous()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         x = as_images(x, self.image_shape)
