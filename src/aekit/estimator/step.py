@@ -135,11 +135,6 @@ class Stepper:
                 self._compiled = torch.compile(eager)
         return eager
 
-    @property
-    def compiled(self) -> bool:
-        """Whether steps that record no summaries run the compiled graph."""
-        return self._compiled is not None
-
     def run(
         self, features: Features, labels: Labels, eager: bool, recorder: summary.Recorder | None
     ) -> StepOutput:
@@ -158,14 +153,20 @@ class Stepper:
         )
         with autocast(self.device, self.config.precision), summary.recording(recorder), watching:
             spec = check_spec(module(features, labels), ModeKeys.TRAIN)
-        if module is self._compiled:
-            self._proven = True
         assert spec.loss is not None
         loss = spec.loss.float()
         grad_norm = None
         if spec.train_op is not None:
             spec.train_op()
-            return StepOutput(spec, loss.detach(), None)
+        else:
+            grad_norm = self._update(loss, recorder is not None)
+        if module is self._compiled:
+            self._proven = True  # forward and backward compiled and ran
+        return StepOutput(spec, loss.detach(), grad_norm)
+
+    def _update(self, loss: torch.Tensor, summary_step: bool) -> torch.Tensor | None:
+        """Backward and optimizer step; the gradients' norm when clipping or summarising."""
+        grad_norm = None
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
@@ -175,7 +176,7 @@ class Stepper:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
             grad_norm = clip_grad_norm_(self.trainable, self.config.clip_grad_norm)
-        elif recorder is not None:
+        elif summary_step:
             grad_norm = global_norm(self.trainable)
             if grad_norm is not None and self.scaler is not None:
                 grad_norm = grad_norm / self.scaler.get_scale()
@@ -184,7 +185,7 @@ class Stepper:
             self.scaler.update()
         else:
             self.optimizer.step()
-        return StepOutput(spec, loss.detach(), grad_norm)
+        return grad_norm
 
     def fall_back(self, error: BaseException) -> bool:
         """Go back to eager after a failure in the first compiled step; False if too late.
