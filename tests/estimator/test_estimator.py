@@ -121,11 +121,14 @@ def test_evaluate_on_a_given_checkpoint(tmp_path: Path) -> None:
 
 def test_evaluate_without_batches_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(aekit.InputError, match="no batches"):
-        make(tmp_path).evaluate([])
+        est = make(tmp_path)
+        est.save_checkpoint()
+        est.evaluate([])
 
 
 def test_predict_yields_single_examples_as_numpy(tmp_path: Path) -> None:
     est = make(tmp_path)
+    est.save_checkpoint()  # evaluate and predict need a checkpoint
     x = tiny_data(10)
     out = list(est.predict(batches(x, 4)))
     assert len(out) == 10
@@ -243,6 +246,7 @@ def test_model_fn_must_return_a_spec_of_its_mode(tmp_path: Path) -> None:
         tiny_network(),
         model_dir=tmp_path,
     )
+    est.save_checkpoint()  # evaluate and predict need a checkpoint
     with pytest.raises(aekit.SpecError, match="must return aekit.EstimatorSpec"):
         est.train(endless, steps=1)
 

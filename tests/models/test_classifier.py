@@ -36,6 +36,7 @@ def test_cnn_learns_digits(tmp_path: Path) -> None:
         model_dir=tmp_path,
         config=QUIET,
     )
+    est.save_checkpoint()  # evaluate and predict need a checkpoint
     before = est.evaluate(numpy_input_fn(xt, yt, shuffle=False))["accuracy"]
     est.train(numpy_input_fn(x, y, batch_size=50, num_epochs=8))
     after = est.evaluate(numpy_input_fn(xt, yt, shuffle=False))["accuracy"]

@@ -110,6 +110,7 @@ def test_bad_settings_and_labels(tmp_path: Path) -> None:
     with pytest.raises(aekit.ConfigError, match="unknown noise"):
         StackedDenoisingAutoencoder([4], noise="blur", model_dir=tmp_path)
     est = make(tmp_path)
+    est.save_checkpoint()  # evaluate and predict need a checkpoint
     x, _ = data()
     # Training checks labels on the device (no host read per step): a RuntimeError on the
     # CPU at once; evaluation reads them and says which values it saw.

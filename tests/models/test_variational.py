@@ -61,6 +61,7 @@ def test_gaussian_likelihood_is_the_normal_density() -> None:
 
 def test_eval_metrics_are_consistent_with_the_predictions(tmp_path: Path) -> None:
     est = vae(tmp_path, beta=4.0)
+    est.save_checkpoint()  # evaluate and predict need a checkpoint
     x = load_digits()[0][:40]
     result = est.evaluate(numpy_input_fn(x, batch_size=16, shuffle=False))
     assert result["elbo"] == pytest.approx(-(result["reconstruction_loss"] + result["kl"]))
@@ -77,6 +78,7 @@ def test_eval_metrics_are_consistent_with_the_predictions(tmp_path: Path) -> Non
 
 def test_predictions(tmp_path: Path) -> None:
     est = vae(tmp_path, latent_dim=3)
+    est.save_checkpoint()  # evaluate and predict need a checkpoint
     x = load_digits()[0][:5]
     out = list(est.predict(numpy_input_fn(x, shuffle=False)))
     assert set(out[0]) == {"embedding", "log_variance", "prediction", "reconstruction_error"}
@@ -90,6 +92,7 @@ def test_elbo_improves_on_real_digits(tmp_path: Path) -> None:
     x, _ = load_digits()
     train, test = x[:1400], x[1400:]
     est = vae(tmp_path, latent_dim=4)
+    est.save_checkpoint()  # evaluate and predict need a checkpoint
     before = est.evaluate(numpy_input_fn(test, shuffle=False))
     est.train(numpy_input_fn(train, batch_size=64, num_epochs=6, seed=0))
     after = est.evaluate(numpy_input_fn(test, shuffle=False))

@@ -65,6 +65,7 @@ def test_channels_last_gives_the_same_numbers() -> None:
 
 def test_fc_shapes_and_predict_keys(tmp_path: Path) -> None:
     est = aekit.AutoEncoder([16, 4], input_shape=(8, 8), model_dir=tmp_path)
+    est.save_checkpoint()  # evaluate and predict need a checkpoint
     out = next(est.predict(numpy_input_fn(digits(3), shuffle=False)))
     assert set(out) == {"prediction", "embedding", "reconstruction_error"}
     assert out["prediction"].shape == (8, 8) and out["embedding"].shape == (4,)
@@ -87,6 +88,7 @@ def test_loss_decreases_when_training(tmp_path: Path, kind: str) -> None:
         est = aekit.ConvolutionalAutoencoder(
             [8, 4], image_shape=(1, 8, 8), learning_rate=1e-2, model_dir=tmp_path, config=config
         )
+    est.save_checkpoint()  # evaluate and predict need a checkpoint
     data = digits()
     before = est.evaluate(numpy_input_fn(data, shuffle=False))
     est.train(numpy_input_fn(data, batch_size=16, num_epochs=15, seed=0))
@@ -131,6 +133,7 @@ def test_dropout_only_in_training_mode() -> None:
 
 def test_denoising_target_is_the_clean_image(tmp_path: Path) -> None:
     est = aekit.AutoEncoder([8], input_shape=(8, 8), noise_factor=0.5, model_dir=tmp_path)
+    est.save_checkpoint()  # evaluate and predict need a checkpoint
     x = torch.from_numpy(digits(16)).float() / 255
     network = cast(ReconstructionNetwork, est.network)
     torch.manual_seed(0)

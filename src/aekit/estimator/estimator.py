@@ -15,7 +15,7 @@ import torch
 from aekit import summary
 from aekit.errors import CheckpointError, ConfigError, InputError, SpecError
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator import distributed, rng
+from aekit.estimator import distributed, rng, settings
 from aekit.estimator.inputs import (
     Features,
     InputContext,
@@ -64,9 +64,15 @@ class Estimator:
             parameters; default Adam with `params["learning_rate"]` (1e-3).
         lr_scheduler: factory taking the optimizer; the schedule is stepped every step.
         model_dir: where checkpoints and summaries go (overrides config.model_dir).
-        params: hyper-parameters handed to model_fn.
+        params: hyper-parameters handed to model_fn. Every checkpoint records them; a
+            restore refuses a checkpoint whose params differ, except the learning rates
+            named in `MUTABLE_PARAMS`, which it applies (and logs).
         config: a RunConfig.
     """
+
+    # Params a resumed run may change; the optimizer's rate follows LEARNING_RATE_PARAM's.
+    MUTABLE_PARAMS: frozenset[str] = frozenset({"learning_rate"})
+    LEARNING_RATE_PARAM = "learning_rate"
 
     def __init__(
         self,
@@ -204,6 +210,7 @@ class Estimator:
             "shuffle_rng": self._shuffle_rng.get_state(),
             "grad_scaler": self._scaler.state_dict() if self._scaler is not None else None,
             "hooks": hooks,
+            "params": settings.recorded(self._params),
         }
         path = ckpt.checkpoint_path(self.model_dir, self._global_step)
         if distributed.is_chief():
@@ -220,6 +227,18 @@ class Estimator:
         """Load a checkpoint (default: the newest readable one) into memory; False if none."""
         return self._restore(checkpoint_path)
 
+    def restore_trained(self, checkpoint_path: str | Path | None = None) -> None:
+        """Load the checkpoint to infer with; CheckpointError when there is none to load.
+
+        Evaluating or predicting with the initial random weights is never what was meant
+        (TensorFlow's Estimator refuses it too).
+        """
+        if not self._restore(checkpoint_path):
+            raise CheckpointError(
+                f"no trained model in {self.model_dir}: no readable ckpt-<step>.pt; train "
+                "first, or save the weights in memory with save_checkpoint()"
+            )
+
     def _restore(self, path: str | Path | None = None, with_rng: bool = False) -> bool:
         """Load `path` (default: the newest readable checkpoint); False if there is none."""
         if path is None:
@@ -233,6 +252,19 @@ class Estimator:
         else:
             path = Path(path)
             state = ckpt.load(path, self._device)
+        changed_rate = settings.compare(
+            state.get("params"),
+            self._params,
+            self.MUTABLE_PARAMS,
+            self.LEARNING_RATE_PARAM,
+            path,
+            self.model_dir,
+        )
+        if not settings.weights_finite(state["network"]):
+            raise CheckpointError(
+                f"checkpoint {path} holds NaN or infinite weights; delete it to go back to an "
+                "earlier checkpoint, or train from scratch in a new model_dir"
+            )
         try:
             self._network.load_state_dict(state["network"])
             self._optimizer.load_state_dict(state["optimizer"])
@@ -240,6 +272,8 @@ class Estimator:
                 self._lr_scheduler.load_state_dict(state["lr_scheduler"])
             if self._scaler is not None and state.get("grad_scaler"):
                 self._scaler.load_state_dict(state["grad_scaler"])
+            if changed_rate is not None:
+                settings.scale_learning_rate(self._optimizer, self._lr_scheduler, *changed_rate)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ConfigError(
                 f"checkpoint {path} does not fit this model ({str(exc).splitlines()[0][:200]}); "
@@ -456,7 +490,7 @@ class Estimator:
         """
         if name is not None and (not name or "/" in name or name.startswith(".")):
             raise ConfigError(f"evaluate(name={name!r}) must be a plain directory name")
-        self._restore(checkpoint_path)
+        self.restore_trained(checkpoint_path)
         distributed.agree_on_step(self._global_step, self.model_dir)
         hooks = list(hooks or [])
         context = RunContext(self, ModeKeys.EVAL)
@@ -521,7 +555,7 @@ class Estimator:
         yield_single_examples: bool = True,
     ) -> Iterator[dict[str, np.ndarray]]:
         """Yield predictions as dicts of numpy arrays, one per example (or per batch)."""
-        self._restore(checkpoint_path)
+        self.restore_trained(checkpoint_path)
         hooks = list(hooks or [])
         context = RunContext(self, ModeKeys.PREDICT)
         for hook in hooks:

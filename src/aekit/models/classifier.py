@@ -13,6 +13,7 @@ from torch import nn
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
 from aekit.estimator.optimizers import adam
+from aekit.memory import build_within_memory
 from aekit.models.heads import as_images, classifier_model_fn
 from aekit.models.registry import image_shape as to_image_shape
 
@@ -125,14 +126,20 @@ class Classifier(Estimator):
             torch.manual_seed(config.random_seed)
         network: nn.Module
         if encoder is None:
-            network = ConvClassifierNetwork(
-                image_shape, conv_filters, dense_units, dropout, n_classes
+            network = build_within_memory(
+                lambda: ConvClassifierNetwork(
+                    image_shape, conv_filters, dense_units, dropout, n_classes
+                ),
+                f"conv_filters={list(conv_filters)}, dense_units={dense_units}",
             )
             trained = list(network.parameters())
         else:
             code_size, used = _probe(encoder, image_shape)
-            network = EncoderClassifierNetwork(
-                encoder, code_size, hidden_units, n_classes, freeze_encoder
+            network = build_within_memory(
+                lambda: EncoderClassifierNetwork(
+                    encoder, code_size, hidden_units, n_classes, freeze_encoder
+                ),
+                f"hidden_units={list(hidden_units)}",
             )
             # Only what computes the code: an autoencoder's decoder stays out of the
             # optimizer, so it is frozen (and out of DDP's reduction) while training.
@@ -142,7 +149,16 @@ class Classifier(Estimator):
             network,
             optimizer=adam(trained, learning_rate),
             model_dir=model_dir,
-            params={"n_classes": n_classes, "learning_rate": learning_rate},
+            params={
+                "n_classes": n_classes,
+                "learning_rate": learning_rate,
+                "image_shape": list(image_shape),
+                "conv_filters": list(conv_filters) if encoder is None else None,
+                "dense_units": dense_units if encoder is None else None,
+                "dropout": dropout if encoder is None else None,
+                "hidden_units": list(hidden_units) if encoder is not None else None,
+                "freeze_encoder": freeze_encoder if encoder is not None else None,
+            },
             config=config,
         )
 

@@ -12,7 +12,7 @@ from torch import nn
 from aekit.errors import ConfigError
 from aekit.estimator import RunConfig
 from aekit.models.heads import ReconstructionEstimator, ReconstructionNetwork, as_images
-from aekit.models.layers import Activation, activations, check_units
+from aekit.models.layers import Activation, activations, check_shape, check_units
 from aekit.models.layers import variance_scaling_ as _init
 
 Downsample = Literal["max_pool", "strided"]
@@ -34,7 +34,7 @@ class ConvolutionalNetwork(ReconstructionNetwork):
         channels_last: bool | None = None,
     ) -> None:
         super().__init__()
-        if len(image_shape) != 3 or any(s <= 0 for s in image_shape):
+        if len(check_shape("image_shape", image_shape)) != 3:
             raise ConfigError(f"image_shape must be (channels, height, width), got {image_shape!r}")
         if downsample not in ("max_pool", "strided"):
             raise ConfigError(f"downsample must be 'max_pool' or 'strided', got {downsample!r}")
@@ -141,6 +141,7 @@ class ConvolutionalAutoencoder(ReconstructionEstimator):
             extra_params={
                 "num_filters": filters,
                 "downsample": downsample,
+                "activation_fn": activation_fn,
                 "image_shape": list(image_shape),
             },
         )

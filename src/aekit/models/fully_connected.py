@@ -10,7 +10,15 @@ import torch
 
 from aekit.estimator import RunConfig
 from aekit.models.heads import ReconstructionEstimator, ReconstructionNetwork
-from aekit.models.layers import Activation, Decoder, Encoder, check_units, variance_scaling_
+from aekit.models.layers import (
+    Activation,
+    Decoder,
+    Encoder,
+    check_example_size,
+    check_shape,
+    check_units,
+    variance_scaling_,
+)
 
 
 def _image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -34,14 +42,16 @@ class FullyConnectedAutoencoder(ReconstructionNetwork):
     ) -> None:
         super().__init__()
         units = check_units("hidden_units", hidden_units)
-        self.input_shape = tuple(input_shape)
-        self.image_shape = _image_shape(input_shape)
+        self.input_shape = check_shape("input_shape", input_shape)
+        self.image_shape = _image_shape(self.input_shape)
         n_features = math.prod(self.input_shape)
+        self.n_features = n_features
         self.encoder = Encoder(n_features, units, activation_fn, keep_prob)
         self.decoder = Decoder(units[-1], units[-2::-1], n_features, activation_fn, keep_prob)
         variance_scaling_(self)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        check_example_size(x, self.n_features, self.input_shape)
         code: torch.Tensor = self.encoder(x.flatten(1))
         return code
 
@@ -87,6 +97,7 @@ class AutoEncoder(ReconstructionEstimator):
             config,
             extra_params={
                 "hidden_units": units,
+                "activation_fn": activation_fn,
                 "dropout": dropout,
                 "input_shape": list(input_shape),
             },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,11 @@ from torch import nn
 from aekit import metrics, summary
 from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import to_float
-from aekit.errors import ConfigError, InputError
+from aekit.errors import ConfigError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator.optimizers import adam
+from aekit.memory import build_within_memory
+from aekit.models.layers import check_example_size
 
 IMAGES_IN_SUMMARY = 6
 
@@ -40,11 +43,7 @@ class ReconstructionNetwork(nn.Module):
 
 def as_images(x: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
     """A batch in any layout with C·H·W values per example, as NCHW."""
-    if x.dim() == 0 or x[0].numel() != image_shape[0] * image_shape[1] * image_shape[2]:
-        raise InputError(
-            f"examples of shape {tuple(x.shape[1:])} do not fit the model's input shape "
-            f"{image_shape}; build the model with the data's shape"
-        )
+    check_example_size(x, image_shape[0] * image_shape[1] * image_shape[2], image_shape)
     return x.reshape(-1, *image_shape)
 
 
@@ -201,19 +200,20 @@ class ReconstructionEstimator(Estimator):
         extra_params: Mapping[str, Any] | None = None,
     ) -> None:
         _check_positive("learning_rate", learning_rate)
-        if weight_decay is not None and (
-            not isinstance(weight_decay, int | float) or weight_decay < 0
-        ):
-            raise ConfigError(f"weight_decay must be >= 0 or None, got {weight_decay!r}")
+        if weight_decay is not None and not _finite_at_least_zero(weight_decay):
+            raise ConfigError(f"weight_decay must be a number >= 0 or None, got {weight_decay!r}")
         noise_params = None
         if noise is not None:
             kind, amount = noise
-            make_corruption(kind, amount)  # validates
+            if not _finite_at_least_zero(amount):
+                raise ConfigError(f"the noise amount must be a number >= 0, got {amount!r}")
+            make_corruption(kind, amount)  # validates the kind and the range
             noise_params = {"kind": kind, "amount": float(amount)}
         config = config or RunConfig()
         if config.random_seed is not None:
             torch.manual_seed(config.random_seed)  # the same initial weights for the same seed
-        network = network_factory()
+        described = ", ".join(f"{k}={v}" for k, v in (extra_params or {}).items())
+        network = build_within_memory(network_factory, described)
         super().__init__(
             reconstruction_model_fn,
             network,
@@ -231,5 +231,15 @@ class ReconstructionEstimator(Estimator):
 
 
 def _check_positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if not _finite_at_least_zero(value) or not value > 0:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+def _finite_at_least_zero(value: object) -> bool:
+    # `not value >= 0` is also true of NaN, which every comparison answers with False.
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from aekit import summary
-from aekit.errors import ConfigError
+from aekit.errors import ConfigError, InputError
 
 Activation = str | Callable[[torch.Tensor], torch.Tensor]
 
@@ -70,6 +71,30 @@ class ActivationLayer(summary.WatchedActivation):
 def activations(name_or_fn: Activation, count: int) -> nn.ModuleList:
     """`count` ActivationLayer modules of one function, one per place it is applied."""
     return nn.ModuleList(ActivationLayer(name_or_fn) for _ in range(count))
+
+
+def check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
+    """The shape of one example as a tuple of positive integers, or a ConfigError."""
+    try:
+        dims = tuple(operator.index(d) for d in shape if not isinstance(d, bool))
+    except TypeError:
+        dims = ()
+    if not dims or len(dims) != len(tuple(shape)) or any(d <= 0 for d in dims):
+        raise ConfigError(
+            f"{name} must be the shape of one example, positive integers such as (28, 28), "
+            f"got {shape!r}"
+        )
+    return dims
+
+
+def check_example_size(x: torch.Tensor, size: int, shape: Sequence[int]) -> None:
+    """InputError unless every example of the batch `x` holds `size` values."""
+    if x.dim() < 2 or x.shape[1:].numel() != size:
+        got = tuple(x.shape[1:]) if x.dim() else "a single number"
+        raise InputError(
+            f"examples of shape {got} do not fit the model's input shape {tuple(shape)}; "
+            "give a batch of such examples, or build the model with the data's shape"
+        )
 
 
 def check_units(name: str, units: Sequence[int]) -> list[int]:

@@ -30,8 +30,9 @@ from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator.inputs import InputFn
 from aekit.estimator.optimizers import adam
+from aekit.memory import build_within_memory
 from aekit.models.heads import classifier_model_fn
-from aekit.models.layers import check_units
+from aekit.models.layers import check_example_size, check_shape, check_units
 
 _log = logging.getLogger("aekit")
 
@@ -56,6 +57,7 @@ class StackedNetwork(nn.Module):
 
     def encode(self, x: torch.Tensor, depth: int | None = None) -> torch.Tensor:
         """The output of the first `depth` layers (all by default)."""
+        check_example_size(x, self.n_inputs, (self.n_inputs,))
         h = x.reshape(len(x), -1)
         for layer in list(self.encoders)[: depth if depth is not None else len(self.encoders)]:
             h = torch.sigmoid(layer(h))
@@ -152,6 +154,11 @@ class StackedDenoisingAutoencoder(Estimator):
         input_shape: shape of one example.
     """
 
+    # The fine-tuning optimizer runs at finetune_learning_rate; both rates may change on
+    # resume (the pretraining phases record their own rate as learning_rate).
+    MUTABLE_PARAMS = frozenset({"finetune_learning_rate", "pretrain_learning_rates"})
+    LEARNING_RATE_PARAM = "finetune_learning_rate"
+
     def __init__(
         self,
         hidden_units: Sequence[int] = (2000, 2000, 2000),
@@ -182,10 +189,11 @@ class StackedDenoisingAutoencoder(Estimator):
         config = config or RunConfig()
         if config.random_seed is not None:
             torch.manual_seed(config.random_seed)
-        n_inputs = 1
-        for size in input_shape:
-            n_inputs *= size
-        network = StackedNetwork(n_inputs, units, n_classes, tied_weights)
+        n_inputs = math.prod(check_shape("input_shape", input_shape))
+        network = build_within_memory(
+            lambda: StackedNetwork(n_inputs, units, n_classes, tied_weights),
+            f"hidden_units={units}, n_classes={n_classes}",
+        )
         super().__init__(
             classifier_model_fn,
             network,
@@ -201,6 +209,7 @@ class StackedDenoisingAutoencoder(Estimator):
                 "pretrain_learning_rates": rates,
                 "finetune_learning_rate": finetune_learning_rate,
                 "n_classes": n_classes,
+                "input_shape": list(input_shape),
             },
             config=config,
         )
@@ -246,6 +255,7 @@ class StackedDenoisingAutoencoder(Estimator):
                 "layer": layer,
                 "noise": self.params["noise"],
                 "noise_amount": self.params["noise_factor"],
+                "learning_rate": rate,
             },
             config=dataclasses.replace(self.config, model_dir=None),
         )

@@ -29,10 +29,11 @@ from aekit.data.input_fn import to_float
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator.optimizers import adam
+from aekit.memory import build_within_memory, check_fits
 from aekit.models.convolutional import ConvolutionalNetwork, Downsample
 from aekit.models.fully_connected import FullyConnectedAutoencoder
 from aekit.models.heads import IMAGES_IN_SUMMARY, ReconstructionNetwork, as_images
-from aekit.models.layers import Activation, ActivationLayer, check_units
+from aekit.models.layers import Activation, ActivationLayer, check_shape, check_units
 
 EncoderKind = Literal["fully_connected", "convolutional"]
 Likelihood = Literal["bernoulli", "gaussian"]
@@ -82,7 +83,7 @@ class VariationalNetwork(ReconstructionNetwork):
             raise ConfigError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         if likelihood not in LIKELIHOODS:
             raise ConfigError(f"decoder must be one of {LIKELIHOODS}, got {likelihood!r}")
-        self.input_shape = tuple(input_shape)
+        self.input_shape = check_shape("input_shape", input_shape)
         self.body: ReconstructionNetwork
         if encoder == "fully_connected":
             self.body = FullyConnectedAutoencoder(input_shape, hidden_units, activation_fn)
@@ -246,8 +247,11 @@ class VariationalAutoencoder(Estimator):
         config = config or RunConfig()
         if config.random_seed is not None:
             torch.manual_seed(config.random_seed)  # the same initial weights for the same seed
-        network = VariationalNetwork(
-            input_shape, latent_dim, encoder, units, filters, downsample, activation_fn, decoder
+        network = build_within_memory(
+            lambda: VariationalNetwork(
+                input_shape, latent_dim, encoder, units, filters, downsample, activation_fn, decoder
+            ),
+            f"latent_dim={latent_dim}, hidden_units={units}, num_filters={filters}",
         )
         super().__init__(
             variational_model_fn,
@@ -258,6 +262,10 @@ class VariationalAutoencoder(Estimator):
             params={
                 "latent_dim": latent_dim,
                 "encoder": encoder,
+                "hidden_units": units,
+                "num_filters": filters,
+                "downsample": downsample,
+                "activation_fn": activation_fn,
                 "decoder": decoder,
                 "beta": float(beta),
                 "learning_rate": learning_rate,
@@ -280,7 +288,7 @@ class VariationalAutoencoder(Estimator):
                 f"codes must have shape (N, {self.vae.latent_dim}), got {tuple(z.shape)}; "
                 "give one row per image"
             )
-        self.restore()
+        self.restore_trained()
         network = self.vae
         was_training = network.training
         network.eval()
@@ -292,6 +300,13 @@ class VariationalAutoencoder(Estimator):
         out: np.ndarray = probs.reshape(len(z), *network.input_shape).cpu().numpy()
         return out
 
+    def _check_images_fit(self, n: int, setting: str) -> None:
+        """ConfigError naming `setting` when `n` decoded images would not fit in memory."""
+        pixels = math.prod(self.vae.input_shape)
+        check_fits(
+            f"{setting} ({n:,} images of {pixels:,} pixels)", n * pixels * 4, "ask for fewer"
+        )
+
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         """`n` new images: decoder means at codes drawn from the prior N(0, I).
 
@@ -299,6 +314,7 @@ class VariationalAutoencoder(Estimator):
         """
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
             raise ConfigError(f"the number of samples must be a positive integer, got {n!r}")
+        self._check_images_fit(n, "the number of samples")
         generator = torch.Generator()
         if seed is not None:
             generator.manual_seed(seed)
@@ -319,6 +335,7 @@ class VariationalAutoencoder(Estimator):
             )
         if isinstance(per_side, bool) or not isinstance(per_side, int) or per_side < 2:
             raise ConfigError(f"per_side must be an integer >= 2, got {per_side!r}")
+        self._check_images_fit(per_side * per_side, "per_side")
         quantiles = math.sqrt(2.0) * torch.erfinv(2.0 * torch.linspace(0.05, 0.95, per_side) - 1.0)
         z2, z1 = torch.meshgrid(quantiles.flip(0), quantiles, indexing="ij")
         return self.generate(torch.stack([z1.flatten(), z2.flatten()], dim=1))
