@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import time
+import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -93,6 +96,81 @@ def test_bad_parameters_fail_in_fit_with_the_fix(digits: tuple[np.ndarray, np.nd
         AutoencoderTransformer(hidden_units=(2,), model="variational").fit(x)
     with pytest.raises(aekit.ConfigError, match="epochs must be a positive integer"):
         AutoencoderTransformer(epochs=0).fit(x)
+
+
+@pytest.mark.parametrize("random_state", [-1, 2**32, 2**70, 1.5, "seed", True, object()])
+def test_random_state_is_validated_as_scikit_learn_does(random_state: object) -> None:
+    with pytest.raises(aekit.ConfigError) as error:
+        AutoencoderTransformer(random_state=random_state).fit(np.ones((4, 3)))  # type: ignore[arg-type]
+    assert "random_state must be None, an integer in [0, 4294967295]" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_random_state_takes_numpy_integers_and_random_states() -> None:
+    x = np.random.default_rng(0).random((12, 4))
+
+    def codes(state: Any) -> np.ndarray:
+        ae = AutoencoderTransformer(hidden_units=(3,), epochs=1, random_state=state)
+        result: np.ndarray = ae.fit_transform(x)
+        return result
+
+    np.testing.assert_array_equal(codes(np.uint32(2**32 - 1)), codes(2**32 - 1))
+    # A RandomState draws the seed: equal states give equal fits.
+    np.testing.assert_array_equal(codes(np.random.RandomState(5)), codes(np.random.RandomState(5)))
+
+
+def test_hidden_units_from_numpy_grids() -> None:
+    """A grid built with numpy gives numpy integers (or arrays): they are layer sizes too."""
+    x = np.random.default_rng(0).random((10, 5))
+    grid: list[Any] = [(np.int64(4), np.int32(2)), np.array([4, 2]), [np.uint8(4), 2]]
+    for units in grid:
+        ae = AutoencoderTransformer(hidden_units=units, epochs=1, random_state=0).fit(x)
+        assert ae.transform(x).shape == (10, 2) and type(ae.n_components_) is int
+    refused: list[Any] = [(np.float64(4.0),), (np.bool_(True),), "64", np.array([4, -1])]
+    for bad in refused:
+        with pytest.raises(aekit.ConfigError, match="hidden_units must be a non-empty list"):
+            AutoencoderTransformer(hidden_units=bad).fit(x)
+
+
+@pytest.mark.parametrize(
+    ("device", "fragment"),
+    [("meta", "cannot train"), ("nope", "unknown device"), (3, "device must be")],
+)
+def test_devices_that_cannot_train_are_refused(device: object, fragment: str) -> None:
+    with pytest.raises(aekit.ConfigError, match=fragment):
+        AutoencoderTransformer(device=device).fit(np.ones((4, 3)))  # type: ignore[arg-type]
+
+
+def test_model_dir_and_model_types() -> None:
+    with pytest.raises(aekit.ConfigError, match="model_dir must be a folder's path"):
+        AutoencoderTransformer(model_dir=5).fit(np.ones((4, 3)))  # type: ignore[arg-type]
+    with pytest.raises(aekit.ConfigError, match="model must be one of"):
+        AutoencoderTransformer(model=np.array([1, 2])).fit(np.ones((4, 3)))  # type: ignore[arg-type]
+
+
+def test_settings_are_checked_before_the_data_or_the_network() -> None:
+    """A bad setting is named even when the data are bad too; a giant layer fails at once."""
+    with pytest.raises(aekit.ConfigError, match="epochs"):
+        AutoencoderTransformer(epochs=-1).fit([[np.nan]])
+    start = time.perf_counter()
+    with pytest.raises(aekit.ConfigError, match="parameters"):
+        AutoencoderTransformer(hidden_units=(10**9,)).fit(np.ones((4, 64)))
+    assert time.perf_counter() - start < 5
+
+
+def test_finite_data_beyond_float64_range_scales_without_overflow() -> None:
+    """±1e308 spans 2e308, beyond float64: min and range are taken in halves."""
+    x = np.random.default_rng(0).uniform(-1, 1, (40, 3)) * 1e308
+    x[0], x[1] = -1.7e308, 1.7e308  # the range of every column overflows a plain max - min
+    ae = AutoencoderTransformer(hidden_units=(4, 2), epochs=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning anywhere, no NaN
+        codes = ae.fit_transform(x)
+        rebuilt = ae.inverse_transform(codes)
+    assert np.isfinite(codes).all() and np.isfinite(rebuilt).all()
+    assert (rebuilt >= -1.7e308).all() and (rebuilt <= 1.7e308).all()
+    scaled = ae._scale(x)
+    assert scaled.min() == 0.0 and scaled.max() == 1.0
 
 
 def test_reachable_from_the_package() -> None:

@@ -171,3 +171,73 @@ def test_resuming_from_an_older_checkpoint_purges_the_replayed_steps(tmp_path: P
     run(6)
     steps = [e.step for e in read(tmp_path / "train").Scalars("loss")]
     assert steps == [1, 2, 3, 4, 5, 6]  # each step once: the restart purged the first run's
+
+
+@pytest.mark.parametrize(
+    ("shape", "channels", "size"),
+    [
+        ((2, 5, 7), 1, (14, 5)),  # CHW, 2 channels: one grey image, channels side by side
+        ((4, 5, 7), 1, (28, 5)),  # 4 channels are not taken as RGBA: every channel shown
+        ((3, 5, 5, 7), 1, (105, 5)),  # NCHW, 5 channels: 3 examples x 5 channels in a row
+        ((2, 3, 5, 7), 3, (14, 5)),  # RGB stays RGB (random values: not grey)
+    ],
+)
+def test_images_of_any_channel_count(
+    tmp_path: Path, shape: tuple[int, ...], channels: int, size: tuple[int, int]
+) -> None:
+    writers = summary.EventWriters(tmp_path)
+    recorder = summary.Recorder()
+    with summary.recording(recorder):
+        summary.image("img", torch.rand(shape))
+    writers.write_records("train", recorder, step=1)
+    writers.close()
+    image = read(tmp_path / "train").Images("img")[0]
+    assert (image.width, image.height) == size
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(BytesIO(image.encoded_image_string)).convert("RGB"))
+    grey = bool((rgb == rgb[..., :1]).all())  # TensorBoard stores grey as equal R, G and B
+    assert grey == (channels == 1)
+
+
+def test_channels_are_laid_out_in_order(tmp_path: Path) -> None:
+    writers = summary.EventWriters(tmp_path)
+    recorder = summary.Recorder()
+    ramp = torch.tensor([0.0, 0.25, 0.5, 0.75]).reshape(4, 1, 1).expand(4, 2, 3)
+    with summary.recording(recorder):
+        summary.image("ramp", ramp)
+    writers.write_records("train", recorder, step=1)
+    writers.close()
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    encoded = read(tmp_path / "train").Images("ramp")[0].encoded_image_string
+    pixels = np.asarray(Image.open(BytesIO(encoded)).convert("L"))
+    assert pixels.shape == (2, 12)
+    assert [int(pixels[0, 3 * c]) for c in range(4)] == [0, 63, 127, 191]  # 255 x value, cut
+    assert (pixels[:, 3:6] == pixels[0, 3]).all()  # channel 1 fills the second block
+
+
+@pytest.mark.parametrize("channels", [2, 4, 5])
+def test_reconstruction_model_on_images_of_any_channel_count(tmp_path: Path, channels: int) -> None:
+    """The README promises any channel count: the first summary step must write them."""
+    from aekit.data import numpy_input_fn
+    from aekit.models.fully_connected import AutoEncoder
+
+    x = torch.randint(0, 256, (8, channels, 4, 4), dtype=torch.uint8)
+    est = AutoEncoder(
+        hidden_units=[6],
+        input_shape=(channels, 4, 4),
+        model_dir=tmp_path,
+        config=aekit.RunConfig(save_summary_steps=1, log_step_count_steps=0),
+    )
+    est.train(numpy_input_fn(x, batch_size=4, num_epochs=1))
+    events = read(tmp_path / "train")
+    assert {"images/input", "images/reconstruction"} <= set(events.Tags()["images"])
+    reconstruction = events.Images("images/reconstruction")[0]
+    assert reconstruction.width % (channels * 4) == 0 and reconstruction.height == 4

@@ -7,11 +7,13 @@ expects), so a `GridSearchCV` over the transformer alone picks the best reconstr
 works as a step of a `Pipeline`, e.g. before a classifier.
 
 Features are scaled to [0, 1] per feature with the training minimum and range, because the
-decoder's sigmoid output lives there; `inverse_transform` undoes the scaling.
+decoder's sigmoid output lives there; `inverse_transform` undoes the scaling. The range is
+taken in halves, so finite data spanning more than float64 can hold (±1e308) scale too.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,12 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from aekit.data.checks import shown
 from aekit.data.input_fn import numpy_input_fn
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
 from aekit.estimator import rng as rng_state
+from aekit.estimator.run_config import resolve_device
 from aekit.models.heads import ReconstructionNetwork
 
 try:  # scikit-learn >= 1.6
@@ -38,6 +43,7 @@ except ImportError:  # older versions validate through a method of BaseEstimator
 
 MODELS = ("fully_connected", "variational")
 _BATCH = 4096  # rows per forward pass in transform: bounds memory on large inputs
+_MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1], as scikit-learn does
 
 
 class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -55,7 +61,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
         noise_factor: Gaussian input noise while training: a denoising autoencoder
             (fully_connected only).
         batch_size, epochs: the training schedule.
-        random_state: seed of initial weights and shuffling; None draws them at random.
+        random_state: seed of initial weights and shuffling: an int in [0, 2**32 - 1], a
+            numpy RandomState (it draws the seed) or None (drawn at random).
         device: where to train, e.g. "cpu" or "cuda" ("auto" takes a GPU when present).
         model_dir: keep the fit's checkpoints and TensorBoard events there (None: a
             temporary directory, removed after `fit`).
@@ -71,7 +78,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
         noise_factor: float | None = None,
         batch_size: int = 64,
         epochs: int = 20,
-        random_state: int | None = None,
+        random_state: int | np.random.RandomState | None = None,
         device: str = "cpu",
         model_dir: str | None = None,
     ) -> None:
@@ -91,64 +98,114 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
 
     def fit(self, X: Any, y: Any = None) -> AutoencoderTransformer:
         """Train an autoencoder on the rows of X (y is ignored)."""
-        X = validate_data(self, X, dtype=np.float64)
-        self._check_params()
+        # Settings first: a bad one is reported before the data are validated or copied.
+        units, seed = self._check_params()
+        X = self._validate(X, reset=True)
         self.data_min_ = X.min(axis=0)
-        data_range = X.max(axis=0) - self.data_min_
-        # A constant feature has no range; 1 keeps it at 0 after scaling instead of dividing by 0.
-        self.data_range_ = np.where(data_range > 0, data_range, 1.0)
+        # Half the range: max/2 - min/2 cannot overflow, where max - min can (±1e308 data).
+        half_range = X.max(axis=0) / 2 - self.data_min_ / 2
+        # A constant feature has no range; a half range of 0.5 (range 1) keeps it at 0 after
+        # scaling instead of dividing by 0.
+        self.data_half_range_ = np.where(half_range > 0, half_range, 0.5)
         scaled = self._scale(X).astype(np.float32)
         # Training seeds the global generators; a library call should leave the caller's alone.
         saved = rng_state.get_state()
         try:
             if self.model_dir is not None:
-                network = self._train(scaled, Path(self.model_dir))
+                network = self._train(scaled, Path(self.model_dir), units, seed)
             else:
                 with tempfile.TemporaryDirectory(prefix="aekit-sklearn-") as tmp:
-                    network = self._train(scaled, Path(tmp))
+                    network = self._train(scaled, Path(tmp), units, seed)
         finally:
             rng_state.set_state(saved)
         # Inference in float64 on the CPU: a row's code does not depend on the batch around it
         # (float32 sums in a different order differ in the last bits), and the results pickle.
         self.network_ = network.cpu().double().eval()
-        self.n_components_ = int(list(self.hidden_units)[-1])
+        self.n_components_ = units[-1]
         return self
 
-    def _check_params(self) -> None:
-        units = list(self.hidden_units) if isinstance(self.hidden_units, Sequence) else []
-        if not units or any(isinstance(u, bool) or not isinstance(u, int) or u <= 0 for u in units):
-            raise ConfigError(
-                f"hidden_units must be a non-empty list of positive integers, got "
-                f"{self.hidden_units!r}"
-            )
-        if self.model not in MODELS:
-            raise ConfigError(f"model must be one of {MODELS}, got {self.model!r}")
+    def _check_params(self) -> tuple[list[int], int | None]:
+        """The layer sizes as Python ints and the seed, or a ConfigError for a bad setting."""
+        units = self._check_units()
+        if not isinstance(self.model, str) or self.model not in MODELS:
+            raise ConfigError(f"model must be one of {MODELS}, got {shown(self.model)}")
         if self.model == "variational" and len(units) < 2:
             raise ConfigError(
                 "the variational model needs hidden_units with a hidden layer and the latent "
-                f"size, e.g. (64, 2), got {self.hidden_units!r}"
+                f"size, e.g. (64, 2), got {shown(self.hidden_units)}"
             )
         for name in ("batch_size", "epochs"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {shown(value)}")
+        if not isinstance(self.device, str | torch.device):
+            raise ConfigError(
+                f"device must be a device string such as 'cpu', got {shown(self.device)}"
+            )
+        resolve_device(str(self.device))  # a ConfigError for devices that cannot train here
+        if self.model_dir is not None and not isinstance(self.model_dir, str | os.PathLike):
+            raise ConfigError(
+                f"model_dir must be a folder's path or None, got {shown(self.model_dir)}"
+            )
+        return units, self._seed()
 
-    def _train(self, scaled: np.ndarray, model_dir: Path) -> ReconstructionNetwork:
+    def _check_units(self) -> list[int]:
+        # Any sequence or array of integers, numpy's included (grids built with numpy give them).
+        raw = self.hidden_units
+        units = (
+            list(raw) if isinstance(raw, Sequence | np.ndarray) and not isinstance(raw, str) else []
+        )
+        if not units or any(
+            isinstance(u, bool | np.bool_) or not isinstance(u, int | np.integer) or u <= 0
+            for u in units
+        ):
+            raise ConfigError(
+                f"hidden_units must be a non-empty list of positive integers, got {shown(raw)}"
+            )
+        return [int(u) for u in units]
+
+    def _seed(self) -> int | None:
+        """The training seed from random_state, validated as scikit-learn validates it."""
+        state = self.random_state
+        if state is None:
+            return None
+        if isinstance(state, int | np.integer) and not isinstance(state, bool | np.bool_):
+            if not 0 <= state <= _MAX_SEED:
+                raise ConfigError(
+                    f"random_state must be None, an integer in [0, {_MAX_SEED}] or a "
+                    f"numpy RandomState, got {shown(state)}"
+                )
+            return int(state)
+        try:
+            if isinstance(state, bool | np.bool_):  # a flag, not a seed (sklearn takes it as 1)
+                raise ValueError(state)
+            generator = check_random_state(state)
+        except ValueError:
+            raise ConfigError(
+                f"random_state must be None, an integer in [0, {_MAX_SEED}] or a numpy "
+                f"RandomState, got {shown(state)}"
+            ) from None
+        # A RandomState is consumed the scikit-learn way: it gives the seed it is asked for.
+        return int(generator.randint(0, 2**31 - 1))
+
+    def _train(
+        self, scaled: np.ndarray, model_dir: Path, units: list[int], seed: int | None
+    ) -> ReconstructionNetwork:
         config = RunConfig(
-            random_seed=self.random_state,
+            random_seed=seed,
             device=self.device,
             log_step_count_steps=0,
             save_summary_steps=0 if self.model_dir is None else 100,
             save_checkpoints_secs=None,
         )
-        estimator = self._estimator(scaled.shape[1], model_dir, config)
+        estimator = self._estimator(scaled.shape[1], model_dir, config, units)
         try:
             estimator.train(
                 numpy_input_fn(
                     scaled,
                     batch_size=self.batch_size,
                     num_epochs=self.epochs,
-                    seed=self.random_state,
+                    seed=seed,
                 )
             )
         finally:
@@ -157,8 +214,9 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
         assert isinstance(network, ReconstructionNetwork)
         return network
 
-    def _estimator(self, n_features: int, model_dir: Path, config: RunConfig) -> Estimator:
-        units = list(self.hidden_units)
+    def _estimator(
+        self, n_features: int, model_dir: Path, config: RunConfig, units: list[int]
+    ) -> Estimator:
         if self.model == "variational":
             from aekit.models.variational import VariationalAutoencoder
 
@@ -189,7 +247,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
     def transform(self, X: Any) -> np.ndarray:
         """The code of each row of X, shape (n_samples, hidden_units[-1])."""
         check_is_fitted(self, "network_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = self._validate(X, reset=False)
         return self._map(self._scale(X), self.network_.encode)
 
     def inverse_transform(self, X: Any) -> np.ndarray:
@@ -202,23 +260,34 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
                 "give the output of transform"
             )
         decoded = self._map(codes, lambda z: torch.sigmoid(self.network_.decode(z)))
-        rows: np.ndarray = decoded.reshape(len(codes), -1) * self.data_range_ + self.data_min_
+        # min + decoded * range, in halves so that a range beyond float64's reach stays finite.
+        half: np.ndarray = decoded.reshape(len(codes), -1) * self.data_half_range_
+        rows: np.ndarray = (self.data_min_ / 2 + half) * 2
         return rows
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Negative squared reconstruction error of each row, averaged over its features."""
         check_is_fitted(self, "network_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = self._validate(X, reset=False)
         decoded = self.inverse_transform(self.transform(X))
-        errors: np.ndarray = ((decoded - X) ** 2).mean(axis=1)
+        # Differences of halves cannot overflow; an error beyond float64 itself is -inf.
+        with np.errstate(over="ignore"):
+            errors: np.ndarray = ((decoded / 2 - X / 2) ** 2).mean(axis=1) * 4
         return -errors
 
     def score(self, X: Any, y: Any = None) -> float:
         """Negative mean squared reconstruction error of X in its own units: higher is better."""
         return float(self.score_samples(X).mean())
 
+    def _validate(self, X: Any, reset: bool) -> np.ndarray:
+        # scikit-learn's finiteness check sums X first: finite data near ±1e308 make that sum
+        # inf - inf, a harmless warning (it then checks element by element).
+        with np.errstate(over="ignore", invalid="ignore"):
+            checked: np.ndarray = validate_data(self, X, dtype=np.float64, reset=reset)
+        return checked
+
     def _scale(self, X: np.ndarray) -> np.ndarray:
-        scaled: np.ndarray = (X - self.data_min_) / self.data_range_
+        scaled: np.ndarray = (X / 2 - self.data_min_ / 2) / self.data_half_range_
         return scaled
 
     def _map(self, rows: np.ndarray, fn: Any) -> np.ndarray:

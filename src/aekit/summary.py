@@ -355,8 +355,21 @@ def _add_image(writer: SummaryWriter, name: str, img: torch.Tensor, step: int) -
     if img.dim() == 2:
         writer.add_image(name, img, step, dataformats="HW")
     elif img.dim() == 3:
-        writer.add_image(name, img, step, dataformats="CHW")
+        writer.add_image(name, _viewable_channels(img.unsqueeze(0))[0], step, dataformats="CHW")
     elif img.dim() == 4:
-        writer.add_images(name, img, step, dataformats="NCHW")
+        writer.add_images(name, _viewable_channels(img), step, dataformats="NCHW")
     else:
         raise ValueError(f"summary.image({name!r}) needs HW, CHW or NCHW, got {tuple(img.shape)}")
+
+
+def _viewable_channels(images: torch.Tensor) -> torch.Tensor:
+    """NCHW images with a channel count TensorBoard can show (it takes 1 or 3).
+
+    1 (grey) and 3 (RGB) stay as they are; any other count becomes one grey image per
+    example with its channels side by side, (N, 1, H, C*W): no channel is dropped (4 is
+    not taken for RGBA) and the tag stays one image per example.
+    """
+    n, channels, height, width = images.shape
+    if channels in (1, 3):
+        return images
+    return images.permute(0, 2, 1, 3).reshape(n, 1, height, channels * width)

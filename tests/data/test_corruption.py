@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from aekit import ConfigError
+from aekit import ConfigError, InputError
 from aekit.data import Dataset, GaussianNoise, MaskingNoise, SaltAndPepper
 from aekit.data.corruption import make_corruption
 
@@ -51,12 +51,26 @@ def test_map_keeps_the_clean_target() -> None:
 
 
 def test_bad_settings_are_refused() -> None:
-    with pytest.raises(ConfigError, match="noise_factor must be >= 0"):
-        GaussianNoise(-0.1)
+    for bad in (-0.1, float("nan"), float("inf"), "0.5", True):
+        with pytest.raises(ConfigError, match="noise_factor must be a"):
+            GaussianNoise(bad)  # type: ignore[arg-type]
+    for fraction in (1.5, "0.3", None, float("nan")):
+        with pytest.raises(ConfigError, match="fraction must be a number in"):
+            MaskingNoise(fraction)  # type: ignore[arg-type]
+    masking = MaskingNoise(np.float32(0.25))  # type: ignore[arg-type]
+    assert masking.fraction == np.float32(0.25)  # numpy numbers are numbers too
     with pytest.raises(ConfigError, match="masking fraction"):
         MaskingNoise(1.5)
     with pytest.raises(ConfigError, match="unknown noise 'blur'"):
         make_corruption("blur", 0.1)
-    with pytest.raises(ConfigError, match="float or uint8"):
+    with pytest.raises(ConfigError, match="noise kind must be a name"):
+        make_corruption(0.3, 0.1)  # type: ignore[arg-type]
+
+
+def test_integer_images_follow_the_input_functions_rule() -> None:
+    """Only uint8 is scaled by 1/255; other integer types must hold 0/1, whatever the map."""
+    with pytest.raises(InputError, match="int64 with values from 0 to 2"):
         GaussianNoise(0.1).corrupt(torch.arange(3))
+    binary = MaskingNoise(0.0).corrupt(torch.tensor([0, 1, 1], dtype=torch.int16))
+    assert binary.dtype == torch.float32 and binary.tolist() == [0.0, 1.0, 1.0]
     assert isinstance(make_corruption("salt_and_pepper", 0.1), SaltAndPepper)

@@ -112,18 +112,30 @@ def test_npz_bad_inputs(tmp_path: Path) -> None:
 
 
 def test_image_folder_with_class_subfolders(tmp_path: Path) -> None:
-    save_png(tmp_path / "b_dogs" / "1.png", 6, 4, 200)  # the first image sets the size: 6 x 4
-    save_png(tmp_path / "b_dogs" / "2.png", 9, 9, 100)
+    save_png(tmp_path / "b_dogs" / "1.png", 3, 5, 200)
+    save_png(tmp_path / "b_dogs" / "2.png", 3, 5, 100)
     save_png(tmp_path / "a_cats" / "x.png", 3, 5, 50)
-    save_png(tmp_path / "a_cats" / "y.jpg", 12, 8, 70)
+    save_png(tmp_path / "a_cats" / "y.jpg", 3, 5, 70)
     (tmp_path / "a_cats" / "notes.txt").write_text("not an image")
     (tmp_path / "a_cats" / ".hidden.png").write_bytes(b"junk")
     (tmp_path / "empty_class").mkdir()
     x, y = load_image_folder(tmp_path)
-    assert x.shape == (4, 3, 5) and x.dtype == np.uint8  # a_cats/x.png comes first
+    assert x.shape == (4, 3, 5) and x.dtype == np.uint8
     assert y is not None and y.dtype == np.int64 and list(y) == [0, 0, 1, 1]
     assert [int(image.mean().round()) for image in x] == [50, 70, 200, 100]
-    assert np.ptp(x[2]) == 0  # a solid image stays solid when resized
+
+
+def test_image_folder_of_mixed_sizes_names_the_odd_image(tmp_path: Path) -> None:
+    """No silent resize to the first image's size: the odd file is named, or size= given."""
+    save_png(tmp_path / "a" / "1.png", 6, 4, 200)
+    save_png(tmp_path / "a" / "2.png", 6, 4, 90)
+    save_png(tmp_path / "b" / "3.png", 9, 9, 100)
+    with pytest.raises(InputError) as error:
+        load_image_folder(tmp_path)
+    one_line(error, "3.png", "9x9", "6x4", "size=(height, width)")
+    x, _ = load_image_folder(tmp_path, size=(6, 4))
+    assert x.shape == (3, 6, 4)
+    assert np.ptp(x[2]) == 0 and x[2, 0, 0] == 100  # a solid image stays solid when resized
 
 
 def test_image_folder_size_and_rgb(tmp_path: Path) -> None:
@@ -178,7 +190,9 @@ def test_csv_header_and_labels(tmp_path: Path) -> None:
     np.testing.assert_array_equal(x[1], [[4, 5], [6, 7]])
     x_last, y_last = load_csv(path, label_column=-1)
     assert y_last is not None and list(y_last) == [3, 7] and x_last.shape == (2, 4)
-    x_all, y_none = load_csv(path)
+    x_auto, y_auto = load_csv(path)  # a column named "label" is the labels by default
+    assert x_auto.shape == (2, 4) and y_auto is not None and list(y_auto) == [7, 2]
+    x_all, y_none = load_csv(path, label_column=False)
     assert x_all.shape == (2, 5) and y_none is None
 
 

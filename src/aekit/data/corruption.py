@@ -9,25 +9,32 @@ device, so it is seeded by RunConfig.random_seed and restored with checkpoints.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from aekit.data.checks import shown, to_float
 from aekit.errors import ConfigError
 
 
+def _is_number(value: object) -> bool:
+    # numbers.Real covers numpy's floats and integers too; a bool is a flag, not an amount.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
 def _check_fraction(name: str, value: float, upper_inclusive: bool = True) -> None:
-    ok = 0.0 <= value <= 1.0 if upper_inclusive else 0.0 <= value < 1.0
-    if isinstance(value, bool) or not isinstance(value, int | float) or not ok:
-        raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
+    if not _is_number(value) or not (
+        0.0 <= value <= 1.0 if upper_inclusive else 0.0 <= value < 1.0
+    ):
+        raise ConfigError(f"{name} must be a number in [0, 1], got {shown(value)}")
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
-    if x.dtype == torch.uint8:
-        return x.float().div_(255.0)
-    if not x.is_floating_point():
-        raise ConfigError(f"corruption needs float or uint8 images, got {x.dtype}")
-    return x
+    # The same conversion as the input functions': uint8 scaled, 0/1 integers, floats kept.
+    return to_float(x)
 
 
 class Corruption:
@@ -52,10 +59,10 @@ class GaussianNoise(Corruption):
     clip: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.noise_factor, bool) or not isinstance(self.noise_factor, int | float):
-            raise ConfigError(f"noise_factor must be a number, got {self.noise_factor!r}")
-        if self.noise_factor < 0:
-            raise ConfigError(f"noise_factor must be >= 0, got {self.noise_factor}")
+        if not _is_number(self.noise_factor):
+            raise ConfigError(f"noise_factor must be a number, got {shown(self.noise_factor)}")
+        if not math.isfinite(self.noise_factor) or self.noise_factor < 0:
+            raise ConfigError(f"noise_factor must be a finite number >= 0, got {self.noise_factor}")
 
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:
         x = _as_float(x)
@@ -97,10 +104,14 @@ class SaltAndPepper(Corruption):
 
 def make_corruption(kind: str, amount: float) -> Corruption:
     """Build a corruption by name: "gaussian", "masking" or "salt_and_pepper"."""
+    if not isinstance(kind, str):
+        raise ConfigError(f"noise kind must be a name such as 'masking', got {shown(kind)}")
     if kind == "gaussian":
         return GaussianNoise(amount)
     if kind == "masking":
         return MaskingNoise(amount)
     if kind in ("salt_and_pepper", "salt-and-pepper"):
         return SaltAndPepper(amount)
-    raise ConfigError(f"unknown noise {kind!r}; use 'gaussian', 'masking' or 'salt_and_pepper'")
+    raise ConfigError(
+        f"unknown noise {shown(kind)}; use 'gaussian', 'masking' or 'salt_and_pepper'"
+    )

@@ -8,52 +8,72 @@ from typing import Any
 import numpy as np
 import torch
 
+from aekit.data.checks import as_array, check_bool, check_int, check_values, shown, to_float
 from aekit.data.corruption import Corruption, GaussianNoise
 from aekit.data.dataset import Array, Dataset
-from aekit.errors import InputError
+from aekit.errors import ConfigError, InputError
 from aekit.estimator.inputs import input_context
+from aekit.estimator.run_config import resolve_device
 from aekit.estimator.spec import ModeKeys
+
+__all__ = ["InputFunction", "numpy_input_fn", "shard_for_estimator", "to_float"]
 
 # In-memory data up to this share of the accelerator's free memory is moved there once.
 _RESIDENT_SHARE = 0.25
 
 
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to float32 in [0, 1]; other integers to float32; floats as they are.
-
-    Floating inputs keep their type: a batch already in bfloat16 feeds a network that
-    runs in bfloat16 (RunConfig.precision) without a round trip through float32.
-    """
-    if x.dtype == torch.uint8:
-        return x.to(torch.float32).div_(255.0)
-    return x if x.is_floating_point() else x.to(torch.float32)
-
-
-def _check_pixels(x: Array, name: str) -> None:
-    if getattr(x, "ndim", 1) == 0:
-        raise InputError(f"{name} is a single number; give an array of examples")
-    if len(x) == 0 or getattr(x, "size", 1) == 0:
-        raise InputError(f"{name} is empty (shape {tuple(x.shape)}); give at least one example")
-    kind = x.dtype.kind if isinstance(x, np.ndarray) else None
-    if kind is not None and kind not in "biuf":
+def _check_data(value: Any, name: str) -> Array:
+    """`value` as an array of at least two dimensions whose values will be read right."""
+    x = as_array(value, name)
+    if x.ndim == 0 or len(x) == 0 or (x.numel() if isinstance(x, torch.Tensor) else x.size) == 0:
         raise InputError(
-            f"{name} has dtype {x.dtype}, not numbers; give uint8 pixels or float features"
+            f"{name} is empty or a single number (shape {tuple(x.shape)}); give an array of "
+            f"examples, (N, features) or (N, H, W)"
         )
-    if kind in ("i", "u") and x.dtype != np.uint8 and not isinstance(x, np.memmap):
-        # Only uint8 is scaled to [0, 1]: a wider integer type keeps its values, so pixels
-        # 0..255 stored as int64 would train on targets up to 255.
-        low, high = int(x.min()), int(x.max())
-        if low < 0 or high > 1:
-            raise InputError(
-                f"{name} is {x.dtype} with values from {low} to {high}; give pixels as uint8 "
-                f"(x.astype(np.uint8)) or as floats in [0, 1]"
-            )
-    if isinstance(x, np.ndarray) and not isinstance(x, np.memmap) and x.dtype.kind == "f":
-        finite = np.isfinite(x)
-        if not finite.all():
-            raise InputError(
-                f"{name} holds {int((~finite).sum())} NaN or infinite values; clean the data first"
-            )
+    if x.ndim == 1:
+        raise InputError(
+            f"{name} has shape {tuple(x.shape)}, one number per example; give examples as rows "
+            f"(N, features), e.g. {name}.reshape(-1, 1)"
+        )
+    check_values(x, name)
+    return x
+
+
+def _check_labels(value: Any, n: int) -> Array:
+    y = as_array(value, "y")
+    if y.ndim == 0:
+        raise InputError("y is a single number; give one label per example")
+    if len(y) != n:
+        raise InputError(f"x has {n} examples but y has {len(y)}; they must match")
+    if isinstance(y, np.ndarray) and y.dtype.kind not in "biuf":
+        raise InputError(
+            f"y has dtype {y.dtype}, not numbers; encode the labels as integers first "
+            f"(e.g. sklearn.preprocessing.LabelEncoder)"
+        )
+    if isinstance(y, torch.Tensor) and y.is_complex():
+        raise InputError(f"y has dtype {y.dtype}, not real numbers; give integer or float labels")
+    return y
+
+
+def _check_noise(noise: Any) -> Corruption | None:
+    if noise is None or isinstance(noise, Corruption):
+        return noise
+    # A name is the likely mistake: say which object to give instead.
+    raise ConfigError(
+        f"noise must be a Corruption object such as MaskingNoise(0.3), SaltAndPepper(0.1) or "
+        f"GaussianNoise(0.5) (or make_corruption(name, amount)), got {shown(noise)}"
+    )
+
+
+def _check_device(device: Any) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        return resolve_device(device if isinstance(device, str) else str(torch.device(device)))
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"device must be None, a device string or a torch.device, got {shown(device)}"
+        ) from None
 
 
 def numpy_input_fn(
@@ -80,12 +100,19 @@ def numpy_input_fn(
 
     Returns a function giving a fresh Dataset of `(features, labels)` batches.
     """
-    _check_pixels(x, "x")
-    if y is not None and len(y) != len(x):
-        raise InputError(f"x has {len(x)} examples but y has {len(y)}; they must match")
+    # Every argument is checked here, before any batch is built: one clear error each.
+    x = _check_data(x, "x")
+    y = None if y is None else _check_labels(y, len(x))
+    batch_size = check_int("batch_size", batch_size, low=1)
+    num_epochs = None if num_epochs is None else check_int("num_epochs", num_epochs, low=1)
+    shuffle = check_bool("shuffle", shuffle)
+    drop_remainder = check_bool("drop_remainder", drop_remainder)
+    seed = None if seed is None else check_int("seed", seed, low=0, high=2**63 - 1)
+    noise = _check_noise(noise)
     if noise is not None and noise_factor is not None:
-        raise InputError("give noise or noise_factor, not both")
+        raise ConfigError("give noise or noise_factor, not both")
     corruption = GaussianNoise(noise_factor) if noise_factor is not None else noise
+    placement = _check_device(device)
 
     def prepare(features: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
         features = to_float(features)
@@ -95,7 +122,7 @@ def numpy_input_fn(
 
     def input_fn() -> Dataset:
         data = Dataset.from_tensor_slices((x,) if y is None else (x, y))
-        target = device if device is not None else _resident_device(x, y)
+        target = placement if placement is not None else _resident_device(x, y)
         if target is not None:
             data = data.to(target)
         if shuffle:
@@ -146,13 +173,16 @@ class InputFunction:
         noise_factor: float | None = None,
         seed: int | None = None,
     ) -> None:
-        _check_pixels(data, "data")
-        self.data = data
-        self.batch_size = batch_size
-        self.num_epochs = num_epochs
-        self.mode = ModeKeys(mode)
+        self.data = _check_data(data, "data")
+        self.batch_size = check_int("batch_size", batch_size, low=1)
+        self.num_epochs = None if num_epochs is None else check_int("num_epochs", num_epochs, low=1)
+        try:
+            self.mode = ModeKeys(mode)
+        except ValueError:
+            modes = ", ".join(repr(m.value) for m in ModeKeys)
+            raise ConfigError(f"mode must be one of {modes}, got {shown(mode)}") from None
         self.noise = GaussianNoise(noise_factor) if noise_factor else None
-        self.seed = seed
+        self.seed = None if seed is None else check_int("seed", seed, low=0, high=2**63 - 1)
 
     def __call__(self) -> Dataset:
         dataset = Dataset.from_tensor_slices(self.data)

@@ -2,25 +2,25 @@
 
 Each loader returns ``(x, y)``: `x` uint8 when the values are integers in 0..255 (pixels), else
 floating point; `y` the labels, or None when the source has none. `load_dataset` turns a name or
-a path into ``((x_train, y_train), (x_test, y_test))``.
+a path into ``((x_train, y_train), (x_test, y_test))``. Image folders live in `image_folder`,
+CSV in `csv_file`; every loader checks the size it will allocate first (`checks.check_size`).
 """
 
 from __future__ import annotations
 
-import csv
-import itertools
 import math
 import os
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from aekit.data import mnist
+from aekit.data.checks import check_bool, check_size, existing_path, shown
+from aekit.data.csv_file import load_csv
+from aekit.data.image_folder import IMAGE_SUFFIXES, load_image_folder
 from aekit.errors import ConfigError, InputError
 
 __all__ = [
@@ -42,11 +42,6 @@ PathLike = str | os.PathLike[str]
 DATASET_NAMES = (*mnist.DATASETS, "digits")
 """Names `load_dataset` accepts besides paths."""
 
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
-)
-"""File name endings `load_image_folder` reads (case-insensitive)."""
-
 TEST_EVERY = 5
 """`load_dataset` puts every 5th example (indices 4, 9, ...) into the test split: 80/20."""
 
@@ -62,6 +57,9 @@ def load_npz(path: PathLike, x_key: str | None = None, y_key: str | None = None)
     and y the first of y, Y, y_train, labels, targets, target, or None. A .npy file gives
     ``(array, None)``. Pickled (object) arrays are refused: they could run code.
     """
+    for name, key in (("x_key", x_key), ("y_key", y_key)):
+        if key is not None and not isinstance(key, str):
+            raise ConfigError(f"{name} must be the name of an array in the archive, got {key!r}")
     path = _existing(path, "file")
     loaded = _np_load(path)
     if isinstance(loaded, np.ndarray):
@@ -91,133 +89,6 @@ def load_npz(path: PathLike, x_key: str | None = None, y_key: str | None = None)
         x = _pixels(_npz_array(archive, x_key, path), path)
         y = None if y_key is None else _npz_array(archive, y_key, path)
     return x, _check_labels(y, len(x), path)
-
-
-def load_image_folder(
-    path: PathLike,
-    size: int | tuple[int, int] | None = None,
-    mode: str = "L",
-) -> XY:
-    """Load the images in a folder as uint8 ``(N, H, W)`` ("L") or ``(N, H, W, 3)`` ("RGB").
-
-    With sub-folders, each non-hidden sub-folder holding images is a class, labelled 0, 1, ...
-    in name order (like Keras' ``image_dataset_from_directory``); a flat folder gives y=None.
-    Files are read in name order. Every image is resized to `size` — ``(height, width)`` like
-    the array shape, or an int for a square — else to the first image's size.
-    """
-    root = _existing(path, "folder")
-    if not root.is_dir():
-        raise InputError(f"{root}: not a folder; give a folder of images (or of class folders)")
-    if mode not in ("L", "RGB"):
-        raise ConfigError(f"mode={mode!r} is not supported; use 'L' (grayscale) or 'RGB'")
-    classes = [d for d in _sorted_entries(root) if d.is_dir() and _images_in(d)]
-    top_level = _images_in(root)
-    if classes and top_level:
-        raise InputError(
-            f"{root}: holds both images and class sub-folders; move the {len(top_level)} "
-            f"top-level images into a class folder, or load one layout at a time"
-        )
-    files: list[tuple[Path, int]] = (
-        [(f, label) for label, d in enumerate(classes) for f in _images_in(d)]
-        if classes
-        else [(f, 0) for f in top_level]
-    )
-    if not files:
-        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise InputError(
-            f"{root}: no images found ({suffixes}); put images in the folder or in one "
-            f"sub-folder per class"
-        )
-    target: tuple[int, int] | None = None  # (width, height), Pillow's order
-    if size is not None:
-        height, width = (size, size) if isinstance(size, int) else size
-        if height < 1 or width < 1:
-            raise ConfigError(f"size={size!r} must be positive; give (height, width) or an int")
-        target = (width, height)
-    x: Array | None = None
-    for i, (file, _) in enumerate(files):
-        image = _open_image(file, mode)
-        if target is None:
-            target = image.size
-        if image.size != target:
-            image = image.resize(target, Image.Resampling.BILINEAR)
-        pixels = np.asarray(image, dtype=np.uint8)
-        if x is None:
-            # Allocate once the size is known, instead of stacking a list (half the memory).
-            x = np.empty((len(files), *pixels.shape), dtype=np.uint8)
-        x[i] = pixels
-    assert x is not None  # files is not empty
-    y = np.array([label for _, label in files], dtype=np.int64) if classes else None
-    return x, y
-
-
-def load_csv(
-    path: PathLike,
-    label_column: int | str | None = None,
-    *,
-    image_shape: tuple[int, ...] | None = None,
-) -> XY:
-    """Load rows of comma-separated pixel values, with an optional header line.
-
-    The first line is a header when any of its fields is not a number. `label_column` (an index,
-    negative from the end, or a header name) holds integer labels and is removed from x. x has
-    shape (N, columns), or ``(N, *image_shape)`` when `image_shape` is given.
-    """
-    path = _existing(path, "file")
-    header = _csv_header(path)
-    n_columns = len(header) if header is not None else None
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            lines = (line for _, line in _data_lines(f, skip_header=header is not None))
-            first = next(lines, None)
-            if first is None:
-                raise InputError(f"{path}: no data rows; give a CSV file with one example per line")
-            # loadtxt parses in C, far faster than csv + float() on MNIST-sized files.
-            data = np.loadtxt(
-                itertools.chain([first], lines),
-                delimiter=",",
-                dtype=np.float64,
-                ndmin=2,
-                comments=None,
-                quotechar='"',
-            )
-    except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        # numpy's messages number rows inconsistently; find the bad line ourselves.
-        _diagnose_csv(path, skip_header=header is not None)
-        raise InputError(f"{path}: cannot parse as numeric CSV ({exc}); fix the file") from None
-    if n_columns is not None and data.shape[1] != n_columns:
-        raise InputError(
-            f"{path}: the header has {n_columns} fields but the rows {data.shape[1]}; make the "
-            f"header match the data"
-        )
-    y: Array | None = None
-    if label_column is not None:
-        column = _label_index(label_column, header, data.shape[1], path)
-        labels = data[:, column]
-        if not np.all(labels == np.round(labels)):
-            raise InputError(
-                f"{path}: label column {label_column!r} holds non-integer values; give integer "
-                f"class labels, or label_column=None if that column is data"
-            )
-        y = labels.astype(np.int64)
-        data = np.delete(data, column, axis=1)
-        if data.shape[1] == 0:
-            raise InputError(f"{path}: no columns left besides the labels; add pixel columns")
-    # Text has no dtype: whole numbers in 0..255 are 8-bit pixels, anything else stays float.
-    if np.all(data == np.round(data)) and data.min() >= 0 and data.max() <= 255:
-        x = data.astype(np.uint8)
-    else:
-        x = data.astype(np.float32)
-    if image_shape is not None:
-        if int(np.prod(image_shape)) != x.shape[1]:
-            raise ConfigError(
-                f"{path}: rows of {x.shape[1]} values do not fit image_shape={image_shape}; "
-                f"give a shape whose product is {x.shape[1]}"
-            )
-        x = x.reshape(len(x), *image_shape)
-    return x, y
 
 
 def load_digits() -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
@@ -261,6 +132,14 @@ def load_dataset(
     MNIST IDX files, or a folder of images. Sources without a split of their own are split
     deterministically: every 5th example is a test example (20%), the order kept.
     """
+    if not isinstance(name_or_path, str | os.PathLike):
+        raise ConfigError(
+            f"give a data set name ({', '.join(DATASET_NAMES)}) or a path, got "
+            f"{shown(name_or_path)}"
+        )
+    if data_dir is not None and not isinstance(data_dir, str | os.PathLike):
+        raise ConfigError(f"data_dir must be a folder's path or None, got {shown(data_dir)}")
+    check_bool("download", download)
     if isinstance(name_or_path, str) and name_or_path in mnist.DATASETS:
         return mnist.load_data(data_dir, dataset=name_or_path, download=download)
     if name_or_path == "digits":
@@ -297,10 +176,7 @@ def load_dataset(
 
 
 def _existing(path: PathLike, kind: str) -> Path:
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise InputError(f"{path}: no such {kind}; check the path")
-    return path
+    return existing_path(path, kind)
 
 
 def _np_load(path: Path) -> Any:
@@ -358,6 +234,9 @@ def _check_npy_size(f: Any, size: int, path: Path, what: str) -> None:
     if dtype.hasobject:
         return  # refused as a pickle by np.load(allow_pickle=False)
     declared = math.prod(shape) * dtype.itemsize
+    check_size(
+        f"{path}: {what}", tuple(shape), dtype.itemsize, "save a smaller array, or memory-map it"
+    )
     available = size - f.tell()
     if declared > available:
         raise InputError(
@@ -407,103 +286,12 @@ def _check_labels(y: Array | None, n: int, path: Path) -> Array | None:
         raise InputError(
             f"{path}: {n} examples but labels of shape {y.shape}; give one label per example"
         )
-    return y
-
-
-def _sorted_entries(folder: Path) -> list[Path]:
-    # Hidden entries (.DS_Store, ._x.png from macOS archives) are never data.
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return [
-        p for p in _sorted_entries(folder) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    ]
-
-
-def _open_image(file: Path, mode: str) -> Image.Image:
-    try:
-        with Image.open(file) as image:
-            return image.convert(mode)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{file}: cannot read this image ({exc}); remove or replace it") from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _data_lines(f: TextIO, *, skip_header: bool) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text) of each non-blank line, past the header if there is one."""
-    skipped = not skip_header
-    for number, line in enumerate(f, start=1):
-        if not line.strip():
-            continue
-        if not skipped:
-            skipped = True
-            continue
-        yield number, line
-
-
-def _fields(line: str) -> list[str]:
-    return next(csv.reader([line]), [])
-
-
-def _csv_header(path: Path) -> list[str] | None:
-    """The first non-blank line's fields if any of them is not a number, else None."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            for _, line in _data_lines(f, skip_header=False):
-                fields = _fields(line)
-                # An empty field is a missing value in a data row, not a column name.
-                named = any(f.strip() and not _is_number(f) for f in fields)
-                return fields if named else None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc}); give a CSV text file") from None
-    return None
-
-
-def _diagnose_csv(path: Path, *, skip_header: bool) -> None:
-    """Raise an InputError naming the first ragged or non-numeric line, if there is one."""
-    width: int | None = None
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        for number, line in _data_lines(f, skip_header=skip_header):
-            fields = _fields(line)
-            if width is None:
-                width = len(fields)
-            elif len(fields) != width:
-                raise InputError(
-                    f"{path}: line {number} has {len(fields)} values, earlier lines {width}; give "
-                    f"every row the same number of values"
-                )
-            for column, field in enumerate(fields, start=1):
-                if not _is_number(field):
-                    raise InputError(
-                        f"{path}: line {number}, column {column}: {field!r} is not a number; "
-                        f"CSV rows must hold numbers only (a header is allowed on the first line)"
-                    )
-
-
-def _label_index(label_column: int | str, header: list[str] | None, width: int, path: Path) -> int:
-    if isinstance(label_column, str):
-        names = [name.strip() for name in header] if header is not None else []
-        if label_column not in names:
-            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-            raise ConfigError(
-                f"{path}: no column named {label_column!r} (header: {shown or 'none'}); pass "
-                f"the label column's name or index"
-            )
-        return names.index(label_column)
-    if not -width <= label_column < width:
-        raise ConfigError(
-            f"{path}: label_column={label_column} is out of range for rows of {width} values; "
-            f"give an index from {-width} to {width - 1}"
+    if y is not None and y.dtype.kind not in "biuf":
+        raise InputError(
+            f"{path}: the labels have dtype {y.dtype}, not numbers; save them as integer class "
+            f"ids (e.g. with sklearn.preprocessing.LabelEncoder)"
         )
-    return label_column % width
+    return y
 
 
 def _idx_present(folder: Path, name: str) -> bool:

@@ -7,6 +7,7 @@ import math
 import operator
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -73,18 +74,24 @@ def activations(name_or_fn: Activation, count: int) -> nn.ModuleList:
     return nn.ModuleList(ActivationLayer(name_or_fn) for _ in range(count))
 
 
+def _positive_ints(values: Sequence[int]) -> list[int] | None:
+    """`values` as Python ints when all are positive integers (numpy's too), else None."""
+    try:
+        out = [operator.index(v) for v in values if not isinstance(v, bool)]
+    except TypeError:
+        return None
+    return out if out and len(out) == len(list(values)) and min(out) > 0 else None
+
+
 def check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
     """The shape of one example as a tuple of positive integers, or a ConfigError."""
-    try:
-        dims = tuple(operator.index(d) for d in shape if not isinstance(d, bool))
-    except TypeError:
-        dims = ()
-    if not dims or len(dims) != len(tuple(shape)) or any(d <= 0 for d in dims):
+    dims = _positive_ints(shape) if isinstance(shape, Sequence) else None
+    if dims is None:
         raise ConfigError(
             f"{name} must be the shape of one example, positive integers such as (28, 28), "
             f"got {shape!r}"
         )
-    return dims
+    return tuple(dims)
 
 
 def check_example_size(x: torch.Tensor, size: int, shape: Sequence[int]) -> None:
@@ -98,11 +105,11 @@ def check_example_size(x: torch.Tensor, size: int, shape: Sequence[int]) -> None
 
 
 def check_units(name: str, units: Sequence[int]) -> list[int]:
-    """A non-empty list of positive layer sizes, or a ConfigError."""
-    units = list(units)
-    if not units or any(isinstance(u, bool) or not isinstance(u, int) or u <= 0 for u in units):
+    """A non-empty list of positive layer sizes (numpy integers too), or a ConfigError."""
+    sizes = _positive_ints(units) if isinstance(units, Sequence | np.ndarray) else None
+    if sizes is None:
         raise ConfigError(f"{name} must be a non-empty list of positive integers, got {units!r}")
-    return units
+    return sizes
 
 
 class Encoder(nn.Module):
