@@ -75,10 +75,15 @@ def test_threshold_at_a_percentile() -> None:
 def test_every_reconstruction_model_scores(tmp_path: Path) -> None:
     x = np.random.default_rng(0).random((10, 1, 8, 8), dtype=np.float32)
     conv = aekit.ConvolutionalAutoencoder([4], image_shape=(1, 8, 8), model_dir=tmp_path / "c")
+    conv.save_checkpoint()  # scoring needs a checkpoint
+    conv.save_checkpoint()  # predicting needs a checkpoint: untrained weights are refused
     errors = reconstruction_errors(conv, x, batch_size=4)
     predictions = np.stack([p["prediction"] for p in conv.predict([x])])
     np.testing.assert_allclose(errors, ((predictions - x) ** 2).reshape(10, -1).mean(1), rtol=1e-5)
-    classifier = aekit.Classifier(image_shape=(1, 8, 8), conv_filters=[2, 2], dense_units=4)
+    classifier = aekit.Classifier(
+        image_shape=(1, 8, 8), conv_filters=[2, 2], dense_units=4, model_dir=tmp_path / "k"
+    )
+    classifier.save_checkpoint()
     with pytest.raises(aekit.ConfigError, match="cannot score anomalies"):
         reconstruction_errors(classifier, x)
 

@@ -123,3 +123,41 @@ def test_bad_arguments_are_config_errors(
     with pytest.raises(ConfigError):
         export_model(make("fc"), tmp_path, formats=formats, example_batch=example_batch)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["classifier", "stacked", "plain"])
+def test_networks_without_a_decoder_are_refused_before_writing(kind: str, tmp_path: Path) -> None:
+    from aekit.models.classifier import ConvClassifierNetwork
+    from aekit.models.stacked import StackedNetwork
+
+    network: torch.nn.Module = torch.nn.Linear(4, 4)
+    if kind == "classifier":
+        network = ConvClassifierNetwork((1, 8, 8), (2, 2), dense_units=4)
+    elif kind == "stacked":
+        network = StackedNetwork(64, [8, 4], n_classes=3)
+    out = tmp_path / "model" / "export"
+    with pytest.raises(ConfigError, match="export needs an autoencoder with encode"):
+        export_model(network, out, formats=("torchscript",))  # type: ignore[arg-type]
+    assert not (tmp_path / "model").exists()
+
+
+def test_an_export_replaces_the_earlier_one_as_a_whole_set(tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    export_model(make("fc"), out)
+    onnx_before = (out / "encoder.onnx").read_bytes()
+    assert (out / "decoder.onnx").is_file()
+    paths = export_model(make("conv"), out, formats=("torchscript",))
+    # One set: the earlier ONNX files do not linger beside the new TorchScript ones.
+    assert sorted(p.name for p in out.iterdir()) == sorted(paths) == [
+        "autoencoder.pt", "decoder.pt", "encoder.pt"]  # fmt: skip
+    assert not (out / "encoder.onnx").exists() and onnx_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no staging folder left
+
+
+def test_an_output_holding_other_files_is_refused(tmp_path: Path) -> None:
+    """The export replaces its folder whole, so it must not take anyone else's files with it."""
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"holds files that are not an export \(notes.txt\)"):
+        export_model(make("fc"), tmp_path, formats=("torchscript",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.parent.iterdir() if ".tmp-" in p.name) == []

@@ -220,3 +220,21 @@ def test_a_damaged_config_is_reported(tmp_path: Path) -> None:
     (tmp_path / "projector_config.pbtxt").write_text("embeddings { not a field }")
     with pytest.raises(InputError, match="not a projector config"):
         write_projector(tmp_path, np.zeros((2, 2)))
+
+
+def test_what_a_killed_writer_left_is_removed(tmp_path: Path) -> None:
+    """A staging folder (and a half-written config) of a process that no longer runs."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    staged = tmp_path / f".projector.tmp-{dead}" / "00000" / "embedding"
+    staged.mkdir(parents=True)
+    (staged / "tensors.tsv").write_text("0.5\n")
+    (tmp_path / f".{projector.CONFIG_FILENAME}.tmp-{dead}").write_text("embeddings {")
+    embeddings, labels, images = sample()
+    folder = write_projector(tmp_path, embeddings, labels, images)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert sorted(p.name for p in folder.iterdir()) == ["metadata.tsv", "sprite.png", "tensors.tsv"]
+    assert len((folder / "tensors.tsv").read_text().splitlines()) == len(embeddings)

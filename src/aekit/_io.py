@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -25,13 +27,16 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        _remove_dead_temporaries_of(path)  # a writer of this file killed mid-write left one
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        # On a read-only disk the unlink fails too; that must not hide the first error.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         disk = _disk_error(exc)
         if disk is not None and not isinstance(exc, StorageError):
             raise StorageError(
@@ -40,6 +45,55 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
             ) from disk
         raise
     _fsync_dir(path.parent)
+
+
+def storage_error(path: str | Path, exc: OSError) -> StorageError:
+    """The StorageError for failing to write `path` (or create it, for a directory)."""
+    if isinstance(exc, StorageError):
+        return exc
+    return StorageError(
+        f"cannot write {path} ({os_reason(exc)}); free disk space or make "
+        f"{Path(path).parent} writable, or choose another output"
+    )
+
+
+def ensure_dir(directory: str | Path) -> Path:
+    """Create `directory` and its parents as needed; a failure is one StorageError."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(directory, exc) from exc
+    return directory
+
+
+def publish_dir(staging: Path, target: Path) -> None:
+    """Swap the complete directory `staging` in as `target`, replacing any earlier `target`.
+
+    A reader sees the old set of files or the new one, never a mix. The old `target` is
+    first renamed aside to `.<name>.old-<pid>`; should this process die before the new one
+    is in place, `remove_stale_temporaries` of the parent moves the old one back.
+    """
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    try:
+        remove_stale_temporaries(target.parent)  # and roll back a swap that was cut short
+        # os.replace renames a folder as os.rename does; neither destination exists here.
+        if target.exists():
+            os.replace(target, old)
+            try:
+                os.replace(staging, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
+        else:
+            os.replace(staging, target)
+    except OSError as exc:
+        raise storage_error(target, exc) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if target.exists():  # else the old set could not go back: a later run moves it
+            shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(target.parent)
 
 
 def _disk_error(exc: BaseException | None) -> OSError | None:
@@ -59,25 +113,59 @@ def os_reason(exc: OSError) -> str:
     return cause.strerror or str(cause)
 
 
-TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")
-"""Names of `atomic_write`'s temporary files; the number is the writing process's PID."""
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)$")
+"""Names of half-written files and folders (`.<name>.tmp-<pid>`, of `atomic_write` and of
+staged folders) and of folders set aside by `publish_dir` (`.<name>.old-<pid>`); the number
+is the writing process's PID."""
 
 
 def remove_stale_temporaries(directory: str | Path, recursive: bool = False) -> list[Path]:
-    """Delete the temporary files of writers that no longer run (killed mid-write)."""
+    """Delete what writers that no longer run (killed mid-write) left in `directory`.
+
+    Half-written files and folders go. A folder set aside by a swap that was cut short goes
+    back in place when nothing took its place, and goes otherwise.
+    """
     root = Path(directory)
     if not root.is_dir():
         return []
-    candidates = root.rglob(".*.tmp-*") if recursive else root.iterdir()
+    candidates = root.rglob(".*-*") if recursive else root.iterdir()
     stale = [
-        p
+        (p, match)
         for p in candidates
-        if (match := TEMPORARY.match(p.name)) and p.is_file()
-        if not process_running(int(match.group(1)))
+        if (match := TEMPORARY.match(p.name))
+        if not process_running(int(match["pid"]))
     ]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return sorted(stale)
+    removed: list[Path] = []
+    # Deepest first, so a folder's own stale entries are handled before the folder.
+    for path, match in sorted(stale, key=lambda item: len(item[0].parts), reverse=True):
+        target = path.with_name(match["name"])
+        try:
+            if match["kind"] == "old" and path.is_dir() and not target.exists():
+                os.replace(path, target)  # the swap died between its renames: undo it
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return sorted(removed)
+
+
+def _remove_dead_temporaries_of(path: Path) -> None:
+    # Only this file's own temporaries: cheap, and safe beside other writers' files.
+    prefix = f".{path.name}.tmp-"
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            pid = entry.name[len(prefix) :]
+            if not (entry.name.startswith(prefix) and pid.isdigit()) or entry.is_dir():
+                continue
+            if not process_running(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 def process_running(pid: int) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aekit._io import atomic_write_text
+from aekit._io import atomic_write_text, ensure_dir
 from aekit.data.dataset import Array
 from aekit.data.input_fn import numpy_input_fn
 from aekit.errors import ConfigError, InputError, SpecError
@@ -125,8 +125,8 @@ def write_scores_csv(
             row.append(str(labels[i]))
         lines.append(",".join(row))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    ensure_dir(path.parent)  # a read-only or full disk: one StorageError, nothing left
+    atomic_write_text(path, "\n".join(lines) + "\n")  # also removes a killed writer's temporary
     return path
 
 

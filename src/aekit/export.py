@@ -12,6 +12,8 @@ import contextlib
 import copy
 import logging
 import math
+import os
+import shutil
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,8 +22,15 @@ import torch
 from torch import nn
 
 from aekit import summary
-from aekit._io import atomic_write, remove_stale_temporaries
-from aekit.errors import ConfigError
+from aekit._io import (
+    atomic_write,
+    ensure_dir,
+    os_reason,
+    publish_dir,
+    remove_stale_temporaries,
+    storage_error,
+)
+from aekit.errors import ConfigError, StorageError
 from aekit.models.fully_connected import FullyConnectedAutoencoder
 from aekit.models.heads import ReconstructionNetwork
 
@@ -62,6 +71,9 @@ def export_model(
 ) -> dict[str, Path]:
     """Write `<part>.pt` and/or `<part>.onnx` for each part into `out_dir`; return their paths.
 
+    The files are published as one set: written into a new folder beside `out_dir`, then
+    swapped in for it, so `out_dir` never mixes files of two exports and a killed export
+    leaves the earlier one as it was. `out_dir` may only hold an earlier export.
     The network is copied, so the caller's module keeps its mode, device and weights.
     ONNX files take any batch size; TorchScript files are traced, and checked on a
     second batch size so that a graph frozen to one batch size is an error.
@@ -73,16 +85,41 @@ def export_model(
     if isinstance(example_batch, bool) or not isinstance(example_batch, int) or example_batch < 2:
         # torch.export treats sizes 0 and 1 as constants, so batch 1 cannot stay dynamic.
         raise ConfigError(f"example_batch must be an integer >= 2, got {example_batch!r}")
+    _require_autoencoder(network)
     if "onnx" in formats:
         _require_onnx()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)  # left by an export that was killed mid-write
+    for directory in (out, out.parent):
+        try:  # what an export killed mid-write left (files of older versions, folders)
+            remove_stale_temporaries(directory)
+        except OSError as exc:
+            raise storage_error(directory, exc) from exc
+    _require_export_dir(out)
+    ensure_dir(out.parent)
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        staging.mkdir(exist_ok=True)
+        names = _write_parts(network, staging, formats, example_batch)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):  # name the export, not the folder it was staged in
+            raise StorageError(
+                f"cannot write the export {out} ({os_reason(exc)}); free disk space or make "
+                f"{out.parent} writable (an earlier export there is untouched)"
+            ) from exc
+        raise
+    publish_dir(staging, out)
+    return {name: out / name for name in names}
 
+
+def _write_parts(
+    network: ReconstructionNetwork, folder: Path, formats: tuple[str, ...], example_batch: int
+) -> list[str]:
+    """Write every part in every format into `folder`; returns the file names."""
     net = copy.deepcopy(network).cpu().eval().requires_grad_(False)
     x = example_input(net, example_batch)
     x_check = example_input(net, example_batch + 1)
-    paths: dict[str, Path] = {}
+    names: list[str] = []
     # Summaries must not be recorded into the graphs if we run inside a training step.
     with summary.recording(None), torch.no_grad():
         code, code_check = net.encode(x), net.encode(x_check)
@@ -90,13 +127,43 @@ def export_model(
             args, check = ((code,), (code_check,)) if part == "decoder" else ((x,), (x_check,))
             module = _Part(net, part).eval()
             for fmt in formats:
-                path = out / f"{part}.{FORMATS[fmt]}"
+                path = folder / f"{part}.{FORMATS[fmt]}"
                 if fmt == "torchscript":
                     _save_torchscript(module, args, check, path)
                 else:
                     _save_onnx(module, args, path)
-                paths[path.name] = path
-    return paths
+                names.append(path.name)
+    return names
+
+
+def _require_autoencoder(network: object) -> None:
+    # Classifiers and the stacked model have no decoder: refuse them before writing anything.
+    has = [m for m in ("encode", "decode") if callable(getattr(network, m, None))]
+    shaped = any(hasattr(network, a) for a in ("image_shape", "input_shape"))
+    if not isinstance(network, nn.Module) or len(has) < 2 or not shaped:
+        raise ConfigError(
+            f"cannot export a {type(network).__name__}: export needs an autoencoder with "
+            "encode() and decode() (fully_connected, convolutional, variational, ...); "
+            "classifiers and the stacked model have no decoder to export"
+        )
+
+
+_EXPORT_FILES = frozenset(f"{part}.{ext}" for part in PARTS for ext in FORMATS.values())
+
+
+def _require_export_dir(out: Path) -> None:
+    # The whole folder is replaced: it must not hold anything but an earlier export.
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"export output {out} is a file; pass a folder (new or empty)")
+    if not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in _EXPORT_FILES)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ConfigError(
+            f"export output {out} holds files that are not an export ({shown}); the export "
+            "replaces the whole folder, so pass a new or empty one"
+        )
 
 
 @contextlib.contextmanager
@@ -137,7 +204,7 @@ def _save_torchscript(
             "ignore",
             "Converting a tensor to a Python boolean",
             torch.jit.TracerWarning,  # type: ignore[attr-defined]
-            r"aekit\.models\.heads",
+            r"aekit\.models\.",
         )
         traced = torch.jit.trace(module, args, check_inputs=[args, check])  # type: ignore[no-untyped-call]
         atomic_write(path, lambda f: torch.jit.save(traced, f))

@@ -7,9 +7,10 @@ tab that silently shows nothing, and it keeps earlier embeddings of the same log
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import math
+import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from aekit._io import atomic_write_text
-from aekit.errors import ConfigError, InputError
+from aekit._io import (
+    atomic_write_text,
+    ensure_dir,
+    os_reason,
+    publish_dir,
+    remove_stale_temporaries,
+)
+from aekit.errors import ConfigError, InputError, StorageError
+from aekit.summary import EventWriters
 
 __all__ = ["CONFIG_FILENAME", "MAX_SPRITE_SIDE", "write_projector"]
 
@@ -70,33 +78,66 @@ def write_projector(
             ) from None
     name = f"{tag}:{step:05d}"
     kept = [e for e in config.embeddings if e.tensor_name != name]
-    for old in config.embeddings:
-        if old.tensor_name == name:
-            _remove_files(log_dir, old)
-
-    # Imported here: tensorboard takes about a second to import.
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(log_dir))
     try:
+        new = _write_staged(log_dir, matrix, metadata, label_img, tag, step, name)
+        # List the earlier embeddings too, and replace the config atomically so that
+        # TensorBoard never reads half of it.
+        merged = ProjectorConfig()
+        merged.CopyFrom(config)
+        del merged.embeddings[:]
+        merged.embeddings.extend([*kept, new])
+        atomic_write_text(config_path, text_format.MessageToString(merged))
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write the projector run in {log_dir} ({os_reason(exc)}); free disk "
+            "space or make it writable (the embeddings already there are untouched)"
+        ) from exc
+    return log_dir / Path(new.tensor_path).parent
+
+
+def _write_staged(
+    log_dir: Path,
+    matrix: np.ndarray,
+    metadata: list[str] | None,
+    label_img: torch.Tensor | None,
+    tag: str,
+    step: int,
+    name: str,
+) -> Any:
+    """Have torch write the embedding into a new folder, then move its files into `log_dir`.
+
+    Returns the EmbeddingInfo torch wrote. A failure leaves `log_dir` as it was: the
+    embedding's folder is swapped in whole, replacing an earlier one of the same tag and step.
+    """
+    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+
+    text_format = importlib.import_module("google.protobuf.text_format")
+    ensure_dir(log_dir)
+    remove_stale_temporaries(log_dir)  # folders of a run killed while writing
+    staging = log_dir / f".projector.tmp-{os.getpid()}"
+    # EventWriters opens torch's SummaryWriter in the caller's thread and has its writer
+    # thread report disk errors to us, instead of dying with a printed traceback.
+    writers = EventWriters(staging)
+    try:
+        writer = writers.writer(".")
         writer.add_embedding(
             matrix, metadata=metadata, label_img=label_img, global_step=step, tag=tag
         )
+        writers.flush()
+        writers.close()
+        written = ProjectorConfig()
+        text_format.Parse((staging / CONFIG_FILENAME).read_text(encoding="utf-8"), written)
+        (new,) = (e for e in written.embeddings if e.tensor_name == name)
+        folder = Path(new.tensor_path).parent
+        ensure_dir((log_dir / folder).parent)
+        publish_dir(staging / folder, log_dir / folder)
+        # The event file makes TensorBoard list log_dir as a run with a projector tab.
+        for events in staging.glob("events.out.tfevents.*"):
+            os.replace(events, log_dir / events.name)
     finally:
-        writer.close()
-
-    # torch's writer lists only its own embeddings and rewrites the config in place; list
-    # the earlier ones too, and replace the file atomically so TensorBoard never reads half.
-    written = ProjectorConfig()
-    text_format.Parse(config_path.read_text(encoding="utf-8"), written)
-    merged = ProjectorConfig()
-    merged.CopyFrom(config)
-    del merged.embeddings[:]
-    merged.embeddings.extend([*kept, *written.embeddings])
-    atomic_write_text(config_path, text_format.MessageToString(merged))
-
-    (new,) = (e for e in written.embeddings if e.tensor_name == name)
-    return log_dir / Path(new.tensor_path).parent
+        writers.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    return new
 
 
 def _check_tag_and_step(tag: str, step: int) -> None:
@@ -181,24 +222,3 @@ def _sprite_images(images: ArrayLike | None, n: int) -> torch.Tensor | None:
             f"most {MAX_SPRITE_SIDE}: pass fewer or smaller images"
         )
     return torch.from_numpy(np.ascontiguousarray(x))
-
-
-def _remove_files(log_dir: Path, embedding: Any) -> None:
-    """Delete the files an earlier embedding of the same tag and step left, then its folder.
-
-    Otherwise a sprite or metadata from the earlier call would sit beside the new tensors,
-    and torch prints a warning about the existing folder.
-    """
-    root = log_dir.resolve()
-    folders: set[Path] = set()
-    for relative in (embedding.tensor_path, embedding.metadata_path, embedding.sprite.image_path):
-        if not relative:
-            continue
-        path = (log_dir / relative).resolve()
-        # Only files inside the log dir: a hand-edited config may point anywhere.
-        if path.is_relative_to(root) and path.is_file():
-            path.unlink()
-            folders.add(path.parent)
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()  # only succeeds when empty: anything else there stays

@@ -14,7 +14,15 @@ from aekit.estimator import checkpoint as ckpt
 
 def _save(model_dir: Path, step: int) -> Path:
     path = ckpt.checkpoint_path(model_dir, step)
-    ckpt.save(path, {"global_step": step, "w": torch.full((3,), float(step))})
+    network = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(network.parameters())
+    state = {
+        "global_step": step,
+        "network": network.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "w": torch.full((3,), float(step)),
+    }
+    ckpt.save(path, state)
     return path
 
 
@@ -108,3 +116,41 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None
     keep = _save(tmp_path, 4)
     assert ckpt.remove_stale_temporaries(tmp_path) == [stale]
     assert not stale.exists() and mine.exists() and keep.exists()
+
+
+def test_missing_network_or_optimizer_is_refused(tmp_path: Path) -> None:
+    """The Estimator restores both: a checkpoint without one cannot be resumed from."""
+    whole = torch.load(_save(tmp_path, 3), weights_only=True)
+    for key in ("network", "optimizer"):
+        path = tmp_path / f"ckpt-{key}.pt"
+        torch.save({k: v for k, v in whole.items() if k != key}, path)
+        with pytest.raises(CheckpointError, match=f"{key} is None, not a dict"):
+            ckpt.load(path)
+
+
+def test_removing_stale_temporaries_restores_a_swap_cut_short(tmp_path: Path) -> None:
+    """A folder set aside by a publisher that died goes back when nothing replaced it."""
+    dead = _dead_pid()
+    aside = tmp_path / f".export.old-{dead}"
+    aside.mkdir()
+    (aside / "encoder.pt").write_text("old")
+    staged = tmp_path / f".export.tmp-{dead}"
+    staged.mkdir()
+    (staged / "encoder.pt").write_text("new, maybe half")
+    removed = ckpt.remove_stale_temporaries(tmp_path)
+    assert removed == [staged]
+    assert (tmp_path / "export" / "encoder.pt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    # Set aside, and the new folder was in place already: the old one just goes.
+    aside.mkdir()
+    assert ckpt.remove_stale_temporaries(tmp_path) == [aside]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    return int(child.stdout)

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -208,3 +209,175 @@ def test_file_size_limit_is_a_clear_error(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert ckpt.load(tmp_path / "ckpt-5.pt")["global_step"] == 5
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["ckpt-5.pt"]
+
+
+# -- commands that write outside training: export, score, reconstruct, embed ---------------
+
+WRITERS = {
+    "export": ["--format", "torchscript"],
+    "score": [],
+    "reconstruct": [],
+    "embed": ["--images", "50"],
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model dir `aekit train` wrote (digits, one epoch)."""
+    model_dir = tmp_path_factory.mktemp("trained") / "model"
+    status = main(["train", "fully_connected", "--dataset", "digits", "--hidden-units",
+                   "8,2", "--epochs", "1", "--batch-size", "256", "--model-dir",
+                   str(model_dir)])  # fmt: skip
+    assert status == 0
+    return model_dir
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under `directory` (dot files included) with its contents."""
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], status: int) -> str:
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("command", sorted(WRITERS))
+def test_writing_commands_on_a_read_only_model_dir(
+    trained: Path, tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained, model_dir)
+    before = snapshot(model_dir)
+    read_only = ReadOnly(model_dir)
+    read_only.on()
+    try:
+        status = main([command, "--model-dir", str(model_dir), *WRITERS[command]])
+    finally:
+        read_only.off()
+    err = one_error_line(capsys, status)
+    assert "cannot write" in err and str(model_dir) in err, err
+    assert snapshot(model_dir) == before  # nothing written, nothing left
+
+
+def write_each(kind: str, directory: Path, scale: float = 1.0) -> None:
+    """Write one output of the library function `kind` into `directory`."""
+    from aekit._io import atomic_write_text
+    from aekit.anomaly import write_scores_csv
+    from aekit.export import export_model
+    from aekit.models import FullyConnectedAutoencoder
+    from aekit.projector import write_projector
+
+    if kind == "atomic_write":
+        atomic_write_text(directory / "notes.txt", f"{scale}")
+    elif kind == "export":
+        torch.manual_seed(int(scale))
+        network = FullyConnectedAutoencoder((8,), [4])
+        export_model(network, directory / "export", formats=("torchscript",))
+    elif kind == "scores":
+        write_scores_csv(directory / "scores" / "scores.csv", np.arange(5) * scale, 2.0)
+    else:
+        write_projector(directory / "projector", np.ones((4, 3)) * scale, ["a", "b", "c", "d"])
+
+
+LIBRARY_WRITERS = ["atomic_write", "export", "scores", "projector"]
+
+
+@pytest.mark.parametrize("kind", LIBRARY_WRITERS)
+def test_library_writers_on_a_read_only_dir(tmp_path: Path, kind: str) -> None:
+    """One StorageError naming the OS's reason (not a cleanup error hiding it), nothing changed."""
+    directory = tmp_path / "out"
+    directory.mkdir()
+    write_each(kind, directory)  # an earlier output, to be left as it was
+    before = snapshot(directory)
+    read_only = ReadOnly(directory)
+    read_only.on()
+    try:
+        with pytest.raises(StorageError) as info:
+            write_each(kind, directory, scale=2.0)
+    finally:
+        read_only.off()
+    one_line(info.value, "cannot write", "Read-only file system" if ROOT else "Permission denied")
+    assert snapshot(directory) == before
+
+
+@pytest.mark.parametrize("kind", LIBRARY_WRITERS)
+def test_library_writers_on_a_full_disk(tmp_path: Path, kind: str) -> None:
+    with small_disk(tmp_path / "disk", "2m") as disk:
+        write_each(kind, disk)
+        before = snapshot(disk)
+        filler = fill(disk)
+        with pytest.raises(StorageError) as info:
+            write_each(kind, disk, scale=2.0)
+        one_line(info.value, "cannot write", "No space left on device")
+        filler.unlink()
+        assert snapshot(disk) == before
+        write_each(kind, disk, scale=2.0)  # space again: it works and replaces the output
+        assert snapshot(disk) != before
+        assert not [p for p in disk.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]
+
+
+@pytest.mark.parametrize("command", sorted(WRITERS))
+def test_writing_commands_on_a_full_disk(
+    trained: Path, tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with small_disk(tmp_path / "disk", "16m") as disk:
+        model_dir = disk / "model"
+        shutil.copytree(trained, model_dir)
+        # An earlier output of the same command, which a failed run must leave as it was.
+        assert main([command, "--model-dir", str(model_dir), *WRITERS[command]]) == 0
+        capsys.readouterr()
+        filler = fill(disk)
+        before = snapshot(model_dir)
+        status = main([command, "--model-dir", str(model_dir), *WRITERS[command]])
+        err = one_error_line(capsys, status)
+        assert "cannot write" in err and "No space left on device" in err, err
+        assert snapshot(model_dir) == before
+        filler.unlink()  # space again: the command works
+        assert main([command, "--model-dir", str(model_dir), *WRITERS[command]]) == 0
+        assert not [p for p in model_dir.rglob("*") if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_disk_filling_while_the_projector_writes(tmp_path: Path) -> None:
+    """The probe of the event file passes, then tensors.tsv runs out of space midway."""
+    from aekit.projector import write_projector
+
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        log_dir = disk / "projector"
+        rng = np.random.default_rng(0)
+        write_projector(log_dir, rng.random((20, 3)))
+        before = snapshot(log_dir)
+        filler = fill(disk)
+        os.truncate(filler, filler.stat().st_size - 64 * 1024)  # room for the small files only
+        with pytest.raises(StorageError) as info:
+            write_projector(log_dir, rng.random((5000, 40)))  # about 4 MB of text
+        one_line(info.value, "cannot write the projector run", str(log_dir),
+                 "No space left on device")  # fmt: skip
+        assert snapshot(log_dir) == before
+
+
+def test_full_disk_leaves_no_lock_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The lock file is created (an empty file needs no space), then its owner can't be written."""
+    from aekit.estimator.lock import RunLock
+
+    with small_disk(tmp_path / "disk") as disk:
+        model_dir = disk / "model"
+        model_dir.mkdir()
+        fill(disk)
+        lock = RunLock(model_dir)
+        with pytest.raises(StorageError) as info:
+            lock.acquire()
+        one_line(info.value, "No space left on device", str(model_dir))
+        assert not lock.held and list(model_dir.iterdir()) == []
+        # `aekit train` into a new dir on the full disk: one line, nothing left behind.
+        new = disk / "new"
+        status = main(["train", "fully_connected", "--dataset", "digits", "--model-dir",
+                       str(new), "--epochs", "1"])  # fmt: skip
+        err = one_error_line(capsys, status)
+        assert "No space left on device" in err and str(new) in err, err
+        assert not new.exists() or list(new.iterdir()) == []

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from aekit.cli.commands import load_images, open_run
+from aekit.cli import limits
+from aekit.cli.commands import Splits, load_images, open_run
+from aekit.cli.settings import RULES
+from aekit.cli.storage import check_output_dir, check_output_file, writing
 from aekit.errors import ConfigError, InputError
+from aekit.estimator import Estimator
 
 MANIFOLD_FILE = "manifold.png"
 
@@ -25,27 +31,67 @@ def sample(
     from aekit.models.variational import VariationalAutoencoder
     from aekit.viz import save_png, tile_images
 
-    settings, estimator, _ = open_run(model_dir)
-    if not isinstance(estimator, VariationalAutoencoder):
-        raise ConfigError(
-            f"{model_dir} holds a {settings['model']} model, which cannot generate images; "
-            "train one with `aekit train variational`"
-        )
-    if images <= 0:
-        raise ConfigError(f"--images must be positive, got {images}")
-    path = Path(output) if output else Path(model_dir) / "samples.png"
-    if estimator.vae.latent_dim == 2 and manifold_size < 2:
-        raise ConfigError(f"--manifold-size must be at least 2, got {manifold_size}")
+    path = Path(output or Path(model_dir) / "samples.png")
+
+    def precheck(settings: dict[str, Any], estimator: Estimator, _: Splits) -> None:
+        # Both pictures are sized and their paths checked before the first one is drawn.
+        if not isinstance(estimator, VariationalAutoencoder):
+            raise ConfigError(
+                f"{model_dir} holds a {settings['model']} model, which cannot generate images; "
+                "train one with `aekit train variational`"
+            )
+        if images <= 0:
+            raise ConfigError(f"--images must be positive, got {images}")
+        RULES["seed"]("--seed", seed)
+        shape = estimator.vae.image_shape
+        limits.check_picture("--images", images, shape, _scale(shape))
+        check_output_file("--output", path)
+        if estimator.vae.latent_dim == 2:
+            if manifold_size < 2:
+                raise ConfigError(f"--manifold-size must be at least 2, got {manifold_size}")
+            limits.check_picture("--manifold-size", manifold_size**2, shape, _scale(shape))
+            check_output_file("--output", path.with_name(MANIFOLD_FILE))
+
+    _, estimator, _ = open_run(model_dir, precheck)
+    assert isinstance(estimator, VariationalAutoencoder)  # the precheck refused anything else
+    with_manifold = estimator.vae.latent_dim == 2
     shape = estimator.vae.image_shape
-    scale = max(1, math.ceil(28 / shape[1]))  # small images (8x8 digits) enlarged to be seen
+    scale = _scale(shape)
     grid = tile_images(estimator.sample(images, seed), image_shape=shape, scale=scale)
-    written = [save_png(grid, path)]
-    if estimator.vae.latent_dim == 2:
+    with writing(path):
+        written = [save_png(grid, path)]
+    if with_manifold:
         grid = tile_images(
             estimator.manifold(manifold_size), manifold_size, image_shape=shape, scale=scale
         )
-        written.append(save_png(grid, path.with_name(MANIFOLD_FILE)))
+        with writing(path.with_name(MANIFOLD_FILE)):
+            written.append(save_png(grid, path.with_name(MANIFOLD_FILE)))
     return written
+
+
+def _scale(shape: Sequence[int]) -> int:
+    """How much to enlarge pictures: small images (8x8 digits) are enlarged to be seen."""
+    return max(1, math.ceil(28 / shape[1]))
+
+
+def _scored_data(
+    settings: dict[str, Any], x_train: np.ndarray, dataset: str | None, data_dir: str | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The examples `score` scores: the run's test split with every class, or all of `dataset`."""
+    if dataset is None:
+        _, (x, y) = load_images(settings, with_excluded=True)
+        return x, y
+    # Every example of the given data set, read and checked as training data are.
+    other = {**settings, "dataset": dataset, "data_dir": data_dir}
+    (x_a, y_a), (x_b, y_b) = load_images(other, with_excluded=True)
+    x = np.concatenate([np.asarray(x_a), np.asarray(x_b)])
+    y = None if y_a is None or y_b is None else np.concatenate([y_a, y_b])
+    if math.prod(x.shape[1:]) != math.prod(x_train.shape[1:]):
+        raise InputError(
+            f"{dataset} holds examples of shape {list(x.shape[1:])}, the model takes "
+            f"{list(x_train.shape[1:])}; score data shaped like the training data"
+        )
+    return x, y
 
 
 @dataclass(frozen=True)
@@ -86,26 +132,22 @@ def score(
     from aekit.anomaly import AnomalyDetector, auroc, write_scores_csv
     from aekit.viz import histogram_plot
 
-    settings, estimator, ((x_train, _), _) = open_run(model_dir)
+    out = Path(output or Path(model_dir) / "scores")
+    scored: list[tuple[np.ndarray, np.ndarray | None]] = []
+
+    def precheck(settings: dict[str, Any], estimator: Estimator, data: Splits) -> None:
+        AnomalyDetector(estimator, percentile)  # checks the percentile
+        check_output_dir("--output", out)
+        scored.append(_scored_data(settings, data[0][0], dataset, data_dir))
+
+    settings, estimator, ((x_train, _), _) = open_run(model_dir, precheck)
+    x, y = scored[0]
     detector = AnomalyDetector(estimator, percentile).calibrate(x_train)
     assert detector.threshold is not None and detector.training_errors is not None
-    if dataset is None:
-        _, (x, y) = load_images(settings, with_excluded=True)
-    else:
-        # Every example of the given data set, read and checked as training data are.
-        other = {**settings, "dataset": dataset, "data_dir": data_dir}
-        (x_a, y_a), (x_b, y_b) = load_images(other, with_excluded=True)
-        x = np.concatenate([np.asarray(x_a), np.asarray(x_b)])
-        y = None if y_a is None or y_b is None else np.concatenate([y_a, y_b])
-        if math.prod(x.shape[1:]) != math.prod(x_train.shape[1:]):
-            raise InputError(
-                f"{dataset} holds examples of shape {list(x.shape[1:])}, the model takes "
-                f"{list(x_train.shape[1:])}; score data shaped like the training data"
-            )
     scores = detector.score(x)
-    out = Path(output) if output else Path(model_dir) / "scores"
     labels = None if y is None else np.asarray(y)
-    csv_path = write_scores_csv(out / "scores.csv", scores, detector.threshold, labels)
+    with writing(out / "scores.csv"):
+        csv_path = write_scores_csv(out / "scores.csv", scores, detector.threshold, labels)
     excluded = settings.get("exclude_classes")
     area = None
     groups = {"training": detector.training_errors}
@@ -116,9 +158,13 @@ def score(
             groups |= {"scored, normal": scores[~anomalous], "scored, anomalous": scores[anomalous]}
     if len(groups) == 1:
         groups["scored"] = scores
-    histogram_plot(
-        groups, out / "histogram.png", threshold=detector.threshold, title="reconstruction error"
-    )
+    with writing(out / "histogram.png"):
+        histogram_plot(
+            groups,
+            out / "histogram.png",
+            threshold=detector.threshold,
+            title="reconstruction error",
+        )
     return ScoreReport(
         csv=csv_path,
         histogram=out / "histogram.png",

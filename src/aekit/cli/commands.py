@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from aekit.cli import limits
 from aekit.cli import settings as run_settings
+from aekit.cli.storage import check_output_dir, check_output_file, writing
 from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import numpy_input_fn, to_float
 from aekit.data.sources import load_dataset
@@ -25,13 +27,17 @@ from aekit.estimator import (
     distributed,
     train_and_evaluate,
 )
+from aekit.estimator import checkpoint as ckpt
 from aekit.estimator.lock import writer_lock
 from aekit.hooks import CheckpointSaverListener
 from aekit.models import registry
+from aekit.models.heads import ReconstructionNetwork
 from aekit.models.stacked import StackedDenoisingAutoencoder
 
 _log = logging.getLogger("aekit")
 Splits = tuple[tuple[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray | None]]
+Precheck = Callable[[dict[str, Any], Estimator, Splits], None]
+"""A command's own checks, run by `open_run` once the run is open but before its restore."""
 
 
 def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Splits:
@@ -50,11 +56,18 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
             raise InputError(
                 f"--exclude-classes needs labels, and {settings['dataset']} has none; drop it"
             )
-        keep_train = ~np.isin(np.asarray(y_train), excluded)
-        keep_test = ~np.isin(np.asarray(y_test), excluded)
-        x_train, y_train = x_train[keep_train], np.asarray(y_train)[keep_train]
-        x_test, y_test = x_test[keep_test], np.asarray(y_test)[keep_test]
+        y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+        _check_excluded(excluded, y_train, y_test, settings["dataset"])
+        keep_train = ~np.isin(y_train, excluded)
+        keep_test = ~np.isin(y_test, excluded)
+        x_train, y_train = x_train[keep_train], y_train[keep_train]
+        x_test, y_test = x_test[keep_test], y_test[keep_test]
     x_train, x_test = _channels_first(x_train), _channels_first(x_test)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise InputError(
+            f"the training examples of {settings['dataset']} have shape {list(x_train.shape[1:])}"
+            f", its test examples {list(x_test.shape[1:])}; give both splits the same shape"
+        )
     for name, x in (("training", x_train), ("test", x_test)):
         if len(x) == 0:
             raise InputError(f"the {name} set of {settings['dataset']} is empty; give more data")
@@ -72,6 +85,29 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
                     "(0..255) or floats in [0, 1]"
                 )
     return (x_train, y_train), (x_test, y_test)
+
+
+def _check_excluded(
+    excluded: Sequence[int], y_train: np.ndarray, y_test: np.ndarray, dataset: str
+) -> None:
+    """InputError unless every class to leave out is an integer label the data hold."""
+    labels = np.concatenate([y_train.reshape(-1), y_test.reshape(-1)])
+    if labels.dtype.kind not in "biuf" or (
+        labels.dtype.kind == "f" and not (np.isfinite(labels).all() and (labels % 1 == 0).all())
+    ):
+        raise InputError(
+            f"--exclude-classes needs integer labels, and the labels of {dataset} are "
+            f"{labels.dtype}; drop --exclude-classes or give integer labels"
+        )
+    # Compared as Python ints: a class like 10**30 must not overflow numpy's integers.
+    present = {int(v) for v in np.unique(labels)}
+    missing = sorted(set(excluded) - present)
+    if missing:
+        shown = ", ".join(map(str, sorted(present)[:20])) + (" ..." if len(present) > 20 else "")
+        raise InputError(
+            f"--exclude-classes {', '.join(map(str, missing[:5]))}: no example of {dataset} "
+            f"has that label; its labels are {shown}"
+        )
 
 
 def _channels_first(x: np.ndarray) -> np.ndarray:
@@ -115,12 +151,54 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     if entry.needs_images:
         registry.image_shape(tuple(shape))  # refuse flat data before anything is written
     settings["example_shape"] = shape
+    limits.check_network_size(settings, shape)  # counted before a single weight is allocated
+    check_output_dir("--model-dir", model_dir)
+    if settings.get("save_images") and not entry.supervised:
+        check_output_dir("--save-images", settings["save_images"])
     steps_per_epoch = _steps_per_epoch(len(x_train), settings["batch_size"])
     estimator = build(settings, model_dir, steps_per_epoch)  # validates every hyper-parameter
     # Locked before the settings are written: a second run must not touch a running one's dir.
     with writer_lock(model_dir):
+        _check_checkpoint_fits(estimator, settings, model_dir)
         return _train(
             estimator, settings, model_dir, steps_per_epoch, x_train, y_train, x_test, y_test
+        )
+
+
+def _check_checkpoint_fits(
+    estimator: Estimator, settings: Mapping[str, Any], model_dir: str | Path
+) -> None:
+    """ConfigError, before the settings are written, when the dir's checkpoint is another model.
+
+    A dir trained through the Python API has checkpoints but no hparams.json: its model
+    need not be the one these settings describe.
+    """
+    if estimator.latest_checkpoint() is None:
+        return
+    found = ckpt.load_latest(model_dir, "cpu")
+    if found is None:
+        return  # none readable: training starts afresh, as the estimator would
+    path, state = found
+    saved = state.get("network")
+    own = estimator.network.state_dict()
+    problem = None
+    if not isinstance(saved, Mapping):
+        problem = "it holds no network weights"
+    elif set(saved) != set(own):
+        names = sorted(set(saved) ^ set(own))
+        problem = f"its parameters differ: {', '.join(names[:3])}"
+    else:
+        for name, tensor in own.items():
+            theirs = tuple(getattr(saved[name], "shape", ()))
+            if theirs != tuple(tensor.shape):
+                problem = (
+                    f"{name} has shape {list(theirs)}, these settings give {list(tensor.shape)}"
+                )
+                break
+    if problem is not None:
+        raise ConfigError(
+            f"checkpoint {path} does not fit the {settings['model']} model of these settings "
+            f"({problem}); give the settings it was trained with or use a new --model-dir"
         )
 
 
@@ -186,48 +264,88 @@ def _check_class_ids(y: np.ndarray | None, n_classes: int, name: str) -> None:
         )
 
 
-def open_run(model_dir: str | Path) -> tuple[dict[str, Any], Estimator, Splits]:
-    """Settings, estimator and data of a trained model dir."""
+def open_run(
+    model_dir: str | Path, precheck: Precheck | None = None
+) -> tuple[dict[str, Any], Estimator, Splits]:
+    """Settings, estimator and data of a trained model dir.
+
+    `precheck` sees them before the checkpoint is restored (slow, and logged), so that a
+    command's own bad input is refused first, in one line.
+    """
     settings = run_settings.saved_settings(model_dir)
     if settings is None:
         raise ConfigError(
             f"{model_dir} holds no aekit run (no {run_settings.HPARAMS_FILE}); train one with "
             f"`aekit train MODEL --model-dir {model_dir}`"
         )
-    run_settings.check_values(settings)  # the file may have been edited or crafted
     if "example_shape" not in settings:
         raise ConfigError(
             f"{model_dir}/{run_settings.HPARAMS_FILE} lacks example_shape; it was not written "
             "by `aekit train`, train the model again"
         )
+    # saved_settings checked every value; the file may still describe a huge network.
+    limits.check_network_size(settings, settings["example_shape"])
     estimator = build(settings, model_dir)
     if estimator.latest_checkpoint() is None:
         raise ConfigError(f"{model_dir} holds no checkpoint yet; train it first")
+    data = load_images(settings)
+    if precheck is not None:
+        precheck(settings, estimator, data)
     if not estimator.restore():  # all unreadable: never go on with untrained weights
         raise CheckpointError(
             f"no checkpoint in {model_dir} can be read (see the warnings above); train again "
             "or restore a good ckpt-<step>.pt"
         )
-    return settings, estimator, load_images(settings)
+    return settings, estimator, data
 
 
 def evaluate(model_dir: str | Path, linear_probe: bool = False) -> dict[str, float]:
     """Metrics of the latest checkpoint on the test set; optionally a linear probe's accuracy."""
-    settings, estimator, ((x_train, y_train), (x_test, y_test)) = open_run(model_dir)
+
+    def precheck(settings: dict[str, Any], _: Estimator, data: Splits) -> None:
+        if not linear_probe:
+            return
+        if registry.get(settings["model"]).supervised:
+            raise ConfigError(
+                "--linear-probe measures an autoencoder's embedding; this is a classifier"
+            )
+        _check_probe_labels(data[0][1], data[1][1], settings["dataset"])
+
+    settings, estimator, ((x_train, y_train), (x_test, y_test)) = open_run(model_dir, precheck)
     supervised = registry.get(settings["model"]).supervised
     result = estimator.evaluate(
         numpy_input_fn(x_test, y_test if supervised else None, batch_size=1000, shuffle=False),
         name="test",
     )
     if linear_probe:
-        if supervised:
-            raise ConfigError(
-                "--linear-probe measures an autoencoder's embedding; this is a classifier"
-            )
         from aekit.evaluation import linear_probe as probe
 
         result["linear_probe_accuracy"] = probe(estimator, x_train, y_train, x_test, y_test)
     return result
+
+
+def _check_probe_labels(
+    y_train: np.ndarray | None, y_test: np.ndarray | None, dataset: str
+) -> None:
+    """InputError unless each split has one finite label per example, of two classes or more."""
+    for name, y in (("training", y_train), ("test", y_test)):
+        if y is None:
+            raise InputError(f"--linear-probe needs labels, and {dataset} has none; drop it")
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise InputError(
+                f"--linear-probe needs one label per example; the {name} labels of {dataset} "
+                f"have shape {list(y.shape)}"
+            )
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise InputError(f"the {name} labels of {dataset} hold NaN or infinite values")
+        if y.dtype.kind not in "biufUS":
+            raise InputError(f"the {name} labels of {dataset} are {y.dtype}, not class labels")
+    if len(np.unique(np.asarray(y_train))) < 2:
+        raise InputError(
+            f"--linear-probe needs two classes or more, and the training labels of {dataset} "
+            "hold one; give labelled data of several classes"
+        )
 
 
 def reconstruction_grid(
@@ -266,7 +384,9 @@ class ReconstructionSnapshots(CheckpointSaverListener):
 
         if not distributed.is_chief():  # predict needs no other rank: rank 0 draws alone
             return
-        save_png(reconstruction_grid(estimator, self.images, self.settings), self._frame(step))
+        grid = reconstruction_grid(estimator, self.images, self.settings)
+        with writing(self._frame(step)):
+            save_png(grid, self._frame(step))
 
     def end(self, estimator: Estimator, step: int) -> None:
         from aekit.viz import save_gif
@@ -275,7 +395,8 @@ class ReconstructionSnapshots(CheckpointSaverListener):
             return
         frames = sorted(self.out_dir.glob("step-*.png"))
         if frames:
-            save_gif(frames, self.out_dir / "reconstructions.gif")
+            with writing(self.out_dir / "reconstructions.gif"):
+                save_gif(frames, self.out_dir / "reconstructions.gif")
 
     def _frame(self, step: int) -> Path:
         return self.out_dir / f"step-{step:07d}.png"
@@ -285,9 +406,17 @@ def reconstruct(model_dir: str | Path, images: int, output: str | Path | None) -
     """A PNG grid of `images` test images and their reconstructions."""
     from aekit.viz import save_png
 
-    settings, estimator, (_, (x_test, _)) = open_run(model_dir)
-    path = Path(output) if output else Path(model_dir) / "reconstruction.png"
-    save_png(reconstruction_grid(estimator, x_test[: _count(images)], settings), path)
+    path = Path(output or Path(model_dir) / "reconstruction.png")
+
+    def precheck(_: dict[str, Any], __: Estimator, data: Splits) -> None:
+        check_output_file("--output", path)
+        x = data[1][0][: _count(images)]
+        limits.check_picture("--images", 3 * len(x), x.shape[1:], scale=2)  # 3 rows at most
+
+    settings, estimator, (_, (x_test, _)) = open_run(model_dir, precheck)
+    grid = reconstruction_grid(estimator, x_test[:images], settings)
+    with writing(path):
+        save_png(grid, path)
     return path
 
 
@@ -298,8 +427,17 @@ def embed(
     from aekit.projector import write_projector
     from aekit.viz import project_2d, scatter_plot
 
-    _, estimator, (_, (x_test, y_test)) = open_run(model_dir)
-    x = x_test[: _count(images)]
+    projector = Path(model_dir) / "projector"
+    path = Path(output or Path(model_dir) / f"embedding_{plot}.png") if plot else None
+
+    def precheck(*_: object) -> None:
+        _count(images)
+        check_output_dir("--model-dir", projector)
+        if path is not None:
+            check_output_file("--output", path)
+
+    _, estimator, (_, (x_test, y_test)) = open_run(model_dir, precheck)
+    x = x_test[:images]
     labels = None if y_test is None else y_test[: len(x)]
     batches = estimator.predict(
         numpy_input_fn(x, batch_size=1000, shuffle=False),
@@ -307,10 +445,12 @@ def embed(
         yield_single_examples=False,
     )
     embedding = np.concatenate([b["embedding"] for b in batches])
-    written = [write_projector(Path(model_dir) / "projector", embedding, labels, x)]
-    if plot:
-        path = Path(output) if output else Path(model_dir) / f"embedding_{plot}.png"
-        scatter_plot(project_2d(embedding, plot), labels, path, title=f"{plot} of the embedding")
+    with writing(projector):
+        written = [write_projector(projector, embedding, labels, x)]
+    if plot and path is not None:
+        points = project_2d(embedding, plot)
+        with writing(path):
+            scatter_plot(points, labels, path, title=f"{plot} of the embedding")
         written.append(path)
     return written
 
@@ -319,9 +459,22 @@ def export(model_dir: str | Path, output: str | Path | None, formats: Sequence[s
     """TorchScript and ONNX files of the encoder, decoder and whole model."""
     from aekit.export import export_model
 
-    _, estimator, _ = open_run(model_dir)
-    out = Path(output) if output else Path(model_dir) / "export"
-    return list(export_model(estimator.network, out, formats=tuple(formats)).values())  # type: ignore[arg-type]
+    out = Path(output or Path(model_dir) / "export")
+
+    def precheck(settings: dict[str, Any], estimator: Estimator, _: Splits) -> None:
+        if not isinstance(estimator.network, ReconstructionNetwork):  # before export/ is made
+            raise ConfigError(
+                f"{model_dir} holds a {settings['model']} model, which has no encoder and "
+                "decoder to export; export an autoencoder (fully_connected, convolutional, "
+                "variational)"
+            )
+        check_output_dir("--output", out)
+
+    _, estimator, _ = open_run(model_dir, precheck)
+    network = estimator.network
+    assert isinstance(network, ReconstructionNetwork)  # the precheck refused anything else
+    with writing(out):
+        return list(export_model(network, out, formats=tuple(formats)).values())
 
 
 def _count(images: int) -> int:

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from aekit import __version__
 from aekit.errors import AekitError
@@ -25,6 +25,13 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, reporting a bad flag in the one line every other aekit error has."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"aekit: error: {message}; see `{self.prog} --help`\n")
+
+
 def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
     """An option spelled --with-dashes, also accepted as --with_underscores (the seeds' form)."""
     spellings = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
@@ -34,9 +41,7 @@ def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
 def _parser() -> argparse.ArgumentParser:
     from aekit.models import registry
 
-    parser = argparse.ArgumentParser(
-        prog="aekit", description="Autoencoders with an Estimator API."
-    )
+    parser = _Parser(prog="aekit", description="Autoencoders with an Estimator API.")
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every detail")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -209,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     try:
         args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad flag already reported in one line
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.INFO,
             format="%(levelname).1s %(message)s" if args.verbose else "%(message)s",

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from aekit._io import atomic_write_text
+import torch
+import yaml
+
+from aekit._io import atomic_write_text, os_reason
+from aekit.cli import limits
+from aekit.cli.storage import make_dir, writing
 from aekit.errors import ConfigError
 from aekit.models import registry
 
@@ -34,49 +40,122 @@ RUN_DEFAULTS: dict[str, Any] = {
 }
 
 
+class _Refused(Exception):
+    """A YAML structure refused while it is composed, before it is built."""
+
+
+class _SettingsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases (`*name`) and deep nesting as it composes.
+
+    An alias can expand a few bytes into gigabytes, and PyYAML composes nested flow
+    collections recursively (seconds for a few thousand `[`): both stop at the first step.
+    """
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+            raise _Refused(f"uses the YAML alias *{event.anchor}; write the value out instead")
+        if self.depth >= limits.MAX_SETTINGS_DEPTH:
+            raise _Refused(
+                f"nests lists or tables deeper than {limits.MAX_SETTINGS_DEPTH} levels; "
+                "settings are numbers, strings or lists of numbers"
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def read_bounded(path: Path, source: str) -> str:
+    """The text of a settings file, refused when larger than limits.MAX_SETTINGS_BYTES."""
+    with open(path, "rb") as f:
+        raw = f.read(limits.MAX_SETTINGS_BYTES + 1)
+    limits.check_bytes(len(raw), source)
+    return raw.decode("utf-8")
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Settings from a .toml, .yaml or .yml file (keys may use '-' or '_')."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; check the --config path")
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
     try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
+        text = read_bounded(path, f"config file {path}")
+        if suffix == ".toml":
             data: Any = tomllib.loads(text)
-        elif path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
         else:
-            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+            data = yaml.load(text, Loader=_SettingsLoader)  # a SafeLoader
     except ConfigError:
         raise
-    except Exception as exc:  # tomllib and yaml raise their own error types
+    except _Refused as exc:
+        raise ConfigError(f"config file {path} {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({os_reason(exc)})") from None
+    except (Exception, RecursionError) as exc:  # tomllib and yaml raise their own error types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"config file {path} cannot be parsed: {first}; fix its syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"config file {path} must hold a table of settings, not {type(data).__name__}"
         )
+    limits.check_structure(data, f"config file {path}")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
 def saved_settings(model_dir: str | Path) -> dict[str, Any] | None:
-    """What `save` wrote into the model dir, or None for a dir without a run."""
+    """What `save` wrote into the model dir, checked; None for a dir without a run.
+
+    The file may have been edited: it is bounded in size and nesting, must name a known
+    model, may hold only that model's settings (missing ones get their defaults, as
+    older runs lack newer settings) and every value must have the right type.
+    """
     path = Path(model_dir) / HPARAMS_FILE
     if not path.is_file():
         return None
+    source = str(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(read_bounded(path, source))
+    except ConfigError:
+        raise
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = os_reason(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0][:200]
         raise ConfigError(
-            f"{path} is unreadable ({exc}); restore it or use a new --model-dir"
+            f"{path} is unreadable ({reason}); restore it or use a new --model-dir"
         ) from None
     if not isinstance(data, dict) or "model" not in data:
         raise ConfigError(f"{path} is not an aekit settings file; use a new --model-dir")
-    return data
+    limits.check_structure(data, source)
+    _check_model_name(data["model"], source)
+    known = model_settings(data["model"])
+    unknown = sorted(set(data) - set(known) - {"example_shape"})
+    if unknown:
+        raise ConfigError(
+            f"{path} holds {', '.join(unknown)}, not settings of the {data['model']} model; "
+            "restore the file or use a new --model-dir"
+        )
+    settings = {**known, **data}
+    check_values(settings, source)
+    return settings
+
+
+def model_settings(model: str) -> dict[str, Any]:
+    """Every setting of `model` with its default."""
+    entry = registry.get(model)
+    return {"model": model, **RUN_DEFAULTS, **entry.training_defaults, **entry.defaults}
+
+
+def _check_model_name(model: Any, source: str) -> None:
+    if not isinstance(model, str):
+        raise ConfigError(
+            f'model in {source} must be a model name such as "fully_connected", got {_show(model)}'
+        )
+    registry.get(model)
 
 
 def resolve(
@@ -92,6 +171,8 @@ def resolve(
     if preset is not None and preset not in registry.PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(registry.PRESETS)}")
     from_preset = dict(registry.PRESETS[preset]) if preset else {}
+    if from_file.get("model") is not None:
+        _check_model_name(from_file["model"], f"config file {config_file}")
     model = (
         model
         or from_file.pop("model", None)
@@ -108,13 +189,7 @@ def resolve(
         raise ConfigError(
             f"{model_dir} holds a {saved['model']} model, not {model}; use a new --model-dir"
         )
-    entry = registry.get(model)
-    settings: dict[str, Any] = {
-        "model": model,
-        **RUN_DEFAULTS,
-        **entry.training_defaults,
-        **entry.defaults,
-    }
+    settings = model_settings(model)
     requested = {**from_preset, **from_file, **{k: v for k, v in given.items() if v is not None}}
     unknown = sorted(set(requested) - set(settings))
     if unknown:
@@ -141,66 +216,176 @@ def resolve(
 
 
 # What each setting must be, checked before anything is loaded or written; the models
-# check their own finer rules (a keep probability, say) when they are built.
-_COUNTS = {"epochs": 1, "batch_size": 1, "pretrain_epochs": 0, "dense_units": 1, "n_classes": 2}
-_POSITIVE = ("learning_rate", "clip_grad_norm")
-_NON_NEGATIVE = ("weight_decay", "noise_factor", "dropout")
-_TEXT = ("dataset", "data_dir", "save_images", "device", "activation", "downsample", "noise")
+# check their own finer rules (a keep probability, say) when they are built. Sizes that
+# allocate (layer widths, classes) are bounded together by limits.check_network_size.
+Check = Callable[[str, Any], None]
+MAX_LIST = 64  # layers, filters, pretraining rates: real runs use a handful
+MAX_EXCLUDED = 1_000
+MAX_TEXT = 4096
 
 
-def check_values(settings: Mapping[str, Any]) -> None:
-    """ConfigError naming the first setting of the wrong type or out of range."""
-    for key, least in _COUNTS.items():
-        if key in settings:
-            _check_int(key, settings[key], least)
-    if settings.get("log_every") is not None:
-        _check_int("log_every", settings["log_every"], 1)
-    seed: Any = settings.get("seed")
-    _check_int("seed", seed, 0)
-    if seed >= 2**32:
-        raise ConfigError(f"seed must be below 2**32, got {seed}; give a smaller seed")
-    for key in _POSITIVE + _NON_NEGATIVE:
-        value = settings.get(key)
+def _integer(least: int, below: int = 2**31) -> Check:
+    # Counts stay below 2**31 by default: steps and batch sizes reach torch as int64 products.
+    def check(key: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(f"{key} must be an integer >= {least}, got {_show(value)}")
+        if value >= below:
+            raise ConfigError(f"{key} must be below {below}, got {_show(value)}; give less")
+
+    return check
+
+
+def _number(strictly_positive: bool = False, most: float | None = None) -> Check:
+    def check(key: str, value: Any) -> None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value < 0 or (strictly_positive and value == 0):
+            bound = "> 0" if strictly_positive else ">= 0"
+            raise ConfigError(f"{key} must be a finite number {bound}, got {_show(value)}")
+        if most is not None and value > most:
+            raise ConfigError(f"{key} must be at most {most:g}, got {_show(value)}")
+
+    return check
+
+
+def _text(key: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key} must be a non-empty string, got {_show(value)}; quote it")
+    # Names and paths: the operating system takes no NUL and no path longer than 4096.
+    if "\0" in value or len(value) > MAX_TEXT:
+        raise ConfigError(
+            f"{key} must be a name or path of at most {MAX_TEXT} characters without NUL, "
+            f"got {_show(value)}"
+        )
+
+
+def _choice(*choices: str) -> Check:
+    def check(key: str, value: Any) -> None:
+        if not isinstance(value, str) or value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {_show(value)}")
+
+    return check
+
+
+def _flag(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {_show(value)}")
+
+
+def _sizes(key: str, value: Any) -> None:
+    if (
+        not isinstance(value, list | tuple)
+        or not 0 < len(value) <= MAX_LIST
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ConfigError(
+            f"{key} must be a list of 1 to {MAX_LIST} positive integers like [128, 64, 32], "
+            f"got {_show(value)}"
+        )
+
+
+def _classes(key: str, value: Any) -> None:
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) > MAX_EXCLUDED
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise ConfigError(
+            f"{key} must be a list of integer class labels like [9] or [3, 5], got {_show(value)}"
+        )
+
+
+def _rates(key: str, value: Any) -> None:
+    rates = value if isinstance(value, list | tuple) else [value]
+    if not 0 < len(rates) <= MAX_LIST:
+        raise ConfigError(f"{key} must be a number or a list of 1 to {MAX_LIST} numbers")
+    for rate in rates:
+        _number(strictly_positive=True)(key, rate)
+
+
+def _device(key: str, value: Any) -> None:
+    _text(key, value)
+    if value == "auto":
+        return
+    try:
+        kind: str | None = torch.device(value).type
+    except (RuntimeError, ValueError):
+        kind = None
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{key} must be auto, cpu, cuda or cuda:N, got {_show(value)}")
+
+
+def _optional(check: Check) -> Check:
+    def optional(key: str, value: Any) -> None:
         if value is not None:
-            _check_number(key, value, strictly_positive=key in _POSITIVE)
-    rates = settings.get("pretrain_learning_rate")
-    for rate in rates if isinstance(rates, list) else [rates] if rates is not None else []:
-        _check_number("pretrain_learning_rate", rate, strictly_positive=True)
-    for key in ("hidden_units", "num_filters", "example_shape"):
-        value = settings.get(key)
-        if value is not None and (
-            not isinstance(value, list | tuple)
-            or not value
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-        ):
-            raise ConfigError(
-                f"{key} must be a non-empty list of positive integers like [128, 64, 32], "
-                f"got {value!r}"
-            )
-    for key in _TEXT:
-        value = settings.get(key)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}; quote it in the config")
-    if "tied_weights" in settings and not isinstance(settings["tied_weights"], bool):
-        raise ConfigError(f"tied_weights must be true or false, got {settings['tied_weights']!r}")
+            check(key, value)
+
+    return optional
 
 
-def _check_int(key: str, value: Any, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ConfigError(f"{key} must be an integer >= {least}, got {value!r}")
+RULES: dict[str, Check] = {
+    "model": _text,
+    "dataset": _text,
+    "data_dir": _optional(_text),
+    "seed": _integer(0, below=2**32),
+    "device": _device,
+    "save_images": _optional(_text),
+    "log_every": _optional(_integer(1)),
+    "exclude_classes": _optional(_classes),
+    "clip_grad_norm": _optional(_number(strictly_positive=True)),
+    "epochs": _integer(1),
+    "batch_size": _integer(1),
+    "pretrain_epochs": _integer(0),
+    "dense_units": _integer(1),
+    "n_classes": _integer(2),
+    "latent_dim": _integer(1),
+    "learning_rate": _number(strictly_positive=True),
+    "pretrain_learning_rate": _rates,
+    "weight_decay": _optional(_number()),
+    "noise_factor": _optional(_number()),
+    "dropout": _optional(_number(most=1)),
+    "beta": _number(),
+    "hidden_units": _sizes,
+    "num_filters": _sizes,
+    "example_shape": _sizes,
+    "activation": _text,
+    "downsample": _choice("max_pool", "strided"),
+    "noise": _choice("masking", "gaussian", "salt_and_pepper"),
+    "encoder": _choice("fully_connected", "convolutional"),
+    "decoder": _choice("bernoulli", "gaussian"),
+    "tied_weights": _flag,
+}
 
 
-def _check_number(key: str, value: Any, strictly_positive: bool) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (strictly_positive and value == 0):
-        bound = "> 0" if strictly_positive else ">= 0"
-        raise ConfigError(f"{key} must be a finite number {bound}, got {value!r}")
+def check_values(settings: Mapping[str, Any], source: str | None = None) -> None:
+    """ConfigError naming the first setting of the wrong type or out of range.
+
+    Every key needs a rule: a setting nobody checks is how a file smuggles in a structure
+    that the run would later allocate or serialise.
+    """
+    for key, value in settings.items():
+        rule = RULES.get(key)
+        try:
+            if rule is None:
+                raise ConfigError(f"{key} is not a setting aekit knows; remove it")
+            rule(key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in {source})" if source else str(exc)) from None
+
+
+def _show(value: Any) -> str:
+    """A value for an error message: short, on one line, never a huge structure."""
+    text = repr(value) if not isinstance(value, dict | list | tuple) or len(value) < 20 else ""
+    if not text or len(text) > 60 or "\n" in text:
+        sized = isinstance(value, dict | list | tuple | str)
+        text = f"a {type(value).__name__}" + (f" of {len(value):,} items" if sized else "")
+    return text
 
 
 def save(model_dir: str | Path, settings: Mapping[str, Any]) -> None:
-    """Write the settings into the model dir (atomically)."""
-    Path(model_dir).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(model_dir) / HPARAMS_FILE, json.dumps(dict(settings), indent=2) + "\n")
+    """Write the settings into the model dir (atomically); StorageError if it cannot."""
+    path = make_dir(model_dir) / HPARAMS_FILE
+    with writing(path):
+        atomic_write_text(path, json.dumps(dict(settings), indent=2) + "\n")
 
 
 def _normal(value: Any) -> Any:

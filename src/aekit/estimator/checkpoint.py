@@ -8,10 +8,12 @@ those, so opening a checkpoint can never run code from it.
 from __future__ import annotations
 
 import logging
+import random
 import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from aekit._io import atomic_write, os_reason
@@ -72,9 +74,8 @@ def load(path: str | Path, map_location: torch.device | str = "cpu") -> dict[str
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or hostile files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or not an aekit checkpoint ({reason[:200]}); "
+            f"checkpoint {path} is corrupt or not an aekit checkpoint ({_one_line(exc)}); "
             "delete it to resume from an earlier one"
         ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -82,33 +83,173 @@ def load(path: str | Path, map_location: torch.device | str = "cpu") -> dict[str
             f"{path} is not an aekit checkpoint (no '{FORMAT}' marker); pass a file "
             "written by aekit"
         )
-    if state.get("version", 0) > VERSION:
+    version = state.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise CheckpointError(
-            f"checkpoint {path} has format version {state['version']}, newer than this "
+            f"checkpoint {path} has no valid format version (got {_kind(version)}); delete "
+            "it to resume from an earlier one"
+        )
+    if version > VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version}, newer than this "
             f"aekit reads ({VERSION}); upgrade aekit"
         )
-    _check_fields(path, state)
+    try:
+        _check_fields(state)
+    except _BadField as bad:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: {bad}; delete it to resume from an earlier one"
+        ) from None
     return state
 
 
-def _check_fields(path: Path, state: dict[str, Any]) -> None:
-    # A file can carry the marker and still be crafted or damaged: check what the Estimator
-    # reads, so a bad field is this one error and not a KeyError deep in a restore.
+class _BadField(Exception):
+    """A field of a checkpoint that the Estimator could not use; the message names it."""
+
+
+def _kind(value: object) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _check_fields(state: dict[str, Any]) -> None:
+    # A file can carry the marker and still be crafted or damaged: check every field the
+    # Estimator reads (see Estimator.save_checkpoint), so that a bad one is this one error,
+    # and load_latest falls back to an earlier checkpoint, instead of a TypeError mid-restore.
     step = state.get("global_step")
     if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point():
         step = int(step)
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(
-            f"checkpoint {path} has no valid global_step (got {type(step).__name__}); "
-            "delete it to resume from an earlier one"
-        )
-    for key in ("network", "optimizer"):
-        if key in state and not isinstance(state[key], dict):
-            raise CheckpointError(
-                f"checkpoint {path}: {key!r} is a {type(state[key]).__name__}, not a state "
-                "dict; delete it to resume from an earlier one"
-            )
+        raise _BadField(f"global_step is {_kind(step)}, not a whole number >= 0")
     state["global_step"] = step
+    _check_tensors("network", state.get("network"))
+    _check_optimizer(state.get("optimizer"))
+    for key in ("lr_scheduler", "grad_scaler"):
+        if state.get(key) is not None:
+            _check_str_keys(key, state[key])
+    if state.get("rng") is not None:
+        _check_rng("rng", state["rng"])
+    by_rank = state.get("rng_by_rank")
+    if by_rank is not None:
+        if not isinstance(by_rank, list) or not by_rank:
+            raise _BadField(f"rng_by_rank is {_kind(by_rank)}, not a list of states")
+        for rank, rank_state in enumerate(by_rank):
+            _check_rng(f"rng_by_rank[{rank}]", rank_state)
+    if state.get("shuffle_rng") is not None:
+        _check_generator("shuffle_rng", state["shuffle_rng"])
+    hooks = state.get("hooks")
+    if hooks is not None:
+        _check_str_keys("hooks", hooks)
+        for key, hook_state in hooks.items():
+            _check_str_keys(f"hooks[{key!r}]", hook_state)
+
+
+def _check_str_keys(name: str, value: object) -> None:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise _BadField(f"{name} is {_kind(value)}, not a dict with text keys")
+
+
+def _check_tensors(name: str, value: object) -> None:
+    _check_str_keys(name, value)
+    assert isinstance(value, dict)
+    for key, tensor in value.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise _BadField(f"{name}[{key!r}] is {_kind(tensor)}, not a tensor")
+
+
+def _check_optimizer(value: object) -> None:
+    # The layout torch.optim.Optimizer.state_dict() writes: per-parameter state by index,
+    # and groups of hyper-parameters naming their parameters by index.
+    _check_str_keys("optimizer", value)
+    assert isinstance(value, dict)
+    per_param, groups = value.get("state"), value.get("param_groups")
+    if not isinstance(per_param, dict) or not isinstance(groups, list):
+        raise _BadField("optimizer lacks the state dict and param_groups list of a torch optimizer")
+    for index, entry in per_param.items():
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise _BadField(f"optimizer state is keyed by {_kind(index)}, not parameter indices")
+        _check_str_keys(f"optimizer state[{index}]", entry)
+        for key, value in entry.items():
+            sound = _number(value) if key == "step" else _state_value(value)
+            if not sound:
+                raise _BadField(f"optimizer state[{index}][{key!r}] is {_kind(value)}")
+    for i, group in enumerate(groups):
+        _check_str_keys(f"optimizer param_groups[{i}]", group)
+        params = group.get("params")
+        if not isinstance(params, list) or not all(
+            isinstance(p, int) and not isinstance(p, bool) for p in params
+        ):
+            raise _BadField(f"optimizer param_groups[{i}] has no list of parameter indices")
+        for key, value in group.items():
+            if key != "params" and not _hyperparameter(key, value):
+                raise _BadField(f"optimizer param_groups[{i}][{key!r}] is {_kind(value)}")
+
+
+# Hyper-parameters that optimizers and schedulers compute with: anything but a number there
+# fails mid-step (a text, a list, a bool where torch unpacks two betas).
+_NUMERIC = frozenset(
+    {"lr", "initial_lr", "eps", "weight_decay", "momentum", "dampening", "alpha", "rho",
+     "lr_decay", "initial_accumulator_value", "max_lr", "min_lr", "base_lr"}
+)  # fmt: skip
+
+
+def _number(value: object) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.is_complex() and value.dtype != torch.bool
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _state_value(value: object) -> bool:
+    # Tensors and numbers; None where an optimizer keeps no buffer (SGD's momentum_buffer).
+    return value is None or isinstance(value, torch.Tensor) or _number(value)
+
+
+def _hyperparameter(key: str, value: object) -> bool:
+    if key == "betas":
+        return isinstance(value, tuple | list) and len(value) == 2 and all(map(_number, value))
+    if key in _NUMERIC:
+        return _number(value)
+    if isinstance(value, tuple | list):
+        return all(_number(v) for v in value)
+    return value is None or isinstance(value, bool | str) or _number(value)
+
+
+def _check_rng(name: str, value: object) -> None:
+    """Each generator's state must be one its library takes: tried on a throwaway generator."""
+    _check_str_keys(name, value)
+    assert isinstance(value, dict)
+    if value.get("torch") is not None:
+        _check_generator(f"{name}['torch']", value["torch"])
+    try:
+        if value.get("python") is not None:
+            version, internal, gauss = value["python"]
+            random.Random().setstate((version, tuple(internal), gauss))
+        if value.get("numpy") is not None:
+            n = value["numpy"]
+            keys = n["keys"].cpu().numpy().astype(np.uint32)
+            np.random.RandomState().set_state(
+                (n["kind"], keys, n["pos"], n["has_gauss"], n["gauss"])
+            )
+        cuda = value.get("cuda")
+        if cuda is not None and not (
+            isinstance(cuda, list) and all(isinstance(t, torch.Tensor) for t in cuda)
+        ):
+            raise TypeError(f"cuda is {_kind(cuda)}, not a list of tensors")
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
+        raise _BadField(f"{name} is not a random-generator state ({_one_line(exc)})") from None
+
+
+def _check_generator(name: str, value: object) -> None:
+    if not isinstance(value, torch.Tensor) or value.dtype != torch.uint8:
+        raise _BadField(f"{name} is {_kind(value)}, not a random-generator state (uint8 tensor)")
+    try:
+        torch.Generator().set_state(value.cpu())
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise _BadField(f"{name} is not a random-generator state ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def load_latest(

@@ -91,11 +91,15 @@ class RunLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
                 raise _not_writable(self.model_dir, exc) from exc
+            locked = False
             try:
-                if self._try_lock(fd) and _is_current(fd, self.path):
+                locked = self._try_lock(fd) and _is_current(fd, self.path)
+                if locked:
                     self._take(fd)
                     return
             except BaseException:
+                if locked:  # ours, and not usable (a full disk): leave no lock file behind
+                    _unlink_quietly(self.path)
                 os.close(fd)
                 raise
             os.close(fd)
@@ -173,6 +177,13 @@ class RunLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:  # read-only meanwhile: the next run takes it over
+        _log.warning("could not remove the lock file %s: %s", path, exc.strerror or exc)
 
 
 def _read_owner(fd: int) -> dict[str, Any] | None:
