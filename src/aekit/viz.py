@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from aekit._io import atomic_write
+from aekit._io import atomic_write, ensure_dir
 from aekit.errors import ConfigError, InputError
 
 __all__ = [
@@ -203,7 +203,7 @@ def _as_nhwc(a: np.ndarray, shape: tuple[int, int, int] | None, what: str) -> np
 def save_png(image: Image.Image, path: str | Path) -> Path:
     """Write `image` as a PNG at `path` atomically, creating its folder; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     # The format is explicit: the temporary file's name has no ".png" to guess it from.
     atomic_write(path, lambda f: image.save(f, format="PNG"))
     return path
@@ -240,7 +240,7 @@ def save_gif(
     if loop is not None:
         options["loop"] = loop
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     atomic_write(path, lambda f: images[0].save(f, format="GIF", **options))
     return path
 

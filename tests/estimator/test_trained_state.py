@@ -173,9 +173,9 @@ def test_sample_sizes_are_checked_before_allocating(tmp_path: Path) -> None:
     ("build", "message"),
     [
         (lambda: aekit.AutoEncoder(input_shape=(0, 28)), "input_shape must be"),
-        (lambda: aekit.AutoEncoder(input_shape=(28, 2.5)), "input_shape must be"),
+        (lambda: aekit.AutoEncoder(input_shape=(28, 2.5)), "input_shape must be"),  # type: ignore[arg-type]
         (lambda: aekit.ConvolutionalAutoencoder(image_shape=(1, -3, 28)), "image_shape must be"),
-        (lambda: aekit.VariationalAutoencoder(input_shape=("a",)), "input_shape must be"),
+        (lambda: aekit.VariationalAutoencoder(input_shape=("a",)), "input_shape must be"),  # type: ignore[arg-type]
         (lambda: aekit.AutoEncoder(weight_decay=math.nan), "weight_decay must be"),
         (lambda: aekit.AutoEncoder(weight_decay=-1.0), "weight_decay must be"),
         (lambda: aekit.AutoEncoder(noise_factor=math.nan), "noise amount must be"),
@@ -195,6 +195,6 @@ def test_examples_of_another_shape_are_an_input_error(tmp_path: Path, shape: tup
     est = fc(tmp_path, hidden_units=[4])
     with pytest.raises(aekit.InputError, match="do not fit the model's input shape"):
         est.train(numpy_input_fn(np.zeros(shape, np.uint8)), steps=1)
-    assert aekit.AutoEncoder([4], input_shape=(64,), config=QUIET).network(
-        torch.zeros(2, 8, 8)
-    )[0].shape == (2, 8, 8)  # the same number of values in another layout is fine
+    assert aekit.AutoEncoder([4], input_shape=(64,), config=QUIET).network(torch.zeros(2, 8, 8))[
+        0
+    ].shape == (2, 8, 8)  # the same number of values in another layout is fine

@@ -277,3 +277,22 @@ def prune(model_dir: str | Path, keep: int) -> list[Path]:
     for path in old:
         path.unlink(missing_ok=True)
     return old
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, path: str | Path) -> None:
+    """CheckpointError when a loaded optimizer's per-parameter state does not fit its parameter.
+
+    `Optimizer.load_state_dict` copies moment estimates of any shape; a damaged file
+    would otherwise fail only in the next step, with a shape error from deep inside it.
+    """
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            for key, value in optimizer.state.get(parameter, {}).items():
+                if not isinstance(value, torch.Tensor) and value is not None and key != "step":
+                    continue
+                if value is None or (value.dim() > 0 and value.shape != parameter.shape):
+                    raise CheckpointError(
+                        f"checkpoint {path} holds an optimizer state {key!r} that does not fit "
+                        f"a parameter of shape {tuple(parameter.shape)}; delete it to resume "
+                        "from an earlier checkpoint"
+                    )

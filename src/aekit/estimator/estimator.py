@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from aekit import summary
-from aekit.errors import CheckpointError, ConfigError, InputError, SpecError
+from aekit.errors import CheckpointError, ConfigError, InputError
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator import distributed, rng, settings
+from aekit.estimator import distributed, predictions, rng, settings
 from aekit.estimator.inputs import (
     Features,
     InputContext,
@@ -268,13 +268,14 @@ class Estimator:
         try:
             self._network.load_state_dict(state["network"])
             self._optimizer.load_state_dict(state["optimizer"])
+            ckpt.check_optimizer_state(self._optimizer, path)
             if self._lr_scheduler is not None and state.get("lr_scheduler") is not None:
                 self._lr_scheduler.load_state_dict(state["lr_scheduler"])
             if self._scaler is not None and state.get("grad_scaler"):
                 self._scaler.load_state_dict(state["grad_scaler"])
             if changed_rate is not None:
                 settings.scale_learning_rate(self._optimizer, self._lr_scheduler, *changed_rate)
-        except (KeyError, RuntimeError, ValueError) as exc:
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
             raise ConfigError(
                 f"checkpoint {path} does not fit this model ({str(exc).splitlines()[0][:200]}); "
                 "use a fresh model_dir or the model settings it was trained with"
@@ -575,46 +576,17 @@ class Estimator:
                     spec = self._call_model_fn(
                         features, to_device(labels, self._device), ModeKeys.PREDICT
                     )
-                outputs = _select(spec, predict_keys)
+                outputs = predictions.select(spec, predict_keys)
                 for hook in hooks:
                     hook.after_run(context, StepResult(spec, batch_size(features)))
-                if not yield_single_examples:
+                if yield_single_examples:
+                    yield from predictions.single_examples(outputs)
+                else:
                     yield outputs
-                    continue
-                sizes = {len(v) for v in outputs.values()}
-                if len(sizes) != 1:
-                    sizes_by_key = {k: len(v) for k, v in outputs.items()}
-                    raise SpecError(
-                        f"predictions have different batch sizes {sizes_by_key}; "
-                        "use yield_single_examples=False"
-                    )
-                for i in range(sizes.pop()):
-                    yield {key: value[i] for key, value in outputs.items()}
             for hook in hooks:
                 hook.end(context)
         finally:
             self._network.train(was_training)
-
-
-def _select(spec: EstimatorSpec, keys: Sequence[str] | None) -> dict[str, np.ndarray]:
-    assert spec.predictions is not None
-    predictions = dict(spec.predictions)
-    if keys is not None:
-        missing = [k for k in keys if k not in predictions]
-        if missing:
-            raise SpecError(
-                f"predict_keys {missing} not among the predictions {sorted(predictions)}"
-            )
-        predictions = {k: predictions[k] for k in keys}
-    return {k: _to_numpy(v) for k, v in predictions.items()}
-
-
-def _to_numpy(value: torch.Tensor) -> np.ndarray:
-    value = value.detach()
-    if value.dtype in (torch.bfloat16, torch.float16):
-        value = value.float()
-    array: np.ndarray = value.cpu().numpy()
-    return array
 
 
 def _keyed(hooks: Sequence[Hook]) -> Iterator[tuple[str, Hook]]:
