@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -151,14 +152,17 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     if entry.needs_images:
         registry.image_shape(tuple(shape))  # refuse flat data before anything is written
     settings["example_shape"] = shape
-    limits.check_network_size(settings, shape)  # counted before a single weight is allocated
     check_output_dir("--model-dir", model_dir)
     if settings.get("save_images") and not entry.supervised:
         check_output_dir("--save-images", settings["save_images"])
     steps_per_epoch = _steps_per_epoch(len(x_train), settings["batch_size"])
-    estimator = build(settings, model_dir, steps_per_epoch)  # validates every hyper-parameter
+    # Validates every hyper-parameter; the network's size is checked before it is allocated.
+    estimator = build(settings, model_dir, steps_per_epoch)
+    limits.check_batch_size(settings, shape)
     # Locked before the settings are written: a second run must not touch a running one's dir.
-    with writer_lock(model_dir):
+    with ExitStack() as locked:
+        with writing(model_dir):  # taking the lock creates the dir and its lock file
+            locked.enter_context(writer_lock(model_dir))
         _check_checkpoint_fits(estimator, settings, model_dir)
         return _train(
             estimator, settings, model_dir, steps_per_epoch, x_train, y_train, x_test, y_test
@@ -284,11 +288,17 @@ def open_run(
             "by `aekit train`, train the model again"
         )
     # saved_settings checked every value; the file may still describe a huge network.
-    limits.check_network_size(settings, settings["example_shape"])
-    estimator = build(settings, model_dir)
+    estimator = build(settings, model_dir)  # the network's size is checked before allocating
+    limits.check_batch_size(settings, settings["example_shape"])
     if estimator.latest_checkpoint() is None:
         raise ConfigError(f"{model_dir} holds no checkpoint yet; train it first")
     data = load_images(settings)
+    shape = list(data[0][0].shape[1:])
+    if shape != settings["example_shape"]:  # the data set's files changed since training
+        raise InputError(
+            f"{model_dir} was trained on examples of shape {settings['example_shape']}, "
+            f"{settings['dataset']} now holds {shape}; give the data it was trained on"
+        )
     if precheck is not None:
         precheck(settings, estimator, data)
     if not estimator.restore():  # all unreadable: never go on with untrained weights

@@ -136,7 +136,7 @@ def saved_settings(model_dir: str | Path) -> dict[str, Any] | None:
     unknown = sorted(set(data) - set(known) - {"example_shape"})
     if unknown:
         raise ConfigError(
-            f"{path} holds {', '.join(unknown)}, not settings of the {data['model']} model; "
+            f"{path} holds {_names(unknown)}, not settings of the {data['model']} model; "
             "restore the file or use a new --model-dir"
         )
     settings = {**known, **data}
@@ -185,6 +185,7 @@ def resolve(
         raise ConfigError(
             f"no model named and {model_dir} holds no run; say e.g. `aekit train fully_connected`"
         )
+    _check_model_name(model, "the command line")
     if saved is not None and model != saved["model"]:
         raise ConfigError(
             f"{model_dir} holds a {saved['model']} model, not {model}; use a new --model-dir"
@@ -194,7 +195,7 @@ def resolve(
     unknown = sorted(set(requested) - set(settings))
     if unknown:
         raise ConfigError(
-            f"{', '.join(unknown)} is not a setting of the {model} model; known: "
+            f"{_names(unknown)} is not a setting of the {model} model; known: "
             f"{', '.join(sorted(k for k in settings if k != 'model'))}"
         )
     emptied = sorted(k for k, v in requested.items() if v is None and settings.get(k) is not None)
@@ -207,8 +208,8 @@ def resolve(
         for key, value in requested.items():
             if key not in RESUMABLE and _normal(value) != _normal(saved.get(key)):
                 raise ConfigError(
-                    f"{model_dir} was trained with {key}={saved.get(key)!r}, this command asks "
-                    f"for {value!r}; drop the setting or use a new --model-dir"
+                    f"{model_dir} was trained with {key}={_show(saved.get(key))}, this command "
+                    f"asks for {_show(value)}; drop the setting or use a new --model-dir"
                 )
     settings.update(requested)
     check_values(settings)
@@ -217,7 +218,8 @@ def resolve(
 
 # What each setting must be, checked before anything is loaded or written; the models
 # check their own finer rules (a keep probability, say) when they are built. Sizes that
-# allocate (layer widths, classes) are bounded together by limits.check_network_size.
+# allocate (layer widths, classes) are bounded together when the network is built: its
+# constructor counts the parameters on the meta device first (aekit.memory).
 Check = Callable[[str, Any], None]
 MAX_LIST = 64  # layers, filters, pretraining rates: real runs use a handful
 MAX_EXCLUDED = 1_000
@@ -370,6 +372,12 @@ def check_values(settings: Mapping[str, Any], source: str | None = None) -> None
             rule(key, value)
         except ConfigError as exc:
             raise ConfigError(f"{exc} (in {source})" if source else str(exc)) from None
+
+
+def _names(keys: list[str]) -> str:
+    """Setting names for an error message: the first few, odd ones quoted, on one line."""
+    shown = [k if k.isidentifier() else repr(k)[:40] for k in keys[:5]]
+    return ", ".join(shown) + (f" (and {len(keys) - 5} more)" if len(keys) > 5 else "")
 
 
 def _show(value: Any) -> str:
