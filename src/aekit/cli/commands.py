@@ -112,8 +112,9 @@ def _check_excluded(
 
 
 def _channels_first(x: np.ndarray) -> np.ndarray:
-    # Image folders give (N, H, W, 3); the models take channels first.
-    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+    # Image folders give (N, H, W, C); the models take channels first. A last axis shorter
+    # than both others holds the channels, whatever their number (2, 4, 5, ...).
+    if x.ndim == 4 and x.shape[-1] < min(x.shape[1], x.shape[2]):
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     return x
 
