@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from launch import load_script, torchrun
 
 from aekit.data import numpy_input_fn
 from aekit.estimator import checkpoint as ckpt
+from launch import load_script, torchrun
 
 JOB = Path(__file__).with_name("ddp_job.py")
 pytestmark = pytest.mark.slow

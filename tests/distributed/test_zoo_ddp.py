@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import torch
-from launch import load_script, torchrun
 
 from aekit.estimator import checkpoint as ckpt
+from launch import load_script, torchrun
 
 JOB = Path(__file__).with_name("zoo_job.py")
 pytestmark = pytest.mark.slow
