@@ -38,7 +38,7 @@ def test_training_scalars_at_summary_steps(tmp_path: Path) -> None:
     scalars = set(events.Tags()["scalars"])
     assert {"loss", "learning_rate", "global_gradient_norm"} <= scalars
     assert {"global_step/sec", "examples/sec"} <= scalars
-    assert [e.step for e in events.Scalars("loss")] == [1, 3, 6]
+    assert [e.step for e in events.Scalars("loss")] == [1, 3, 6, 7]  # and the last step
     assert [e.step for e in events.Scalars("examples/sec")] == [2, 4, 6]
     assert all(e.value > 0 for e in events.Scalars("global_gradient_norm"))
     assert events.Scalars("learning_rate")[0].value == pytest.approx(1e-3)
@@ -66,10 +66,10 @@ def test_model_fn_summaries_only_on_summary_steps(tmp_path: Path) -> None:
     config = aekit.RunConfig(save_summary_steps=4, log_step_count_steps=0)
     est = aekit.Estimator(model_fn, tiny_network(), model_dir=tmp_path, config=config)
     est.train(endless, max_steps=9)
-    assert recorded_on == [1, 4, 8]
+    assert recorded_on == [1, 4, 8, 9]
     events = read(tmp_path / "train")
-    assert [e.step for e in events.Scalars("custom/mean")] == [1, 4, 8]
-    assert [e.step for e in events.Histograms("custom/values")] == [1, 4, 8]
+    assert [e.step for e in events.Scalars("custom/mean")] == [1, 4, 8, 9]  # and the last
+    assert [e.step for e in events.Histograms("custom/values")] == [1, 4, 8, 9]
     histogram = events.Histograms("custom/values")[0].histogram_value
     assert histogram.num == 32 and 0.0 <= histogram.min <= histogram.max <= 1.0
     assert sum(histogram.bucket) == 32

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import aekit
-from aekit.hooks import CheckpointSaverHook, LoggingHook, StepCounterHook, StopAtStepHook
+from aekit.hooks import CheckpointSaverHook, StepCounterHook, StopAtStepHook
+from aekit.hooks.progress import ProgressBar, ProgressHook
 from tiny import tiny_autoencoder_fn, tiny_network
 
 
@@ -51,11 +52,26 @@ def test_logging_hook_logs_loss_and_speed(tmp_path: Path, caplog: pytest.LogCapt
 
 
 def test_progress_bar_draws_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    counter = StepCounterHook(every_n_steps=2)
-    bar = LoggingHook(every_n_steps=2, counter=counter, last_step=4, progress_bar=True)
-    make(tmp_path, log_step_count_steps=0).train(endless, hooks=[counter, bar], max_steps=4)
+    make(tmp_path, log_step_count_steps=0, progress_bar=True).train(endless, max_steps=4)
     err = capsys.readouterr().err
-    assert "\rstep 2/4  loss " in err and "\rstep 4/4  loss " in err and err.endswith("\n")
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "100%" in last and "4/4" in last and "loss=" in last  # the final draw shows it all
+
+
+def test_one_progress_bar_spans_the_calls_of_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = ProgressBar(total=8, description="epoch 1/2")
+    est = make(tmp_path, log_step_count_steps=0, progress_bar=False)
+    est.train(endless, hooks=[ProgressHook(run, interval=0.0)], max_steps=4)
+    run.describe("epoch 2/2")
+    run.write("epoch 1/2 - loss 0.5")  # a line above the bar, as the command line prints
+    est.train(endless, hooks=[ProgressHook(run, interval=0.0)], max_steps=8)
+    run.close()
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("epoch 2/2") and "8/8" in last and "loss=" in last
+    assert "epoch 1/2 - loss 0.5" in err
 
 
 def test_step_counter_measures_speed(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from aekit.hooks.basic import (
 )
 from aekit.hooks.checkpoint_saver import CheckpointSaverHook
 from aekit.hooks.nan_guard import NanLossGuardHook, NonFiniteFlag, refuse_nonfinite_state
+from aekit.hooks.progress import ProgressHook
 from aekit.metrics import MetricUpdate
 from aekit.summary import EventWriters
 
@@ -379,17 +381,16 @@ class Estimator:
     def _default_hooks(self, last_step: int | None) -> list[Hook]:
         c = self._config
         counter = StepCounterHook(c.log_step_count_steps)
+        chief = distributed.is_chief()
+        bar = chief and (sys.stderr.isatty() if c.progress_bar is None else c.progress_bar)
         hooks: list[Hook] = [
             ParameterTableHook(),
             NanLossGuardHook(1 if c.syncs_every_step else max(1, c.log_step_count_steps)),
             counter,
-            LoggingHook(
-                c.log_step_count_steps if distributed.is_chief() else 0,
-                counter,
-                last_step,
-                c.progress_bar if distributed.is_chief() else False,
-            ),
-            SummarySaverHook(c.save_summary_steps),
+            ProgressHook(last_step=last_step)
+            if bar
+            else LoggingHook(c.log_step_count_steps if chief else 0, counter),
+            SummarySaverHook(c.save_summary_steps, last_step),
         ]
         if last_step is not None:
             hooks.insert(0, StopAtStepHook(last_step=last_step))

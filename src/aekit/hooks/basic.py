@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -88,54 +87,42 @@ def synchronize(device: torch.device) -> None:
 
 
 class LoggingHook(Hook):
-    """Logs the loss every `every_n_steps`; on a terminal, also draws a progress line."""
+    """Logs the loss (and the speed, given the StepCounterHook) every `every_n_steps`.
 
-    def __init__(
-        self,
-        every_n_steps: int = 100,
-        counter: StepCounterHook | None = None,
-        last_step: int | None = None,
-        progress_bar: bool | None = None,
-    ) -> None:
+    What a run off the terminal shows; on a terminal the Estimator draws a progress bar
+    (aekit.hooks.progress) instead.
+    """
+
+    def __init__(self, every_n_steps: int = 100, counter: StepCounterHook | None = None) -> None:
         self.every_n_steps = _check_every("every_n_steps", every_n_steps)
         self._counter = counter
-        self._last_step = last_step
-        self._bar = sys.stderr.isatty() if progress_bar is None else progress_bar
-        self._drawn = False
 
     def after_run(self, context: RunContext, result: StepResult) -> None:
         step = context.global_step
         if not self.every_n_steps or step % self.every_n_steps or result.loss is None:
             return
-        loss = float(result.loss)
         speed = self._counter.examples_per_sec if self._counter else None
         speed_text = f", {speed:,.0f} examples/sec" if speed else ""
-        if self._bar:
-            total = f"/{self._last_step}" if self._last_step else ""
-            sys.stderr.write(f"\rstep {step}{total}  loss {loss:.5g}{speed_text}   ")
-            sys.stderr.flush()
-            self._drawn = True
-        else:
-            _log.info("step %d: loss = %.5g%s", step, loss, speed_text)
-
-    def end(self, context: RunContext) -> None:
-        if self._drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        _log.info("step %d: loss = %.5g%s", step, float(result.loss), speed_text)
 
 
 class SummarySaverHook(Hook):
-    """Every `save_steps`, records the step's summaries and writes loss, lr and grad norm."""
+    """Records the step's summaries and writes loss, lr and grad norm on summary steps.
 
-    def __init__(self, save_steps: int = 100) -> None:
+    Summary steps are the first, every `save_steps`-th, and `last_step` (the end of a
+    `train` call given steps or max_steps, so a short run still shows where it ended).
+    """
+
+    def __init__(self, save_steps: int = 100, last_step: int | None = None) -> None:
         self.save_steps = _check_every("save_steps", save_steps)
+        self.last_step = last_step
 
     def before_run(self, context: RunContext) -> None:
         step = context.global_step + 1  # the step about to run
         # A step schedule, the same on every rank of a job: summary steps run the eager
         # step module, and all ranks take the same path; only the writing rank records.
         context.record_summaries = bool(self.save_steps) and (
-            step % self.save_steps == 0 or step == 1
+            step % self.save_steps == 0 or step == 1 or step == self.last_step
         )
 
     def after_run(self, context: RunContext, result: StepResult) -> None:
