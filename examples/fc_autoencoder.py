@@ -1,6 +1,6 @@
 """Seed 000: the fully-connected (and denoising) autoencoder as an Estimator on MNIST.
 
-    python examples/fc_autoencoder.py [--epochs 50] [--noise-factor 0.5] [--model-dir runs/fc]
+    python examples/fc_autoencoder.py [--epochs 50] [--noise-factor 0.5] [--model-dir runs/fc-example]
 
 Evaluates on the test set after every epoch and prints the final RMSE; with
 --noise-factor it trains a denoising autoencoder and also prints the RMSE of the
@@ -15,7 +15,7 @@ import aekit
 
 
 def main() -> None:
-    p = parser(__doc__ or "", "runs/fc")
+    p = parser(__doc__ or "", "runs/fc-example")
     p.add_argument("--noise-factor", type=float, default=None)
     args = p.parse_args()
     x_train, _, x_test, _ = load_mnist(args.data_dir)
