@@ -1,4 +1,4 @@
-"""Image grids, GIFs, scatter plots and 2-D projections, checked pixel by pixel with Pillow."""
+"""Image grids, captions, GIFs and 2-D projections, checked pixel by pixel with Pillow."""
 
 from __future__ import annotations
 
@@ -13,21 +13,15 @@ import sklearn.manifold  # noqa: F401
 import torch
 from PIL import GifImagePlugin, Image
 
+from aekit import plots, viz
 from aekit.errors import ConfigError, InputError
-from aekit.viz import PALETTE, image_grid, project_2d, save_gif, save_png, scatter_plot
+from aekit.viz import caption, image_grid, project_2d, save_gif, save_png
 
 rng = np.random.default_rng(0)
 
 
 def pixels(image: Image.Image) -> np.ndarray:
     return np.array(image)
-
-
-def colours(image: Image.Image) -> set[tuple[int, int, int]]:
-    rgb = pixels(image.convert("RGB")).reshape(-1, 3).astype(np.int32)
-    # One integer per colour: np.unique over rows of a 600x600 picture takes half a second.
-    packed = np.unique(rgb[:, 0] << 16 | rgb[:, 1] << 8 | rgb[:, 2])
-    return {(int(v >> 16), int(v >> 8 & 255), int(v & 255)) for v in packed}
 
 
 # --------------------------------------------------------------------------- image_grid
@@ -198,51 +192,48 @@ def test_bad_gifs_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "x.gif").exists()
 
 
-# --------------------------------------------------------------------------- scatter_plot
+# --------------------------------------------------------------------------- captions
 
 
-def test_scatter_draws_each_label_in_its_colour(tmp_path: Path) -> None:
-    labels = np.repeat(np.array([0, 3, 7], dtype=np.uint8), 10)
-    points = rng.normal(size=(30, 2)) + labels[:, None]
-    image = scatter_plot(points, labels, tmp_path / "plots" / "s.png", size=300, title="t")
-    with Image.open(tmp_path / "plots" / "s.png") as png:
-        assert png.size == (300, 300)
-        assert np.array_equal(pixels(png), pixels(image))
-        drawn = colours(png)
-    for label in (0, 3, 7):
-        assert PALETTE[label] in drawn
-    for absent in (1, 2, 4, 5, 6, 8, 9):
-        assert PALETTE[absent] not in drawn
+def test_caption_puts_the_step_above_the_grid() -> None:
+    grid = image_grid([rng.random((4, 8, 8))] * 2, scale=2)
+    first, later = caption(grid, "step 100"), caption(grid, "step 2000")
+    assert first.mode == "L" and first.width == grid.width
+    strip = first.height - grid.height
+    assert 10 <= strip <= 30
+    # The grid itself is untouched below a white strip holding black text.
+    assert np.array_equal(pixels(first)[strip:], pixels(grid))
+    text = pixels(first)[:strip]
+    assert (text == 255).mean() > 0.5 and (text < 64).sum() > 20
+    # Another step: the same size (GIF frames need one size), other text in the strip only.
+    assert later.size == first.size
+    assert not np.array_equal(pixels(later)[:strip], text)
+    assert np.array_equal(pixels(later)[strip:], pixels(grid))
 
 
-def test_scatter_dots_are_inside_the_plot_area(tmp_path: Path) -> None:
-    # Two far corners: their dots sit at opposite corners, neither on the legend side.
-    image = scatter_plot(np.array([[0.0, 0.0], [1.0, 1.0]]), None, tmp_path / "s.png", size=200)
-    a = pixels(image)
-    blue = np.argwhere((a == PALETTE[0]).all(axis=2))
-    assert len(blue) > 0
-    (y0, x0), (y1, x1) = blue.min(axis=0), blue.max(axis=0)
-    assert x0 < 30 and x1 > 170 and y0 < 30 and y1 > 170  # no legend: the whole width
-    assert colours(image) - {(255, 255, 255), (200, 200, 200), PALETTE[0]} == set()
+def test_captioned_frames_make_a_gif(tmp_path: Path) -> None:
+    red = np.zeros((2, 3, 8, 8))
+    red[:, 0] = 1.0
+    frames: list[Image.Image | str | Path] = [
+        caption(image_grid([red * v]), f"step {i}") for i, v in enumerate((0.5, 1.0))
+    ]
+    first = frames[0]
+    assert isinstance(first, Image.Image) and first.mode == "RGB"
+    strip = first.height - image_grid([red]).height
+    assert tuple(pixels(first)[1, -1]) == (255, 255, 255)  # the strip is white in colour too
+    with Image.open(save_gif(frames, tmp_path / "progress.gif")) as gif:
+        assert isinstance(gif, GifImagePlugin.GifImageFile)
+        assert gif.n_frames == 2 and gif.size == first.size
+        gif.seek(1)
+        assert tuple(pixels(gif.convert("RGB"))[strip + 5, 5]) == (255, 0, 0)
 
 
-def test_scatter_with_text_labels_and_one_point(tmp_path: Path) -> None:
-    image = scatter_plot(np.array([[1.0, 2.0]] * 3), ["cat", "dog", "cat"], tmp_path / "s.png")
-    assert image.size == (600, 600)
-    assert {PALETTE[0], PALETTE[1]} <= colours(image)  # sorted: cat first, dog second
-
-
-def test_scatter_refuses_bad_inputs(tmp_path: Path) -> None:
-    path = tmp_path / "s.png"
-    with pytest.raises(InputError, match=r"\(N, 2\)"):
-        scatter_plot(np.zeros((5, 3)), None, path)
-    with pytest.raises(InputError, match="one per point"):
-        scatter_plot(np.zeros((5, 2)), [1, 2], path)
-    with pytest.raises(InputError, match="NaN"):
-        scatter_plot(np.array([[0.0, np.nan]]), None, path)
-    with pytest.raises(ConfigError):
-        scatter_plot(np.zeros((5, 2)), None, path, size=20)
-    assert not path.exists()
+def test_plots_are_those_of_aekit_plots() -> None:
+    # Callers that import the plots from aekit.viz get the matplotlib ones.
+    assert viz.scatter_plot is plots.scatter_plot
+    assert viz.histogram_plot is plots.histogram_plot
+    assert viz.manifold_plot is plots.manifold_plot
+    assert viz.PALETTE is plots.PALETTE
 
 
 # --------------------------------------------------------------------------- project_2d

@@ -1,14 +1,16 @@
-"""Pictures for people: image grids, GIFs of training progress, 2-D scatter plots of embeddings.
+"""Pictures for people: image grids, GIFs of training progress, 2-D projections of embeddings.
 
-Drawn with Pillow alone, so plotting needs no matplotlib. Every file is written atomically:
-a viewer polling a training run sees the previous picture or the new one, never half of one.
+Plain pictures (grids of images, their captions, GIFs) are Pillow's; plots with axes
+(scatter, histogram, latent manifold) are matplotlib's, in `aekit.plots`, and re-exported
+here. Every file is written atomically: a viewer polling a training run sees the previous
+picture or the new one, never half of one.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,13 +20,31 @@ from PIL import Image, ImageDraw, ImageFont
 
 from aekit._io import atomic_write, ensure_dir
 from aekit.errors import ConfigError, InputError
+from aekit.plots import (
+    PALETTE,
+    Plot,
+    figure_pixels,
+    histogram_plot,
+    label_color,
+    log_figure,
+    manifold_plot,
+    save_figure,
+    scatter_plot,
+)
+from aekit.plots import float_matrix as _float_matrix
 
 __all__ = [
     "PALETTE",
+    "Plot",
+    "caption",
+    "figure_pixels",
     "histogram_plot",
     "image_grid",
     "label_color",
+    "log_figure",
+    "manifold_plot",
     "project_2d",
+    "save_figure",
     "save_gif",
     "save_png",
     "scatter_plot",
@@ -32,20 +52,6 @@ __all__ = [
 ]
 
 ArrayLike = np.ndarray | torch.Tensor
-
-# matplotlib's "tab10": ten colours told apart easily, also by most colour-blind readers.
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-)
 
 
 # --------------------------------------------------------------------------- image grids
@@ -259,147 +265,6 @@ def _load_frame(frame: Image.Image | str | Path) -> Image.Image:
         raise InputError(f"frame {frame} is not an image Pillow can read: {e}") from None
 
 
-# --------------------------------------------------------------------------- scatter plots
-
-
-def label_color(label: object, labels: Sequence[object] = ()) -> tuple[int, int, int]:
-    """The palette colour of a label: whole numbers by value (digit 3 is always the same
-    colour), anything else by its place among the sorted distinct `labels`."""
-    if isinstance(label, int | np.integer) and not isinstance(label, bool):
-        return PALETTE[int(label) % len(PALETTE)]
-    keys = sorted({str(x) for x in labels})
-    index = keys.index(str(label)) if str(label) in keys else 0
-    return PALETTE[index % len(PALETTE)]
-
-
-def scatter_plot(
-    points: ArrayLike,
-    labels: ArrayLike | Sequence[object] | None,
-    path: str | Path,
-    size: int = 600,
-    title: str | None = None,
-) -> Image.Image:
-    """Draw 2-D `points` (N, 2) as a size x size PNG at `path`, coloured by `labels`.
-
-    Each axis is stretched to fill the plot area, inside a margin; a legend of coloured boxes
-    names the labels (as many as fit). Returns the picture written.
-    """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 100:
-        raise ConfigError(f"size must be a whole number of pixels >= 100, not {size!r}")
-    xy = _float_matrix(points, "points")
-    if xy.shape[1] != 2:
-        raise InputError(f"points must have shape (N, 2), not {xy.shape}; see project_2d")
-    keys = _label_keys(labels, len(xy))
-
-    font = _font(max(10, size // 45))
-    margin = max(10, size // 25)
-    picture, draw, top = _canvas(size, size, margin, title, font)
-
-    legend = sorted(set(keys), key=_sort_key) if labels is not None else []
-    legend_width = 0
-    box = max(8, size // 60)
-    if legend:
-        legend_width = box + 6 + max(_text_width(draw, str(k), font) for k in legend) + margin
-
-    left, right, bottom = margin, size - margin - legend_width, size - margin
-    if right - left < 20 or bottom - top < 20:
-        raise ConfigError(
-            f"size {size} leaves no room to plot; make it larger or the labels shorter"
-        )
-    draw.rectangle((left, top, right, bottom), outline=(200, 200, 200))
-
-    radius = max(2, size // 200)
-    inner = radius + 2  # keeps every dot inside the frame
-    px = _rescale(xy[:, 0], left + inner, right - inner)
-    # Image rows grow downwards; the y axis grows upwards.
-    py = _rescale(xy[:, 1], bottom - inner, top + inner)
-    colors = [label_color(k, legend) for k in keys] if labels is not None else None
-    # A fixed shuffle: drawing class by class would bury the first classes under the last.
-    for i in np.random.default_rng(0).permutation(len(xy)):
-        color = colors[i] if colors is not None else PALETTE[0]
-        x, y = float(px[i]), float(py[i])
-        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=color)
-
-    line = max(box, _text_height(draw, "0", font)) + 4
-    for row, key in enumerate(legend):
-        y = top + row * line
-        if y + line > bottom:
-            break  # the rest would not fit; their colours repeat the palette anyway
-        x = right + margin // 2 + 4
-        draw.rectangle((x, y, x + box, y + box), fill=label_color(key, legend))
-        text_y = y + (box - _text_height(draw, str(key), font)) / 2
-        draw.text((x + box + 6, text_y), str(key), "black", font)
-
-    save_png(picture, path)
-    return picture
-
-
-def _label_keys(labels: ArrayLike | Sequence[object] | None, n: int) -> list[object]:
-    if labels is None:
-        return [0] * n
-    if isinstance(labels, torch.Tensor):
-        labels = labels.detach().cpu().numpy()
-    values = np.asarray(labels, dtype=object) if not isinstance(labels, np.ndarray) else labels
-    if values.ndim != 1 or len(values) != n:
-        raise InputError(f"labels must be one per point, shape ({n},), not {values.shape}")
-    if np.issubdtype(values.dtype, np.integer) or values.dtype == np.bool_:
-        return [int(v) for v in values]
-    return [
-        v if isinstance(v, int | np.integer) and not isinstance(v, bool) else str(v) for v in values
-    ]
-
-
-def _is_whole(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _sort_key(key: object) -> tuple[int, float, str]:
-    # Numbers in numeric order before strings in text order.
-    if isinstance(key, int | np.integer):
-        return 0, float(key), ""
-    return 1, 0.0, str(key)
-
-
-def _rescale(v: np.ndarray, start: float, end: float) -> np.ndarray:
-    low, high = float(v.min()), float(v.max())
-    if high - low <= 1e-12 * max(1.0, abs(low), abs(high)):
-        # One value: the middle, not a division by zero.
-        return np.full(v.shape, (start + end) / 2)
-    result: np.ndarray = start + (v - low) / (high - low) * (end - start)
-    return result
-
-
-def _font(pixels: int) -> Any:
-    # Pillow >= 10.1 with FreeType scales its default font; otherwise one fixed bitmap size.
-    try:
-        return ImageFont.load_default(size=pixels)
-    except (TypeError, ImportError, OSError):
-        return ImageFont.load_default()
-
-
-def _canvas(
-    width: int, height: int, margin: int, title: str | None, font: Any
-) -> tuple[Image.Image, ImageDraw.ImageDraw, int]:
-    """A white picture with `title` centred at the top; also the y where the plot may start."""
-    picture = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(picture)
-    top = margin
-    if title:
-        draw.text(((width - _text_width(draw, title, font)) / 2, margin / 2), title, "black", font)
-        top = margin + _text_height(draw, title, font)
-    return picture, draw, top
-
-
-def _text_width(draw: ImageDraw.ImageDraw, text: str, font: Any) -> int:
-    x0, _, x1, _ = draw.textbbox((0, 0), text, font=font)
-    return math.ceil(x1 - x0)
-
-
-def _text_height(draw: ImageDraw.ImageDraw, text: str, font: Any) -> int:
-    _, y0, _, y1 = draw.textbbox((0, 0), text, font=font)
-    return math.ceil(y1 - y0)
-
-
 # --------------------------------------------------------------------------- projections
 
 
@@ -453,24 +318,7 @@ def _pca(x: np.ndarray) -> np.ndarray:
     return result
 
 
-def _float_matrix(x: ArrayLike, what: str) -> np.ndarray:
-    """(N, D) float64 of finite values."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().double().numpy()
-    a = np.asarray(x)
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise InputError(f"{what} must be numbers, not {a.dtype}")
-    a = a.astype(np.float64)
-    if a.ndim == 0 or a.size == 0:
-        raise InputError(f"{what} must be (N, D) with N, D >= 1, not {a.shape}")
-    # (N,) is one number per point; (N, C, H, W) feature maps are read as flat vectors.
-    a = a.reshape(len(a), -1)
-    if not np.isfinite(a).all():
-        raise InputError(f"{what} hold NaN or infinite values")
-    return a
-
-
-# --------------------------------------------------------------------------- tiles and histograms
+# --------------------------------------------------------------------------- tiles and captions
 
 
 def tile_images(
@@ -504,70 +352,34 @@ def tile_images(
     return image_grid(rows, padding, scale, image_shape=image_shape)
 
 
-def histogram_plot(
-    groups: Mapping[str, ArrayLike],
-    path: str | Path,
-    *,
-    threshold: float | None = None,
-    bins: int = 40,
-    size: tuple[int, int] = (640, 400),
-    title: str | None = None,
-) -> Image.Image:
-    """Histograms of one or more groups of values on shared bins, written as a PNG at `path`.
+CAPTION_PIXELS = 14  # text height: readable on a 28x28 digit grid, small beside a large one
 
-    Each group is drawn as a step outline in its palette colour and normalised to its own
-    total (groups of different sizes compare by shape); `threshold`, when given, is a dashed
-    vertical line. The axis below names the lowest and highest value. Returns the picture.
+
+def caption(image: Image.Image, text: str) -> Image.Image:
+    """`image` under a white strip with `text` in black, e.g. "step 1200" on a training frame.
+
+    The strip's height depends on the font alone, never on `text`, so captioned frames of
+    one size stay one size (a GIF needs that); text wider than the image is cut at its edge.
     """
-    if not groups:
-        raise InputError("histogram_plot needs at least one group of values")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ConfigError(f"bins must be a whole number >= 1, not {bins!r}")
-    width, height = size
-    if width < 200 or height < 150:
-        raise ConfigError(f"size must be at least 200 x 150 pixels, not {size!r}")
-    data = {
-        name: _float_matrix(values, f"group {name!r}").reshape(-1)
-        for name, values in groups.items()
-    }
-    everything = np.concatenate(list(data.values()))
-    low, high = float(everything.min()), float(everything.max())
-    if threshold is not None:
-        low, high = min(low, threshold), max(high, threshold)
-    if high <= low:
-        high = low + 1.0
-    edges = np.linspace(low, high, bins + 1)
-    shares = {name: np.histogram(v, edges)[0] / len(v) for name, v in data.items()}
-    peak = max(float(s.max()) for s in shares.values()) or 1.0
+    font = _font(CAPTION_PIXELS)
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    # Measured on letters with ascenders and descenders: the same strip for any text.
+    _, top, _, bottom = probe.textbbox((0, 0), "Ag0", font=font)
+    strip = math.ceil(bottom - top) + 6
+    white: int | tuple[int, ...] = 255 if image.mode in ("L", "1") else (255,) * len(image.mode)
+    captioned = Image.new(image.mode, (image.width, image.height + strip), white)
+    captioned.paste(image, (0, strip))
+    draw = ImageDraw.Draw(captioned)
+    black: int | tuple[int, ...] = 0 if image.mode in ("L", "1") else (0,) * len(image.mode)
+    if image.mode == "RGBA":
+        black = (0, 0, 0, 255)
+    draw.text((3, 3 - top), text, fill=black, font=font)
+    return captioned
 
-    font = _font(max(10, height // 30))
-    margin = max(10, height // 20)
-    picture, draw, top = _canvas(width, height, margin, title, font)
-    label_height = _text_height(draw, "0", font) + 6
-    left, right, bottom = margin, width - margin, height - margin - label_height
-    draw.rectangle((left, top, right, bottom), outline=(200, 200, 200))
 
-    def x_of(value: float) -> float:
-        return left + (value - low) / (high - low) * (right - left)
-
-    for index, (name, share) in enumerate(shares.items()):
-        color = PALETTE[index % len(PALETTE)]
-        points: list[tuple[float, float]] = [(x_of(low), bottom)]
-        for b, value in enumerate(share):
-            y = bottom - float(value) / peak * (bottom - top - 4)
-            points += [(x_of(float(edges[b])), y), (x_of(float(edges[b + 1])), y)]
-        points.append((x_of(high), bottom))
-        draw.line(points, fill=color, width=2)
-        legend_y = top + 4 + index * (label_height + 2)
-        text_x = right - 6 - _text_width(draw, name, font)
-        draw.rectangle((text_x - 16, legend_y + 2, text_x - 6, legend_y + 12), fill=color)
-        draw.text((text_x, legend_y), name, "black", font)
-    if threshold is not None:
-        x = x_of(threshold)
-        for y in range(int(top), int(bottom), 8):  # dashed: 4 pixels on, 4 off
-            draw.line((x, y, x, min(y + 4, bottom)), fill=(214, 39, 40), width=2)
-        draw.text((x + 4, top + 4), f"threshold {threshold:.4g}", (214, 39, 40), font)
-    for value, anchor_x in ((low, left), (high, right - _text_width(draw, f"{high:.4g}", font))):
-        draw.text((anchor_x, bottom + 4), f"{value:.4g}", "black", font)
-    save_png(picture, path)
-    return picture
+def _font(pixels: int) -> Any:
+    # Pillow >= 10.1 with FreeType scales its default font; otherwise one fixed bitmap size.
+    try:
+        return ImageFont.load_default(size=pixels)
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
