@@ -1,6 +1,6 @@
 """Seed 000: the fully-connected (and denoising) autoencoder as an Estimator on MNIST.
 
-    python examples/fc_autoencoder.py [--epochs 50] [--noise-factor 0.5] [--model-dir runs/fc-example]
+    python examples/fc_autoencoder.py [--epochs 50] [--noise-factor 0.5] [--model-dir DIR]
 
 Evaluates on the test set after every epoch and prints the final RMSE; with
 --noise-factor it trains a denoising autoencoder and also prints the RMSE of the

@@ -166,17 +166,28 @@ def _require_export_dir(out: Path) -> None:
         )
 
 
+# The exporter logs "torchvision is not installed" four times per export; aekit never
+# uses torchvision ops, so those lines are noise. onnxscript's optimizer and onnx_ir's passes
+# log every rewrite at INFO (about 30 lines a model); their warnings and errors still show.
+_QUIETED = {
+    _ONNX_REGISTRATION_LOGGER: logging.ERROR,
+    "onnxscript": logging.WARNING,
+    "onnx_ir": logging.WARNING,
+}
+
+
 @contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    # The exporter logs "torchvision is not installed" four times per export; aekit never
-    # uses torchvision ops, so those lines are noise.
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+def _quiet(levels: dict[str, int]) -> Iterator[None]:
+    """Raise each named logger to at least its level while inside."""
+    loggers = {logging.getLogger(name): level for name, level in levels.items()}
+    before = {logger: logger.level for logger in loggers}
+    for logger, level in loggers.items():
+        logger.setLevel(max(level, logger.getEffectiveLevel()))
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in before.items():
+            logger.setLevel(level)
 
 
 def _require_onnx() -> None:
@@ -211,7 +222,7 @@ def _save_torchscript(
 
 
 def _save_onnx(module: _Part, args: tuple[torch.Tensor], path: Path) -> None:
-    with warnings.catch_warnings(), _quiet(_ONNX_REGISTRATION_LOGGER):
+    with warnings.catch_warnings(), _quiet(_QUIETED):
         # torch.export deep-copies pytree LeafSpecs, which typing_extensions reports as
         # deprecated use inside torch itself; nothing in our call can avoid it.
         warnings.filterwarnings(

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from aekit.cli import limits
-from aekit.cli.commands import Splits, load_images, open_run
+from aekit.cli.commands import open_run
+from aekit.cli.data import Splits, load_images, with_data
 from aekit.cli.settings import RULES
 from aekit.cli.storage import check_output_dir, check_output_file, writing
 from aekit.errors import ConfigError, InputError
@@ -52,7 +53,7 @@ def sample(
             limits.check_picture("--manifold-size", manifold_size**2, shape, _scale(shape))
             check_output_file("--output", path.with_name(MANIFOLD_FILE))
 
-    _, estimator, _ = open_run(model_dir, precheck)
+    _, estimator, _ = open_run(model_dir, precheck, read_data=False)  # samples need no data
     assert isinstance(estimator, VariationalAutoencoder)  # the precheck refused anything else
     with_manifold = estimator.vae.latent_dim == 2
     shape = estimator.vae.image_shape
@@ -82,7 +83,7 @@ def _scored_data(
         _, (x, y) = load_images(settings, with_excluded=True)
         return x, y
     # Every example of the given data set, read and checked as training data are.
-    other = {**settings, "dataset": dataset, "data_dir": data_dir}
+    other = with_data(settings, dataset, data_dir)
     (x_a, y_a), (x_b, y_b) = load_images(other, with_excluded=True)
     x = np.concatenate([np.asarray(x_a), np.asarray(x_b)])
     y = None if y_a is None or y_b is None else np.concatenate([y_a, y_b])
@@ -132,6 +133,10 @@ def score(
     from aekit.anomaly import AnomalyDetector, auroc, write_scores_csv
     from aekit.viz import histogram_plot
 
+    # Without `dataset`, `data_dir` is where the run's own data now live (both the threshold's
+    # training split and the scored test split); with it, where `dataset` lives.
+    run_data_dir = data_dir if dataset is None else None
+
     out = Path(output or Path(model_dir) / "scores")
     scored: list[tuple[np.ndarray, np.ndarray | None]] = []
 
@@ -140,7 +145,7 @@ def score(
         check_output_dir("--output", out)
         scored.append(_scored_data(settings, data[0][0], dataset, data_dir))
 
-    settings, estimator, ((x_train, _), _) = open_run(model_dir, precheck)
+    settings, estimator, ((x_train, _), _) = open_run(model_dir, precheck, data_dir=run_data_dir)
     x, y = scored[0]
     detector = AnomalyDetector(estimator, percentile).calibrate(x_train)
     assert detector.threshold is not None and detector.training_errors is not None

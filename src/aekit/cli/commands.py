@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aekit.cli import limits
+from aekit.cli import limits, registry
 from aekit.cli import settings as run_settings
+from aekit.cli.data import Splits, with_data
+from aekit.cli.data import load_images as load_images  # re-exported: tests call it here
 from aekit.cli.storage import check_output_dir, check_output_file, writing
 from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import numpy_input_fn, to_float
-from aekit.data.sources import load_dataset
 from aekit.errors import CheckpointError, ConfigError, InputError
 from aekit.estimator import (
     Estimator,
@@ -31,92 +32,13 @@ from aekit.estimator import (
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator.lock import writer_lock
 from aekit.hooks import CheckpointSaverListener
-from aekit.models import registry
+from aekit.hooks.basic import parameter_table
 from aekit.models.heads import ReconstructionNetwork
 from aekit.models.stacked import StackedDenoisingAutoencoder
 
 _log = logging.getLogger("aekit")
-Splits = tuple[tuple[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray | None]]
 Precheck = Callable[[dict[str, Any], Estimator, Splits], None]
 """A command's own checks, run by `open_run` once the run is open but before its restore."""
-
-
-def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Splits:
-    """The run's data set, images as (N, H, W) or (N, C, H, W), pixels checked.
-
-    The classes in the setting `exclude_classes` are left out of both splits (a model of
-    the normal classes, for anomaly detection) unless `with_excluded` is true.
-    """
-    data_dir = settings["data_dir"]
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise InputError(f"data dir {data_dir} does not exist; check --data-dir")
-    (x_train, y_train), (x_test, y_test) = load_dataset(settings["dataset"], settings["data_dir"])
-    excluded = settings.get("exclude_classes")
-    if excluded and not with_excluded:
-        if y_train is None or y_test is None:
-            raise InputError(
-                f"--exclude-classes needs labels, and {settings['dataset']} has none; drop it"
-            )
-        y_train, y_test = np.asarray(y_train), np.asarray(y_test)
-        _check_excluded(excluded, y_train, y_test, settings["dataset"])
-        keep_train = ~np.isin(y_train, excluded)
-        keep_test = ~np.isin(y_test, excluded)
-        x_train, y_train = x_train[keep_train], y_train[keep_train]
-        x_test, y_test = x_test[keep_test], y_test[keep_test]
-    x_train, x_test = _channels_first(x_train), _channels_first(x_test)
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise InputError(
-            f"the training examples of {settings['dataset']} have shape {list(x_train.shape[1:])}"
-            f", its test examples {list(x_test.shape[1:])}; give both splits the same shape"
-        )
-    for name, x in (("training", x_train), ("test", x_test)):
-        if len(x) == 0:
-            raise InputError(f"the {name} set of {settings['dataset']} is empty; give more data")
-        if x.ndim < 2:
-            raise InputError(
-                f"the {name} set of {settings['dataset']} has shape {x.shape}, one number per "
-                "example; give examples as rows (N, features) or images (N, H, W)"
-            )
-        if x.dtype != np.uint8:
-            if not np.isfinite(x).all():
-                raise InputError(f"the {name} set holds NaN or infinite pixels; clean the data")
-            if x.min() < 0 or x.max() > 1:
-                raise InputError(
-                    f"the {name} set's pixels run from {x.min():g} to {x.max():g}; give uint8 "
-                    "(0..255) or floats in [0, 1]"
-                )
-    return (x_train, y_train), (x_test, y_test)
-
-
-def _check_excluded(
-    excluded: Sequence[int], y_train: np.ndarray, y_test: np.ndarray, dataset: str
-) -> None:
-    """InputError unless every class to leave out is an integer label the data hold."""
-    labels = np.concatenate([y_train.reshape(-1), y_test.reshape(-1)])
-    if labels.dtype.kind not in "biuf" or (
-        labels.dtype.kind == "f" and not (np.isfinite(labels).all() and (labels % 1 == 0).all())
-    ):
-        raise InputError(
-            f"--exclude-classes needs integer labels, and the labels of {dataset} are "
-            f"{labels.dtype}; drop --exclude-classes or give integer labels"
-        )
-    # Compared as Python ints: a class like 10**30 must not overflow numpy's integers.
-    present = {int(v) for v in np.unique(labels)}
-    missing = sorted(set(excluded) - present)
-    if missing:
-        shown = ", ".join(map(str, sorted(present)[:20])) + (" ..." if len(present) > 20 else "")
-        raise InputError(
-            f"--exclude-classes {', '.join(map(str, missing[:5]))}: no example of {dataset} "
-            f"has that label; its labels are {shown}"
-        )
-
-
-def _channels_first(x: np.ndarray) -> np.ndarray:
-    # Image folders give (N, H, W, C); the models take channels first. A last axis shorter
-    # than both others holds the channels, whatever their number (2, 4, 5, ...).
-    if x.ndim == 4 and x.shape[-1] < min(x.shape[1], x.shape[2]):
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    return x
 
 
 def build(
@@ -218,18 +140,39 @@ def _train(
     y_test: np.ndarray | None,
 ) -> dict[str, float]:
     entry = registry.get(settings["model"])
-    batch_size, epochs = settings["batch_size"], settings["epochs"]
     if distributed.is_chief():
         run_settings.save(model_dir, settings)
     listeners: list[CheckpointSaverListener] = []
     if settings.get("save_images") and not entry.supervised:
         listeners.append(ReconstructionSnapshots(x_test[:10], settings["save_images"], settings))
     labels = (y_train, y_test) if entry.supervised else (None, None)
-    if isinstance(estimator, StackedDenoisingAutoencoder):
-        estimator.pretrain(
-            numpy_input_fn(x_train, batch_size=batch_size, num_epochs=None, seed=settings["seed"]),
-            steps=settings["pretrain_epochs"] * steps_per_epoch,
+    batch_size = settings["batch_size"]
+    with ExitStack() as stack:
+        if isinstance(estimator, StackedDenoisingAutoencoder):
+            # Every pretraining phase and the fine-tuning train the same network, and each
+            # train() logs its parameter table: the run shows it once.
+            stack.enter_context(_table_once(parameter_table(estimator.network)))
+            estimator.pretrain(
+                numpy_input_fn(
+                    x_train, batch_size=batch_size, num_epochs=None, seed=settings["seed"]
+                ),
+                steps=settings["pretrain_epochs"] * steps_per_epoch,
+            )
+        return _train_and_evaluate(
+            estimator, settings, steps_per_epoch, x_train, x_test, labels, listeners
         )
+
+
+def _train_and_evaluate(
+    estimator: Estimator,
+    settings: Mapping[str, Any],
+    steps_per_epoch: int,
+    x_train: np.ndarray,
+    x_test: np.ndarray,
+    labels: tuple[np.ndarray | None, np.ndarray | None],
+    listeners: list[CheckpointSaverListener],
+) -> dict[str, float]:
+    batch_size, epochs = settings["batch_size"], settings["epochs"]
     return train_and_evaluate(
         estimator,
         TrainSpec(
@@ -244,6 +187,33 @@ def _train(
             every_n_steps=steps_per_epoch,
         ),
     )
+
+
+class _TableOnce(logging.Filter):
+    """Lets the first record whose message is `table` through, drops the later ones."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__()
+        self.table = table
+        self.shown = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() != self.table:
+            return True
+        first = not self.shown
+        self.shown = True
+        return first
+
+
+@contextmanager
+def _table_once(table: str) -> Iterator[None]:
+    """While inside, the "aekit" logger logs the parameter table `table` only once."""
+    once = _TableOnce(table)
+    _log.addFilter(once)
+    try:
+        yield
+    finally:
+        _log.removeFilter(once)
 
 
 def _steps_per_epoch(examples: int, batch_size: int) -> int:
@@ -269,13 +239,22 @@ def _check_class_ids(y: np.ndarray | None, n_classes: int, name: str) -> None:
         )
 
 
+_NO_DATA: Splits = ((np.zeros((0,)), None), (np.zeros((0,)), None))
+
+
 def open_run(
-    model_dir: str | Path, precheck: Precheck | None = None
+    model_dir: str | Path,
+    precheck: Precheck | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    read_data: bool = True,
 ) -> tuple[dict[str, Any], Estimator, Splits]:
     """Settings, estimator and data of a trained model dir.
 
-    `precheck` sees them before the checkpoint is restored (slow, and logged), so that a
-    command's own bad input is refused first, in one line.
+    `dataset` and `data_dir` replace the saved ones (data moved since training, or other
+    data of the same example shape). Commands that need no data pass `read_data=False` and
+    get empty splits. `precheck` sees all three before the checkpoint is restored (slow,
+    and logged), so that a command's own bad input is refused first, in one line.
     """
     settings = run_settings.saved_settings(model_dir)
     if settings is None:
@@ -293,13 +272,16 @@ def open_run(
     limits.check_batch_size(settings, settings["example_shape"])
     if estimator.latest_checkpoint() is None:
         raise ConfigError(f"{model_dir} holds no checkpoint yet; train it first")
-    data = load_images(settings)
-    shape = list(data[0][0].shape[1:])
-    if shape != settings["example_shape"]:  # the data set's files changed since training
-        raise InputError(
-            f"{model_dir} was trained on examples of shape {settings['example_shape']}, "
-            f"{settings['dataset']} now holds {shape}; give the data it was trained on"
-        )
+    data = _NO_DATA
+    if read_data:
+        settings = with_data(settings, dataset, data_dir)
+        data = load_images(settings)
+        shape = list(data[0][0].shape[1:])
+        if shape != settings["example_shape"]:  # other data, or files changed since training
+            raise InputError(
+                f"{model_dir} was trained on examples of shape {settings['example_shape']}, "
+                f"{settings['dataset']} holds {shape}; give data of the shape it was trained on"
+            )
     if precheck is not None:
         precheck(settings, estimator, data)
     if not estimator.restore():  # all unreadable: never go on with untrained weights
@@ -310,8 +292,16 @@ def open_run(
     return settings, estimator, data
 
 
-def evaluate(model_dir: str | Path, linear_probe: bool = False) -> dict[str, float]:
-    """Metrics of the latest checkpoint on the test set; optionally a linear probe's accuracy."""
+def evaluate(
+    model_dir: str | Path,
+    linear_probe: bool = False,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+) -> dict[str, float]:
+    """Metrics of the latest checkpoint on the test set; optionally a linear probe's accuracy.
+
+    `dataset`/`data_dir` replace the run's saved ones (see `open_run`).
+    """
 
     def precheck(settings: dict[str, Any], _: Estimator, data: Splits) -> None:
         if not linear_probe:
@@ -322,7 +312,9 @@ def evaluate(model_dir: str | Path, linear_probe: bool = False) -> dict[str, flo
             )
         _check_probe_labels(data[0][1], data[1][1], settings["dataset"])
 
-    settings, estimator, ((x_train, y_train), (x_test, y_test)) = open_run(model_dir, precheck)
+    settings, estimator, ((x_train, y_train), (x_test, y_test)) = open_run(
+        model_dir, precheck, dataset, data_dir
+    )
     supervised = registry.get(settings["model"]).supervised
     result = estimator.evaluate(
         numpy_input_fn(x_test, y_test if supervised else None, batch_size=1000, shuffle=False),
@@ -413,8 +405,14 @@ class ReconstructionSnapshots(CheckpointSaverListener):
         return self.out_dir / f"step-{step:07d}.png"
 
 
-def reconstruct(model_dir: str | Path, images: int, output: str | Path | None) -> Path:
-    """A PNG grid of `images` test images and their reconstructions."""
+def reconstruct(
+    model_dir: str | Path,
+    images: int,
+    output: str | Path | None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+) -> Path:
+    """A PNG grid of `images` test images and their reconstructions (data: see `open_run`)."""
     from aekit.viz import save_png
 
     path = Path(output or Path(model_dir) / "reconstruction.png")
@@ -424,7 +422,7 @@ def reconstruct(model_dir: str | Path, images: int, output: str | Path | None) -
         x = data[1][0][: _count(images)]
         limits.check_picture("--images", 3 * len(x), x.shape[1:], scale=2)  # 3 rows at most
 
-    settings, estimator, (_, (x_test, _)) = open_run(model_dir, precheck)
+    settings, estimator, (_, (x_test, _)) = open_run(model_dir, precheck, dataset, data_dir)
     grid = reconstruction_grid(estimator, x_test[:images], settings)
     with writing(path):
         save_png(grid, path)
@@ -432,9 +430,17 @@ def reconstruct(model_dir: str | Path, images: int, output: str | Path | None) -
 
 
 def embed(
-    model_dir: str | Path, images: int, plot: str | None = None, output: str | Path | None = None
+    model_dir: str | Path,
+    images: int,
+    plot: str | None = None,
+    output: str | Path | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
 ) -> list[Path]:
-    """The embedding of `images` test images as a projector run; optionally a 2-D scatter PNG."""
+    """The embedding of `images` test images as a projector run; optionally a 2-D scatter PNG.
+
+    `dataset`/`data_dir` replace the run's saved ones (see `open_run`).
+    """
     from aekit.projector import write_projector
     from aekit.viz import project_2d, scatter_plot
 
@@ -447,7 +453,7 @@ def embed(
         if path is not None:
             check_output_file("--output", path)
 
-    _, estimator, (_, (x_test, y_test)) = open_run(model_dir, precheck)
+    _, estimator, (_, (x_test, y_test)) = open_run(model_dir, precheck, dataset, data_dir)
     x = x_test[:images]
     labels = None if y_test is None else y_test[: len(x)]
     batches = estimator.predict(
@@ -481,7 +487,7 @@ def export(model_dir: str | Path, output: str | Path | None, formats: Sequence[s
             )
         check_output_dir("--output", out)
 
-    _, estimator, _ = open_run(model_dir, precheck)
+    _, estimator, _ = open_run(model_dir, precheck, read_data=False)  # export reads no data
     network = estimator.network
     assert isinstance(network, ReconstructionNetwork)  # the precheck refused anything else
     with writing(out):

@@ -25,6 +25,18 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, with "(default: ...)" after every option that has a default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        hidden = action.default is None or action.default is False
+        shown = not hidden and action.default != argparse.SUPPRESS and action.option_strings
+        if shown and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, reporting a bad flag in the one line every other aekit error has."""
 
@@ -32,63 +44,114 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"aekit: error: {message}; see `{self.prog} --help`\n")
 
 
-def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
+def _flag(parser: argparse._ActionsContainer, name: str, **kwargs: Any) -> None:
     """An option spelled --with-dashes, also accepted as --with_underscores (the seeds' form)."""
     spellings = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
     parser.add_argument(*spellings, dest=name.replace("-", "_"), **kwargs)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from aekit.models import registry
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
-    parser = _Parser(prog="aekit", description="Autoencoders with an Estimator API.")
+
+def _model_defaults(key: str) -> str:
+    """ "(default: ...)" of a training setting: one value, or the models of each value."""
+    from aekit.cli import registry, settings
+
+    models: dict[str, list[str]] = {}
+    for name in registry.names():
+        defaults = settings.model_settings(name)
+        if key in defaults:
+            models.setdefault(_shown(defaults[key]), []).append(name)
+    if not models:
+        return ""
+    if len(models) == 1 and len(next(iter(models.values()))) == len(registry.names()):
+        return f"(default: {next(iter(models))})"
+    return "(default: " + "; ".join(f"{v} for {', '.join(n)}" for v, n in models.items()) + ")"
+
+
+def _setting(parser: argparse._ActionsContainer, name: str, help: str = "", **kw: Any) -> None:
+    """A training setting's flag, its help ending in the models' defaults."""
+    text = " ".join(t for t in (help, _model_defaults(name.replace("-", "_"))) if t)
+    _flag(parser, name, help=text.replace("%", "%%"), **kw)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from aekit.cli import registry
+
+    parser = _Parser(
+        prog="aekit", description="Autoencoders with an Estimator API.", formatter_class=_Formatter
+    )
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every detail")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a model (resumes a run in --model-dir)")
+    train = commands.add_parser(
+        "train", help="train a model (resumes a run in --model-dir)", formatter_class=_Formatter
+    )
     train.add_argument("model", nargs="?", help=f"one of: {', '.join(registry.names())}")
-    _flag(train, "model-dir", help="where the run lives (default runs/MODEL)")
+    _flag(train, "model-dir", help="where the run lives (default: runs/MODEL)")
     _flag(train, "config", help="TOML or YAML file of settings; flags override it")
-    _flag(
+    _setting(
         train,
         "dataset",
         help="mnist, fashion_mnist, kmnist, digits, or a .npz/.npy/.csv/folder path",
     )
-    _flag(train, "data-dir", help="directory holding the data set's files")
-    _flag(train, "epochs", type=int)
-    _flag(train, "batch-size", type=int)
-    _flag(train, "learning-rate", type=float)
-    _flag(train, "weight-decay", type=float)
-    _flag(train, "dropout", type=float, help="keep probability of dropout (fully_connected)")
-    _flag(train, "noise-factor", type=float, help="Gaussian input noise: a denoising autoencoder")
     _flag(
-        train, "hidden-units", type=_int_list, help="e.g. 128,64,32 (fully_connected, variational)"
+        train,
+        "data-dir",
+        help="directory holding the data set's files (default: $AEKIT_DATA_DIR/DATASET or "
+        "~/.cache/aekit/DATASET, downloaded there if missing)",
     )
-    _flag(train, "num-filters", type=_int_list, help="e.g. 16,8,8 (convolutional, variational)")
-    _flag(train, "downsample", choices=["max_pool", "strided"], help="(convolutional, variational)")
-    _flag(train, "activation", help="relu, elu, leaky_relu, gelu, tanh or sigmoid")
-    _flag(train, "save-images", help="write a PNG of reconstructions per epoch and a GIF here")
+    _setting(train, "epochs", type=int)
+    _setting(train, "batch-size", type=int)
+    _setting(train, "learning-rate", type=float)
+    _setting(train, "weight-decay", type=float)
+    dropout = train.add_mutually_exclusive_group()
+    _setting(
+        dropout,
+        "dropout",
+        type=float,
+        help="probability of dropping a unit (fully_connected keeps 1 - this: --keep-prob)",
+    )
+    _setting(
+        dropout,
+        "keep-prob",
+        type=float,
+        help="probability of keeping a unit, seed 000's form of --dropout",
+    )
+    _setting(
+        train, "noise-factor", type=float, help="Gaussian input noise: a denoising autoencoder"
+    )
+    _setting(train, "hidden-units", type=_int_list, help="e.g. 128,64,32")
+    _setting(train, "num-filters", type=_int_list, help="e.g. 16,8,8")
+    _setting(train, "downsample", choices=["max_pool", "strided"])
+    _setting(train, "activation", help="relu, elu, leaky_relu, gelu, tanh or sigmoid")
+    _setting(train, "save-images", help="write a PNG of reconstructions per epoch and a GIF here")
     _flag(train, "preset", help="named settings, e.g. seed_002 (the stacked model of seed 002)")
-    _flag(train, "noise", choices=["masking", "gaussian", "salt_and_pepper"], help="(stacked)")
-    _flag(train, "pretrain-epochs", type=int, help="epochs of pretraining per layer (stacked)")
-    _flag(train, "pretrain-learning-rate", type=float, help="(stacked)")
-    _flag(train, "dense-units", type=int, help="(classifier)")
-    _flag(train, "n-classes", type=int, help="(stacked, classifier)")
-    _flag(train, "latent-dim", type=int, help="size of the code z (variational)")
-    _flag(train, "encoder", choices=["fully_connected", "convolutional"], help="(variational)")
-    _flag(train, "decoder", choices=["bernoulli", "gaussian"], help="likelihood (variational)")
-    _flag(train, "beta", type=float, help="weight of the KL term (variational)")
-    _flag(
+    _setting(train, "noise", choices=["masking", "gaussian", "salt_and_pepper"])
+    _setting(train, "pretrain-epochs", type=int, help="epochs of pretraining per layer")
+    _setting(train, "pretrain-learning-rate", type=float)
+    _setting(train, "dense-units", type=int)
+    _setting(train, "n-classes", type=int)
+    _setting(train, "latent-dim", type=int, help="size of the code z")
+    _setting(train, "encoder", choices=["fully_connected", "convolutional"])
+    _setting(train, "decoder", choices=["bernoulli", "gaussian"], help="likelihood")
+    _setting(train, "beta", type=float, help="weight of the KL term")
+    _setting(
         train,
         "exclude-classes",
         type=_int_list,
         help="leave these labels out of training and evaluation (e.g. 9, for `aekit score`)",
     )
-    _flag(train, "seed", type=int)
-    _flag(train, "device", help="auto, cpu, cuda, cuda:N")
+    _setting(train, "seed", type=int)
+    _setting(train, "device", help="auto, cpu, cuda, cuda:N")
     _flag(train, "log-every", type=int, help="log every N steps (default: min(100, an epoch))")
-    _flag(train, "clip-grad-norm", type=float, help="clip the gradients' global norm to this")
+    _setting(train, "clip-grad-norm", type=float, help="clip the gradients' global norm to this")
 
     for name, text in (
         ("evaluate", "metrics of the latest checkpoint on the test set"),
@@ -96,10 +159,18 @@ def _parser() -> argparse.ArgumentParser:
         ("embed", "projector run (and optional 2-D plot) of the test images' embedding"),
         ("export", "TorchScript and ONNX files of encoder, decoder and model"),
     ):
-        sub = commands.add_parser(name, help=text)
+        sub = commands.add_parser(name, help=text, formatter_class=_Formatter)
         _flag(sub, "model-dir", required=True)
+        if name != "export":
+            _data_flags(sub)
         if name in ("reconstruct", "embed"):
-            _flag(sub, "images", type=int, default=10 if name == "reconstruct" else 500)
+            _flag(
+                sub,
+                "images",
+                type=int,
+                default=10 if name == "reconstruct" else 500,
+                help="how many test images",
+            )
             _flag(sub, "output", help="output file (default inside the model dir)")
         if name == "evaluate":
             _flag(sub, "linear-probe", action="store_true", help="also fit a linear classifier")
@@ -113,18 +184,23 @@ def _parser() -> argparse.ArgumentParser:
                 nargs="+",
                 choices=["torchscript", "onnx"],
                 default=["torchscript", "onnx"],
+                help="file formats to write",
             )
     sample = commands.add_parser(
-        "sample", help="PNG grid of images generated by a variational model"
+        "sample",
+        help="PNG grid of images generated by a variational model",
+        formatter_class=_Formatter,
     )
     _flag(sample, "model-dir", required=True)
-    _flag(sample, "images", type=int, default=64)
+    _flag(sample, "images", type=int, default=64, help="how many images to generate")
     _flag(sample, "output", help="PNG file (default MODEL_DIR/samples.png); manifold.png beside it")
-    _flag(sample, "seed", type=int, default=0)
+    _flag(sample, "seed", type=int, default=0, help="random seed of the codes drawn")
     _flag(sample, "manifold-size", type=int, default=20, help="images per side (2-D codes)")
 
     score = commands.add_parser(
-        "score", help="anomaly scores (reconstruction errors) of a data set"
+        "score",
+        help="anomaly scores (reconstruction errors) of a data set",
+        formatter_class=_Formatter,
     )
     _flag(score, "model-dir", required=True)
     _flag(
@@ -132,25 +208,49 @@ def _parser() -> argparse.ArgumentParser:
         "percentile",
         type=float,
         default=99.0,
-        help="threshold: this percentile of the training errors (default 99)",
+        help="threshold: this percentile of the training errors",
     )
     _flag(score, "dataset", help="data set to score (default: the run's test split, all classes)")
-    _flag(score, "data-dir", help="directory holding that data set's files")
+    _flag(
+        score,
+        "data-dir",
+        help="directory holding --dataset's files; without --dataset, where the run's own "
+        "data now are (default: the saved one)",
+    )
     _flag(score, "output", help="output directory (default MODEL_DIR/scores)")
     return parser
+
+
+def _data_flags(parser: argparse.ArgumentParser) -> None:
+    """--dataset and --data-dir of a command that reads a trained run's data."""
+    _flag(
+        parser,
+        "dataset",
+        help="read this data set instead of the run's, of the same example shape "
+        "(default: the saved one)",
+    )
+    _flag(
+        parser,
+        "data-dir",
+        help="directory holding the data set's files, e.g. when they moved since training "
+        "(default: the saved one)",
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
     from aekit.cli import commands, settings
     from aekit.estimator import distributed
 
-    model_dir = args.model_dir or f"runs/{args.model or args.preset or 'model'}"
+    named = args.model or args.preset
+    if named is None and args.config and args.model_dir is None:  # the config file names it
+        named = settings.load_config_file(args.config).get("model")
+    model_dir = args.model_dir or f"runs/{named if isinstance(named, str) else 'model'}"
     given = {
         key: getattr(args, key)
         for key in (
             "dataset", "data_dir", "epochs", "batch_size", "learning_rate", "weight_decay",
-            "dropout", "noise_factor", "hidden_units", "num_filters", "downsample", "activation",
-            "save_images", "seed", "device", "log_every", "noise", "pretrain_epochs",
+            "dropout", "keep_prob", "noise_factor", "hidden_units", "num_filters", "downsample",
+            "activation", "save_images", "seed", "device", "log_every", "noise", "pretrain_epochs",
             "pretrain_learning_rate", "dense_units", "n_classes", "latent_dim", "encoder",
             "decoder", "beta", "exclude_classes", "clip_grad_norm",
         )
@@ -160,6 +260,25 @@ def _train(args: argparse.Namespace) -> None:
     _print_metrics(result)
     if distributed.is_chief():
         print(f"model dir: {model_dir}")
+
+
+def _check_train_has_a_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """A usage error, as argparse's, when `train` has no model and no run to resume."""
+    from aekit.cli import registry
+
+    if args.command == "train" and not (args.model or args.preset or args.config or args.model_dir):
+        _subparser(parser, "train").error(
+            f"the following arguments are required: model (one of {', '.join(registry.names())})"
+        )
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The sub-command parser `name` of `parser`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise LookupError(name)
 
 
 def _print_metrics(result: dict[str, float]) -> None:
@@ -181,12 +300,19 @@ def _run(args: argparse.Namespace) -> None:
 
     actions: dict[str, Callable[[], Any]] = {
         "train": lambda: _train(args),
-        "evaluate": lambda: _print_metrics(commands.evaluate(args.model_dir, args.linear_probe)),
+        "evaluate": lambda: _print_metrics(
+            commands.evaluate(args.model_dir, args.linear_probe, args.dataset, args.data_dir)
+        ),
         "reconstruct": lambda: print(
-            commands.reconstruct(args.model_dir, args.images, args.output)
+            commands.reconstruct(
+                args.model_dir, args.images, args.output, args.dataset, args.data_dir
+            )
         ),
         "embed": lambda: print(
-            *commands.embed(args.model_dir, args.images, args.plot, args.output), sep="\n"
+            *commands.embed(
+                args.model_dir, args.images, args.plot, args.output, args.dataset, args.data_dir
+            ),
+            sep="\n",
         ),
         "export": lambda: print(
             *commands.export(args.model_dir, args.output, args.format), sep="\n"
@@ -212,8 +338,10 @@ def _run(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
+        args = parser.parse_args(argv)
+        _check_train_has_a_model(args, parser)
     except SystemExit as exc:  # --help, --version, or a bad flag already reported in one line
         return exc.code if isinstance(exc.code, int) else 2
     try:

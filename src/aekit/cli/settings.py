@@ -3,13 +3,15 @@
 Later sources win: a model's defaults, then what the model dir saved, then the
 config file (TOML or YAML), then the flags given. On a model dir that already
 holds a run, a setting that would change the model is refused; only the keys in
-`RESUMABLE` may change between runs.
+`RESUMABLE` may change between runs. Paths (data dir, data set file, save-images) are
+stored absolute, so that a run's commands work from any working directory.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,10 +21,10 @@ import torch
 import yaml
 
 from aekit._io import atomic_write_text, os_reason
-from aekit.cli import limits
+from aekit.cli import limits, registry
 from aekit.cli.storage import make_dir, writing
+from aekit.data.sources import DATASET_NAMES
 from aekit.errors import ConfigError
-from aekit.models import registry
 
 HPARAMS_FILE = "hparams.json"
 RESUMABLE = frozenset(
@@ -132,6 +134,9 @@ def saved_settings(model_dir: str | Path) -> dict[str, Any] | None:
         raise ConfigError(f"{path} is not an aekit settings file; use a new --model-dir")
     limits.check_structure(data, source)
     _check_model_name(data["model"], source)
+    if data["model"] == "fully_connected" and "dropout" in data and "keep_prob" not in data:
+        # Runs before `keep_prob` existed saved seed 000's keep probability as "dropout".
+        data["keep_prob"] = data.pop("dropout")
     known = model_settings(data["model"])
     unknown = sorted(set(data) - set(known) - {"example_shape"})
     if unknown:
@@ -166,6 +171,8 @@ def resolve(
     preset: str | None = None,
 ) -> dict[str, Any]:
     """The complete settings of a run; ConfigError on unknown keys or a contradicted model dir."""
+    if model is not None:  # a misspelt name is the problem, whatever the dir holds
+        _check_model_name(model, "the command line")
     saved = saved_settings(model_dir)
     from_file = load_config_file(config_file) if config_file else {}
     if preset is not None and preset not in registry.PRESETS:
@@ -183,7 +190,8 @@ def resolve(
     from_preset.pop("model", None)
     if model is None:
         raise ConfigError(
-            f"no model named and {model_dir} holds no run; say e.g. `aekit train fully_connected`"
+            f"no model named and {model_dir} holds no run; name one: `aekit train MODEL` with "
+            f"MODEL one of {', '.join(registry.names())}"
         )
     _check_model_name(model, "the command line")
     if saved is not None and model != saved["model"]:
@@ -191,7 +199,13 @@ def resolve(
             f"{model_dir} holds a {saved['model']} model, not {model}; use a new --model-dir"
         )
     settings = model_settings(model)
-    requested = {**from_preset, **from_file, **{k: v for k, v in given.items() if v is not None}}
+    flags = {k: v for k, v in given.items() if v is not None}
+    requested = {
+        **_keep_prob(model, from_preset, f"preset {preset}"),
+        **_keep_prob(model, from_file, f"config file {config_file}"),
+        **_keep_prob(model, flags, "the command line"),
+    }
+    absolute_paths(requested)  # before comparing with the saved (absolute) paths
     unknown = sorted(set(requested) - set(settings))
     if unknown:
         raise ConfigError(
@@ -213,7 +227,46 @@ def resolve(
                 )
     settings.update(requested)
     check_values(settings)
+    return absolute_paths(settings)
+
+
+def _keep_prob(model: str, source: dict[str, Any], where: str) -> dict[str, Any]:
+    """`source` with a drop rate `dropout` turned into fully_connected's `keep_prob`."""
+    if model != "fully_connected" or "dropout" not in source:
+        return source
+    if "keep_prob" in source:
+        raise ConfigError(
+            f"{where} gives both dropout (drop rate) and keep_prob (keep probability); give one"
+        )
+    rate = source.pop("dropout")
+    if rate is not None:
+        _number(most=1)("dropout", rate)
+        if rate == 1:
+            raise ConfigError("dropout must be below 1 (1 drops every unit), got 1")
+        # Rounded: --dropout 0.7 gives 0.3, as --keep-prob 0.3 does, not 0.30000000000000004.
+        source["keep_prob"] = round(1 - rate, 12)
+    return source
+
+
+def absolute_paths(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` with the data dir, a data set path and save-images made absolute.
+
+    Relative paths are read from the working directory; saved absolute, they keep their
+    meaning when the run's commands are run from elsewhere.
+    """
+    for key in ("data_dir", "save_images", "dataset"):
+        value = settings.get(key)
+        if isinstance(value, str) and value and (key != "dataset" or _is_data_path(value)):
+            settings[key] = os.path.abspath(os.path.expanduser(value))
     return settings
+
+
+def _is_data_path(dataset: str) -> bool:
+    # As aekit.data.sources reads it: not a name, and a path that exists or looks like one
+    # (a misspelt name stays a name, so that its error lists the names).
+    if dataset in DATASET_NAMES:
+        return False
+    return any(c in dataset for c in "/\\.~") or os.path.exists(dataset)
 
 
 # What each setting must be, checked before anything is loaded or written; the models
@@ -344,7 +397,8 @@ RULES: dict[str, Check] = {
     "pretrain_learning_rate": _rates,
     "weight_decay": _optional(_number()),
     "noise_factor": _optional(_number()),
-    "dropout": _optional(_number(most=1)),
+    "dropout": _optional(_number(most=1)),  # the probability of dropping a unit
+    "keep_prob": _optional(_number(most=1)),  # fully_connected: of keeping one (seed 000)
     "beta": _number(),
     "hidden_units": _sizes,
     "num_filters": _sizes,

@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from aekit.cli.registry import image_shape as to_image_shape
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
 from aekit.estimator.optimizers import adam
 from aekit.memory import build_within_memory
 from aekit.models.heads import as_images, classifier_model_fn
-from aekit.models.registry import image_shape as to_image_shape
 
 
 class ConvClassifierNetwork(nn.Module):
@@ -100,7 +100,8 @@ class Classifier(Estimator):
     Without `encoder`, seed 003's CNN on images of `image_shape`. With `encoder`
     (any module mapping a batch to codes, e.g. `autoencoder.network.encode` wrapped
     by `aekit.models.classifier.encoder_of`), fully-connected `hidden_units` on its
-    codes; `freeze_encoder=False` fine-tunes the encoder too.
+    codes; `freeze_encoder=False` fine-tunes the encoder too. `dropout` is the probability
+    of dropping a unit (PyTorch's meaning; seed 003's `rate`), unlike `AutoEncoder`'s.
     """
 
     def __init__(

@@ -66,7 +66,10 @@ class AutoEncoder(ReconstructionEstimator):
     Args:
         hidden_units: encoder layer sizes; the decoder mirrors them.
         activation_fn: name or callable for every hidden layer.
-        dropout: keep probability of the dropout after each hidden layer (None: none).
+        dropout: the probability of KEEPING a unit (seed 000's `keep_prob`, as in
+            `tf.nn.dropout`), not PyTorch's drop rate: 0.9 drops 10% of the units after
+            each hidden layer; None: no dropout. The name is kept from the seed; the
+            command line calls it `--keep-prob` and reads `--dropout` as the drop rate.
         weight_decay: L2 factor on weights (not biases), training loss only.
         learning_rate: Adam's initial rate, ×0.96 every 1000 steps.
         input_shape: shape of one example, e.g. (28, 28) for MNIST.

@@ -113,9 +113,14 @@ class VariationalNetwork(ReconstructionNetwork):
         # Gaussian decoder only: log σ shared by every pixel, learned. It starts at σ = 0.1, a
         # typical pixel error: from σ = 1 the reconstruction term is so weak at first that the
         # KL term wins and the code collapses (ELBO on digits -26 instead of -13 after 10 epochs).
-        self.log_scale = nn.Parameter(
-            torch.tensor(math.log(0.1)), requires_grad=likelihood == "gaussian"
-        )
+        log_scale = torch.tensor(math.log(0.1))
+        self.log_scale: torch.Tensor
+        if likelihood == "gaussian":
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            # Unused by a Bernoulli decoder, so not a parameter (nor in the parameter table);
+            # kept as a buffer because checkpoints of earlier versions hold this key.
+            self.register_buffer("log_scale", log_scale)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ, log σ²) of q(z|x), each (N, latent_dim)."""

@@ -1,7 +1,14 @@
-"""Models by name, for the command line: how to build each and its default hyper-parameters."""
+"""Models by name, for the command line: how to build each and its default hyper-parameters.
+
+One meaning per setting name: `dropout` is the probability of dropping a unit for every
+model, as in PyTorch. The fully_connected model's own argument is seed 000's keep
+probability, so its setting is `keep_prob`; `--dropout D` reaches it as `keep_prob = 1 - D`
+(see `aekit.cli.settings`).
+"""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +54,13 @@ def get(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(names())}") from None
+        close = difflib.get_close_matches(str(name), names(), n=1, cutoff=0.5)
+        if not close:  # abbreviations such as "fc" are too short for difflib's ratio
+            close = [n for n in names() if "".join(w[0] for w in n.split("_")) == name]
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(
+            f"unknown model {name!r}; {hint}choose one of {', '.join(names())}"
+        ) from None
 
 
 def names() -> list[str]:
@@ -78,7 +91,7 @@ register(
         defaults={
             "hidden_units": [128, 64, 32],
             "activation": "relu",
-            "dropout": None,
+            "keep_prob": None,
             "weight_decay": 1e-5,
             "learning_rate": 1e-3,
             "noise_factor": None,
@@ -86,7 +99,7 @@ register(
         build=lambda hp, shape, config: AutoEncoder(
             hidden_units=hp["hidden_units"],
             activation_fn=hp["activation"],
-            dropout=hp["dropout"],
+            dropout=hp["keep_prob"],  # AutoEncoder's `dropout` is seed 000's keep probability
             weight_decay=hp["weight_decay"],
             learning_rate=hp["learning_rate"],
             input_shape=shape,

@@ -1,0 +1,118 @@
+"""The data of a run: its data set loaded and checked, or another one of the same shape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aekit.cli import settings as run_settings
+from aekit.data import mnist
+from aekit.data.sources import load_dataset
+from aekit.errors import InputError
+
+Splits = tuple[tuple[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray | None]]
+
+
+def with_data(
+    settings: dict[str, Any], dataset: str | None = None, data_dir: str | None = None
+) -> dict[str, Any]:
+    """`settings` reading `dataset` and/or `data_dir` instead of the saved ones.
+
+    Another data set comes with its own data dir (none: its default place), not the run's.
+    """
+    if dataset is None and data_dir is None:
+        return settings
+    chosen = {"dataset": dataset or settings["dataset"], "data_dir": data_dir}
+    run_settings.check_values(chosen)
+    return {**settings, **run_settings.absolute_paths(chosen)}
+
+
+def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Splits:
+    """The run's data set, images as (N, H, W) or (N, C, H, W), pixels checked.
+
+    The classes in the setting `exclude_classes` are left out of both splits (a model of
+    the normal classes, for anomaly detection) unless `with_excluded` is true.
+    """
+    data_dir = settings["data_dir"]
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise InputError(f"data dir {data_dir} does not exist; check --data-dir")
+    try:
+        (x_train, y_train), (x_test, y_test) = load_dataset(settings["dataset"], data_dir)
+    except mnist.DownloadError:
+        # The library's message speaks to Python callers (load_data(data_dir=...)); this
+        # one names the flag and the files.
+        dataset = settings["dataset"]
+        where = data_dir or mnist.cache_dir(dataset)
+        raise InputError(
+            f"{dataset} is not in {where} and could not be downloaded; pass --data-dir DIR "
+            f"holding {', '.join(mnist.FILES)}"
+        ) from None
+    excluded = settings.get("exclude_classes")
+    if excluded and not with_excluded:
+        if y_train is None or y_test is None:
+            raise InputError(
+                f"--exclude-classes needs labels, and {settings['dataset']} has none; drop it"
+            )
+        y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+        _check_excluded(excluded, y_train, y_test, settings["dataset"])
+        keep_train = ~np.isin(y_train, excluded)
+        keep_test = ~np.isin(y_test, excluded)
+        x_train, y_train = x_train[keep_train], y_train[keep_train]
+        x_test, y_test = x_test[keep_test], y_test[keep_test]
+    x_train, x_test = _channels_first(x_train), _channels_first(x_test)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise InputError(
+            f"the training examples of {settings['dataset']} have shape {list(x_train.shape[1:])}"
+            f", its test examples {list(x_test.shape[1:])}; give both splits the same shape"
+        )
+    for name, x in (("training", x_train), ("test", x_test)):
+        if len(x) == 0:
+            raise InputError(f"the {name} set of {settings['dataset']} is empty; give more data")
+        if x.ndim < 2:
+            raise InputError(
+                f"the {name} set of {settings['dataset']} has shape {x.shape}, one number per "
+                "example; give examples as rows (N, features) or images (N, H, W)"
+            )
+        if x.dtype != np.uint8:
+            if not np.isfinite(x).all():
+                raise InputError(f"the {name} set holds NaN or infinite pixels; clean the data")
+            if x.min() < 0 or x.max() > 1:
+                raise InputError(
+                    f"the {name} set's pixels run from {x.min():g} to {x.max():g}; give uint8 "
+                    "(0..255) or floats in [0, 1]"
+                )
+    return (x_train, y_train), (x_test, y_test)
+
+
+def _check_excluded(
+    excluded: Sequence[int], y_train: np.ndarray, y_test: np.ndarray, dataset: str
+) -> None:
+    """InputError unless every class to leave out is an integer label the data hold."""
+    labels = np.concatenate([y_train.reshape(-1), y_test.reshape(-1)])
+    if labels.dtype.kind not in "biuf" or (
+        labels.dtype.kind == "f" and not (np.isfinite(labels).all() and (labels % 1 == 0).all())
+    ):
+        raise InputError(
+            f"--exclude-classes needs integer labels, and the labels of {dataset} are "
+            f"{labels.dtype}; drop --exclude-classes or give integer labels"
+        )
+    # Compared as Python ints: a class like 10**30 must not overflow numpy's integers.
+    present = {int(v) for v in np.unique(labels)}
+    missing = sorted(set(excluded) - present)
+    if missing:
+        shown = ", ".join(map(str, sorted(present)[:20])) + (" ..." if len(present) > 20 else "")
+        raise InputError(
+            f"--exclude-classes {', '.join(map(str, missing[:5]))}: no example of {dataset} "
+            f"has that label; its labels are {shown}"
+        )
+
+
+def _channels_first(x: np.ndarray) -> np.ndarray:
+    # Image folders give (N, H, W, C); the models take channels first. A last axis shorter
+    # than both others holds the channels, whatever their number (2, 4, 5, ...).
+    if x.ndim == 4 and x.shape[-1] < min(x.shape[1], x.shape[2]):
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x
