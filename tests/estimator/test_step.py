@@ -241,8 +241,8 @@ def test_summary_steps_record_activations_through_hooks_only(tmp_path: Path) -> 
             hooks = sum(len(m._forward_hooks) for m in est.network.modules())
             assert hooks == 0  # gone after the step
 
-    est.train(numpy_input_fn(images(), batch_size=8), hooks=[Keep()], steps=3)
-    assert recorded[2] == []  # steps 1 and 2 record summaries, step 3 does not
+    est.train(numpy_input_fn(images(), batch_size=8), hooks=[Keep()], steps=4)
+    assert recorded[2] == []  # steps 1, 2 and 4 (the last) record summaries, step 3 does not
     for names in recorded[:2]:
         assert {"activations/encoder/act/0", "zero_fraction/decoder/act/0"} <= set(names)
 

@@ -34,6 +34,7 @@ from aekit.estimator.lock import writer_lock
 from aekit.hooks import CheckpointSaverListener
 from aekit.hooks.basic import parameter_table
 from aekit.models.heads import ReconstructionNetwork
+from aekit.models.layers import image_shape
 from aekit.models.stacked import StackedDenoisingAutoencoder
 
 _log = logging.getLogger("aekit")
@@ -73,7 +74,7 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
             f"set has {shape}; use the same data or a new --model-dir"
         )
     if entry.needs_images:
-        registry.image_shape(tuple(shape))  # refuse flat data before anything is written
+        image_shape(tuple(shape))  # refuse flat data before anything is written
     settings["example_shape"] = shape
     check_output_dir("--model-dir", model_dir)
     if settings.get("save_images") and not entry.supervised:

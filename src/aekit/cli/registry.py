@@ -17,6 +17,7 @@ from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
 from aekit.models.convolutional import ConvolutionalAutoencoder
 from aekit.models.fully_connected import AutoEncoder
+from aekit.models.layers import image_shape
 
 Builder = Callable[[Mapping[str, Any], tuple[int, ...], RunConfig], Estimator]
 
@@ -70,18 +71,6 @@ def names() -> list[str]:
 
 def _noise(hp: Mapping[str, Any]) -> tuple[str, float] | None:
     return ("gaussian", hp["noise_factor"]) if hp.get("noise_factor") else None
-
-
-def image_shape(example_shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """(C, H, W) of an example given as (H, W) or (C, H, W); ConfigError for anything else."""
-    if len(example_shape) == 2:
-        return (1, example_shape[0], example_shape[1])
-    if len(example_shape) == 3:
-        return (example_shape[0], example_shape[1], example_shape[2])
-    raise ConfigError(
-        f"this model needs images, but the examples have shape {example_shape}; use images "
-        "(H, W) or (C, H, W), or the fully_connected model"
-    )
 
 
 register(

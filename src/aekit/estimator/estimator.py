@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import torch
 from aekit import summary
 from aekit.errors import CheckpointError, ConfigError, InputError
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator import distributed, predictions, rng, settings
+from aekit.estimator import distributed, predictions, rng, run_config, settings
 from aekit.estimator.inputs import (
     Features,
     InputContext,
@@ -89,19 +88,7 @@ class Estimator:
         if not isinstance(network, torch.nn.Module):
             raise ConfigError(f"network must be a torch.nn.Module, got {type(network).__name__}")
         config = config or RunConfig()
-        if (
-            model_dir is not None
-            and config.model_dir is not None
-            and Path(model_dir).resolve() != Path(config.model_dir).resolve()
-        ):
-            raise ConfigError(
-                f"model_dir={str(model_dir)!r} contradicts config.model_dir="
-                f"{config.model_dir!r}; give only one"
-            )
-        directory = model_dir or config.model_dir
-        if directory is None:
-            directory = tempfile.mkdtemp(prefix="aekit-")
-            _log.info("no model_dir given; using the temporary directory %s", directory)
+        directory = run_config.model_dir_of(model_dir, config)
         self._config = dataclasses.replace(config, model_dir=str(directory))
         self._params: dict[str, Any] = dict(params or {})
         pinned = distributed.join(self._config.device, self._config.collective_timeout_secs)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import logging
 import math
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, get_args
 
 import torch
 
 from aekit.errors import ConfigError
+
+_log = logging.getLogger("aekit")
 
 Precision = Literal["32", "bf16-mixed", "16-mixed"]
 HostSync = Literal["auto", "every_step", "intervals"]
@@ -153,3 +161,30 @@ def _check_positive(name: str, value: float | None) -> None:
     # `not value > 0` also refuses NaN, which every comparison answers with False.
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ConfigError(f"RunConfig.{name} must be a positive number or None, got {value!r}")
+
+
+def model_dir_of(model_dir: str | Path | None, config: RunConfig) -> str:
+    """The model_dir an Estimator uses: the argument or the config's (not two different ones).
+
+    Neither given: a new temporary directory, removed at exit if nothing was written to it.
+    """
+    if (
+        model_dir is not None
+        and config.model_dir is not None
+        and Path(model_dir).resolve() != Path(config.model_dir).resolve()
+    ):
+        raise ConfigError(
+            f"model_dir={str(model_dir)!r} contradicts config.model_dir="
+            f"{config.model_dir!r}; give only one"
+        )
+    directory = model_dir or config.model_dir
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="aekit-")
+        atexit.register(_remove_if_empty, directory)  # one never written to is litter
+        _log.info("no model_dir given; using the temporary directory %s", directory)
+    return str(directory)
+
+
+def _remove_if_empty(directory: str) -> None:
+    with contextlib.suppress(OSError):  # not empty, or gone: leave it be
+        os.rmdir(directory)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import weakref
 from typing import TYPE_CHECKING
 
 import torch
@@ -143,11 +144,18 @@ class SummarySaverHook(Hook):
             writers.write_records("train", result.recorder, context.global_step)
 
 
+# Networks whose table was logged: a network trained in several phases or train calls
+# (a stacked autoencoder's pretraining and fine-tuning, an epoch loop) shows it once.
+_tabled: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+
+
 class ParameterTableHook(Hook):
-    """Logs each parameter's name, shape and size, the total, and its size in MB, at the start."""
+    """Logs each parameter's name, shape and size, the total and its size in MB, once a network."""
 
     def begin(self, estimator: Estimator) -> None:
-        _log.info("%s", parameter_table(estimator.network))
+        if estimator.network not in _tabled:
+            _tabled.add(estimator.network)
+            _log.info("%s", parameter_table(estimator.network))
 
 
 def parameter_table(network: torch.nn.Module) -> str:

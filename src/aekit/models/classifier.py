@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aekit.cli.registry import image_shape as to_image_shape
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
 from aekit.estimator.optimizers import adam
 from aekit.memory import build_within_memory
 from aekit.models.heads import as_images, classifier_model_fn
+from aekit.models.layers import image_shape as to_image_shape
 
 
 class ConvClassifierNetwork(nn.Module):

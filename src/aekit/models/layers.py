@@ -94,6 +94,18 @@ def check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(dims)
 
 
+def image_shape(example_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) of an example given as (H, W) or (C, H, W); ConfigError for anything else."""
+    if len(example_shape) == 2:
+        return (1, example_shape[0], example_shape[1])
+    if len(example_shape) == 3:
+        return (example_shape[0], example_shape[1], example_shape[2])
+    raise ConfigError(
+        f"this model needs images, but the examples have shape {example_shape}; use images "
+        "(H, W) or (C, H, W), or the fully_connected model"
+    )
+
+
 def check_example_size(x: torch.Tensor, size: int, shape: Sequence[int]) -> None:
     """InputError unless every example of the batch `x` holds `size` values."""
     if x.dim() < 2 or x.shape[1:].numel() != size:
