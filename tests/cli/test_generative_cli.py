@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from aekit.cli.main import main
 
@@ -56,9 +57,11 @@ def test_train_sample_and_manifold(vae_run: Path, capsys: pytest.CaptureFixture[
     with Image.open(samples) as grid:
         # 10 images in rows of 4 (as square as possible), each 8x8 enlarged 4x with 2 px gaps.
         assert grid.size == (4 * (4 * 8 + 2 * 4) + 2 * 4, 3 * (4 * 8 + 2 * 4) + 2 * 4)
-    with Image.open(manifold) as grid:
-        assert manifold.name == "manifold.png" and grid.size[0] == grid.size[1]
-        assert grid.size[0] == 4 * (4 * 8 + 2 * 4) + 2 * 4
+    with Image.open(manifold) as plot:  # a matplotlib figure: the grid with its axes
+        assert manifold.name == "manifold.png" and min(plot.size) >= 200
+    events = EventAccumulator(str(vae_run / "eval"), size_guidance={"images": 0})
+    events.Reload()
+    assert "vae/manifold" in events.Tags()["images"]  # and the same figure in TensorBoard
 
 
 def test_score_writes_csv_histogram_and_auroc(

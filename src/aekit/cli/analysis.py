@@ -30,7 +30,7 @@ def sample(
 ) -> list[Path]:
     """A PNG grid of `images` samples; for a 2-D code also the latent manifold beside it."""
     from aekit.models.variational import VariationalAutoencoder
-    from aekit.viz import save_png, tile_images
+    from aekit.viz import log_figure, manifold_plot, save_png, tile_images
 
     path = Path(output or Path(model_dir) / "samples.png")
 
@@ -62,11 +62,12 @@ def sample(
     with writing(path):
         written = [save_png(grid, path)]
     if with_manifold:
-        grid = tile_images(
-            estimator.manifold(manifold_size), manifold_size, image_shape=shape, scale=scale
-        )
-        with writing(path.with_name(MANIFOLD_FILE)):
-            written.append(save_png(grid, path.with_name(MANIFOLD_FILE)))
+        manifold = path.with_name(MANIFOLD_FILE)
+        with writing(manifold):
+            figure = manifold_plot(estimator.manifold(manifold_size), manifold, image_shape=shape)
+            log_figure(estimator.event_writers, "vae/manifold", figure, estimator.global_step)
+            estimator.event_writers.flush()
+        written.append(manifold)
     return written
 
 
@@ -131,7 +132,7 @@ def score(
     data have labels, those classes count as the anomalies for the AUROC.
     """
     from aekit.anomaly import AnomalyDetector, auroc, write_scores_csv
-    from aekit.viz import histogram_plot
+    from aekit.viz import histogram_plot, log_figure
 
     # Without `dataset`, `data_dir` is where the run's own data now live (both the threshold's
     # training split and the scored test split); with it, where `dataset` lives.
@@ -164,12 +165,15 @@ def score(
     if len(groups) == 1:
         groups["scored"] = scores
     with writing(out / "histogram.png"):
-        histogram_plot(
+        figure = histogram_plot(
             groups,
             out / "histogram.png",
             threshold=detector.threshold,
-            title="reconstruction error",
+            title="anomaly scores",
+            xlabel="reconstruction error (mean squared)",
         )
+        log_figure(estimator.event_writers, "anomaly/histogram", figure, estimator.global_step)
+        estimator.event_writers.flush()
     return ScoreReport(
         csv=csv_path,
         histogram=out / "histogram.png",

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from aekit.cli import limits, registry
 from aekit.cli import settings as run_settings
 from aekit.cli.data import Splits, with_data
 from aekit.cli.data import load_images as load_images  # re-exported: tests call it here
+from aekit.cli.progress import EpochProgress
 from aekit.cli.storage import check_output_dir, check_output_file, writing
 from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import numpy_input_fn, to_float
@@ -32,7 +34,6 @@ from aekit.estimator import (
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator.lock import writer_lock
 from aekit.hooks import CheckpointSaverListener
-from aekit.hooks.basic import parameter_table
 from aekit.models.heads import ReconstructionNetwork
 from aekit.models.layers import image_shape
 from aekit.models.stacked import StackedDenoisingAutoencoder
@@ -148,20 +149,14 @@ def _train(
         listeners.append(ReconstructionSnapshots(x_test[:10], settings["save_images"], settings))
     labels = (y_train, y_test) if entry.supervised else (None, None)
     batch_size = settings["batch_size"]
-    with ExitStack() as stack:
-        if isinstance(estimator, StackedDenoisingAutoencoder):
-            # Every pretraining phase and the fine-tuning train the same network, and each
-            # train() logs its parameter table: the run shows it once.
-            stack.enter_context(_table_once(parameter_table(estimator.network)))
-            estimator.pretrain(
-                numpy_input_fn(
-                    x_train, batch_size=batch_size, num_epochs=None, seed=settings["seed"]
-                ),
-                steps=settings["pretrain_epochs"] * steps_per_epoch,
-            )
-        return _train_and_evaluate(
-            estimator, settings, steps_per_epoch, x_train, x_test, labels, listeners
+    if isinstance(estimator, StackedDenoisingAutoencoder):
+        estimator.pretrain(
+            numpy_input_fn(x_train, batch_size=batch_size, num_epochs=None, seed=settings["seed"]),
+            steps=settings["pretrain_epochs"] * steps_per_epoch,
         )
+    return _train_and_evaluate(
+        estimator, settings, steps_per_epoch, x_train, x_test, labels, listeners
+    )
 
 
 def _train_and_evaluate(
@@ -174,47 +169,29 @@ def _train_and_evaluate(
     listeners: list[CheckpointSaverListener],
 ) -> dict[str, float]:
     batch_size, epochs = settings["batch_size"], settings["epochs"]
-    return train_and_evaluate(
-        estimator,
-        TrainSpec(
-            numpy_input_fn(
-                x_train, labels[0], batch_size=batch_size, num_epochs=None, seed=settings["seed"]
+    progress = EpochProgress(steps_per_epoch, epochs, bar=None if distributed.is_chief() else False)
+    # Log lines (a checkpoint's, a warning) go above the bar instead of through it.
+    with logging_redirect_tqdm():
+        return train_and_evaluate(
+            estimator,
+            TrainSpec(
+                numpy_input_fn(
+                    x_train,
+                    labels[0],
+                    batch_size=batch_size,
+                    num_epochs=None,
+                    seed=settings["seed"],
+                ),
+                max_steps=steps_per_epoch * epochs,
+                hooks=[progress],
+                saving_listeners=listeners,
             ),
-            max_steps=steps_per_epoch * epochs,
-            saving_listeners=listeners,
-        ),
-        EvalSpec(
-            numpy_input_fn(x_test, labels[1], batch_size=1000, shuffle=False),
-            every_n_steps=steps_per_epoch,
-        ),
-    )
-
-
-class _TableOnce(logging.Filter):
-    """Lets the first record whose message is `table` through, drops the later ones."""
-
-    def __init__(self, table: str) -> None:
-        super().__init__()
-        self.table = table
-        self.shown = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage() != self.table:
-            return True
-        first = not self.shown
-        self.shown = True
-        return first
-
-
-@contextmanager
-def _table_once(table: str) -> Iterator[None]:
-    """While inside, the "aekit" logger logs the parameter table `table` only once."""
-    once = _TableOnce(table)
-    _log.addFilter(once)
-    try:
-        yield
-    finally:
-        _log.removeFilter(once)
+            EvalSpec(
+                numpy_input_fn(x_test, labels[1], batch_size=1000, shuffle=False),
+                every_n_steps=steps_per_epoch,
+                report=progress.report,
+            ),
+        )
 
 
 def _steps_per_epoch(examples: int, batch_size: int) -> int:
@@ -384,13 +361,13 @@ class ReconstructionSnapshots(CheckpointSaverListener):
         self.settings = settings
 
     def after_save(self, estimator: Estimator, step: int, path: Path) -> None:
-        from aekit.viz import save_png
+        from aekit.viz import caption, save_png
 
         if not distributed.is_chief():  # predict needs no other rank: rank 0 draws alone
             return
         grid = reconstruction_grid(estimator, self.images, self.settings)
         with writing(self._frame(step)):
-            save_png(grid, self._frame(step))
+            save_png(caption(grid, f"step {step}"), self._frame(step))
 
     def end(self, estimator: Estimator, step: int) -> None:
         from aekit.viz import save_gif
@@ -443,7 +420,7 @@ def embed(
     `dataset`/`data_dir` replace the run's saved ones (see `open_run`).
     """
     from aekit.projector import write_projector
-    from aekit.viz import project_2d, scatter_plot
+    from aekit.viz import log_figure, project_2d, scatter_plot
 
     projector = Path(model_dir) / "projector"
     path = Path(output or Path(model_dir) / f"embedding_{plot}.png") if plot else None
@@ -468,7 +445,12 @@ def embed(
     if plot and path is not None:
         points = project_2d(embedding, plot)
         with writing(path):
-            scatter_plot(points, labels, path, title=f"{plot} of the embedding")
+            figure = scatter_plot(
+                points, labels, path, title=f"{plot} of the embedding",
+                axis_labels=(f"{plot} 1", f"{plot} 2"),
+            )  # fmt: skip
+            log_figure(estimator.event_writers, f"embedding/{plot}", figure, estimator.global_step)
+            estimator.event_writers.flush()
         written.append(path)
     return written
 

@@ -346,7 +346,7 @@ class Estimator:
             else (self._global_step + steps if steps is not None else None)
         )
         c = self._config
-        self._train_hooks = self._default_hooks(last_step) + list(hooks or [])
+        self._train_hooks = self._default_hooks(last_step, hooks or []) + list(hooks or [])
         self._train_hooks.append(
             CheckpointSaverHook(
                 c.save_checkpoints_steps,
@@ -365,18 +365,21 @@ class Estimator:
             self.event_writers.flush(strict=finished)
             self._train_hooks = []
 
-    def _default_hooks(self, last_step: int | None) -> list[Hook]:
+    def _default_hooks(self, last_step: int | None, given: Sequence[Hook]) -> list[Hook]:
         c = self._config
         counter = StepCounterHook(c.log_step_count_steps)
-        chief = distributed.is_chief()
-        bar = chief and (sys.stderr.isatty() if c.progress_bar is None else c.progress_bar)
+        # Progress is shown by the writing rank, unless a given hook draws its own bar.
+        shows = distributed.is_chief() and not any(
+            isinstance(h, ProgressHook) and h.draws for h in given
+        )
+        bar = shows and (sys.stderr.isatty() if c.progress_bar is None else c.progress_bar)
         hooks: list[Hook] = [
             ParameterTableHook(),
             NanLossGuardHook(1 if c.syncs_every_step else max(1, c.log_step_count_steps)),
             counter,
             ProgressHook(last_step=last_step)
             if bar
-            else LoggingHook(c.log_step_count_steps if chief else 0, counter),
+            else LoggingHook(c.log_step_count_steps if shows else 0, counter),
             SummarySaverHook(c.save_summary_steps, last_step),
         ]
         if last_step is not None:

@@ -55,8 +55,9 @@ class ProgressHook(Hook):
     """Advances a ProgressBar every step; reads the loss for it at most every `interval` s.
 
     Without a bar of its own it draws one per train call, from the global step to the
-    call's last step. Reading the loss waits for the device, which the time bound keeps
-    to a couple of reads a second.
+    call's last step (`make_bar` says which). Reading the loss waits for the device, which
+    the time bound keeps to a couple of reads a second. An Estimator given a ProgressHook
+    that draws leaves out its own bar and step log lines.
     """
 
     def __init__(
@@ -64,21 +65,28 @@ class ProgressHook(Hook):
         bar: ProgressBar | None = None,
         last_step: int | None = None,
         interval: float = 0.5,
+        draws: bool = True,
     ) -> None:
         self._given = bar
         self._bar = bar
         self._last_step = last_step
         self._interval = interval
+        self.draws = draws
+
+    def make_bar(self, context: RunContext) -> ProgressBar:
+        """The bar of one train call (when none was given)."""
+        return ProgressBar(self._last_step, context.global_step)
 
     def after_create_session(self, context: RunContext) -> None:
-        if self._given is None:
-            self._bar = ProgressBar(self._last_step, context.global_step)
+        if self._given is None and self.draws:
+            self._bar = self.make_bar(context)
         self._shown_at = time.monotonic()
         self._shown_step = context.global_step
         self._last: StepResult | None = None
 
     def after_run(self, context: RunContext, result: StepResult) -> None:
-        assert self._bar is not None
+        if self._bar is None:
+            return
         self._bar.advance()
         self._last = result
         if time.monotonic() - self._shown_at >= self._interval:
