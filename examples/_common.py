@@ -14,7 +14,7 @@ from aekit.data import numpy_input_fn
 SHARED_SPLIT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-split"
 
 
-def parser(doc: str, model_dir: str, epochs: int = 50) -> argparse.ArgumentParser:
+def parser(doc: str, model_dir: str | None, epochs: int = 50) -> argparse.ArgumentParser:
     """Flags every example takes: --data-dir, --model-dir, --epochs, --batch-size, --seed."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument(
