@@ -15,7 +15,7 @@ import torch
 from aekit import summary
 from aekit.errors import CheckpointError, ConfigError, InputError
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator import distributed, predictions, rng, run_config, settings
+from aekit.estimator import cpu, distributed, predictions, rng, run_config, settings
 from aekit.estimator.inputs import (
     Features,
     InputContext,
@@ -39,6 +39,7 @@ from aekit.hooks.basic import (
     SummarySaverHook,
 )
 from aekit.hooks.checkpoint_saver import CheckpointSaverHook
+from aekit.hooks.cpu_threads import CpuThreadsHook
 from aekit.hooks.nan_guard import NanLossGuardHook, NonFiniteFlag, refuse_nonfinite_state
 from aekit.hooks.progress import ProgressHook
 from aekit.metrics import MetricUpdate
@@ -357,7 +358,8 @@ class Estimator:
         )
         finished = False
         try:
-            self._run_training(input_fn, self._train_hooks)
+            with cpu.thread_count_kept():  # hooks may change it; a failure skips their end()
+                self._run_training(input_fn, self._train_hooks)
             finished = True
         finally:
             # After a failure (a full disk, say) a second error from flushing summaries to
@@ -382,6 +384,9 @@ class Estimator:
             else LoggingHook(c.log_step_count_steps if shows else 0, counter),
             SummarySaverHook(c.save_summary_steps, last_step),
         ]
+        # A compiled step guards on the thread count: adapting it would recompile.
+        if self._device.type == "cpu" and not (c.cpu_threads == "auto" and c.compiles):
+            hooks.append(CpuThreadsHook(c.cpu_threads))
         if last_step is not None:
             hooks.insert(0, StopAtStepHook(last_step=last_step))
         return hooks

@@ -51,6 +51,10 @@ class RunConfig:
         clip_grad_norm: before each optimizer step, scale the gradients down so that their
             global L2 norm is at most this (None: no clipping); one exploding batch then
             moves the weights by a bounded amount instead of ruining them.
+        cpu_threads: PyTorch's CPU threads while training on the CPU: "auto" keeps torch's
+            count while the cores are free and trains on one thread while other work
+            keeps them busy (aekit.hooks.CpuThreadsHook; not with `compile`, whose graphs
+            guard on the count); an integer pins that many.
     """
 
     model_dir: str | None = None
@@ -67,6 +71,7 @@ class RunConfig:
     clip_grad_norm: float | None = None
     precision: Precision = "32"
     host_sync: HostSync = "auto"
+    cpu_threads: int | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
         if self.save_checkpoints_steps is not None and self.save_checkpoints_secs is not None:
@@ -106,6 +111,13 @@ class RunConfig:
                     f"RunConfig.{name} must be one of {list(get_args(allowed))}, "
                     f"got {getattr(self, name)!r}"
                 )
+        threads = self.cpu_threads
+        if threads != "auto" and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise ConfigError(
+                f"RunConfig.cpu_threads must be 'auto' or a positive integer, got {threads!r}"
+            )
         resolve_device(self.device)
 
     @property

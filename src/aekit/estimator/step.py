@@ -20,7 +20,7 @@ from torch.nn.utils import clip_grad_norm_
 
 from aekit import summary
 from aekit.errors import SpecError
-from aekit.estimator import distributed
+from aekit.estimator import cpu, distributed
 from aekit.estimator.inputs import Features, Labels
 from aekit.estimator.run_config import RunConfig
 from aekit.estimator.spec import EstimatorSpec, ModeKeys
@@ -112,6 +112,8 @@ class Stepper:
     @contextlib.contextmanager
     def training(self) -> Iterator[None]:
         """One `train` call: only the optimizer's parameters require gradients inside it."""
+        if self.device.type == "cpu":
+            cpu.reuse_heap_pages()
         kept = {id(p) for p in self.trainable}
         before = [(p, p.requires_grad) for p in self.network.parameters()]
         for p, _ in before:

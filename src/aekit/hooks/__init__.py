@@ -9,11 +9,13 @@ from aekit.hooks.basic import (
     SummarySaverHook,
 )
 from aekit.hooks.checkpoint_saver import CheckpointSaverHook
+from aekit.hooks.cpu_threads import CpuThreadsHook
 from aekit.hooks.nan_guard import NanLossGuardHook
 
 __all__ = [
     "CheckpointSaverHook",
     "CheckpointSaverListener",
+    "CpuThreadsHook",
     "Hook",
     "LoggingHook",
     "NanLossGuardHook",

@@ -1,0 +1,52 @@
+"""One timed aekit run of a seed autoencoder; prints {"images_per_s": ...} as one JSON line.
+
+    python benchmarks/peers/aekit_fit.py --model fc --threads 2 --data images.npy
+
+Through the public API at default settings (summaries, logging and checkpoints as a user
+gets them; no progress bar, as Keras runs with verbose=0): one epoch of warm-up, then the
+timed epochs. `--pin` keeps the thread count fixed (no adapting to other load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", choices=["fc", "conv"], required=True)
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--data", required=True, help=".npy of uint8 images (N, 28, 28)")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs, after one of warm-up")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--pin", action="store_true", help="RunConfig(cpu_threads=threads)")
+    args = p.parse_args()
+    import numpy as np
+    import torch
+
+    import aekit
+    from aekit.data import numpy_input_fn
+
+    torch.set_num_threads(args.threads)
+    images = np.load(args.data)
+    with tempfile.TemporaryDirectory() as model_dir:
+        config = aekit.RunConfig(
+            random_seed=0, progress_bar=False, cpu_threads=args.threads if args.pin else "auto"
+        )
+        kind = aekit.AutoEncoder if args.model == "fc" else aekit.ConvolutionalAutoencoder
+        est = kind(model_dir=model_dir, config=config)
+        est.train(numpy_input_fn(images, batch_size=args.batch_size, num_epochs=1))
+        start = time.perf_counter()
+        est.train(numpy_input_fn(images, batch_size=args.batch_size, num_epochs=args.epochs))
+        seconds = time.perf_counter() - start
+    parameters = sum(p.numel() for p in est.network.parameters())
+    print(
+        json.dumps({"images_per_s": len(images) * args.epochs / seconds, "parameters": parameters})
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Training on a shared CPU: heap page reuse, other work on the cores, the thread count."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+import aekit
+from aekit.estimator import cpu
+from aekit.hooks import Hook, RunContext, StepResult
+from tiny import tiny_autoencoder_fn, tiny_network
+
+linux_only = pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads /proc/stat")
+
+FAULTS = """
+import resource, sys, torch
+from aekit.estimator import cpu
+print(cpu.reuse_heap_pages())
+for _ in range(3):
+    torch.ones(4 << 20).sum()  # 16 MB, freed at once
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    torch.ones(4 << 20).sum()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+"""
+
+
+def faults_per_allocation(env: dict[str, str]) -> tuple[bool, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", FAULTS], env=env, capture_output=True, text=True, check=True
+    )
+    tuned, faults = done.stdout.split()
+    return tuned == "True", float(faults)
+
+
+@linux_only
+def test_a_freed_block_is_reused_instead_of_faulted_in_again() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    tuned, faults = faults_per_allocation(env)
+    if not tuned:
+        pytest.skip("not glibc")
+    # glibc's default mmaps the 16 MB block each time: ~4,000 faults of 4 KiB pages.
+    _, untuned = faults_per_allocation({**env, "MALLOC_TOP_PAD_": "0"})
+    assert faults < 50 < untuned
+
+
+@linux_only
+def test_a_user_tuned_malloc_is_left_alone() -> None:
+    tuned, _ = faults_per_allocation({**os.environ, "MALLOC_ARENA_MAX": "2"})
+    assert not tuned
+
+
+@contextmanager
+def competing_process_on_two_cores() -> Iterator[None]:
+    """This process and a CPU-bound child share cores 0 and 1 (restored after)."""
+    before = os.sched_getaffinity(0)
+    if len(before) < 2:
+        pytest.skip("needs two cores")
+    os.sched_setaffinity(0, sorted(before)[:2])
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        child.kill()
+        child.wait()
+        os.sched_setaffinity(0, before)
+
+
+def spin(seconds: float) -> None:
+    """Work on this process's own thread for `seconds` of wall time."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(range(1000))
+
+
+@linux_only
+def test_core_watch_sees_another_process_and_not_its_own_work() -> None:
+    with competing_process_on_two_cores():
+        watch = cpu.CoreWatch()
+        spin(0.4)
+        others = watch.others()
+    assert watch.cores and others is not None
+    # The child had at least a third of the two cores; this process's spinning is its own.
+    assert 0.5 <= others <= 1.5
+
+
+class ThreadsSeen(Hook):
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def after_run(self, context: RunContext, result: StepResult) -> None:
+        self.seen.append(torch.get_num_threads())
+        spin(0.01)  # a step long enough for the watch to measure
+
+
+def estimator(model_dir: Path, **config: object) -> aekit.Estimator:
+    settings = {"log_step_count_steps": 0, "save_summary_steps": 0, **config}
+    return aekit.Estimator(
+        tiny_autoencoder_fn,
+        tiny_network(),
+        model_dir=model_dir,
+        config=aekit.RunConfig(**settings),  # type: ignore[arg-type]
+    )
+
+
+def batches() -> list[torch.Tensor]:
+    return [torch.rand(4, 8) for _ in range(1000)]
+
+
+@linux_only
+def test_training_drops_to_one_thread_while_another_process_is_busy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = ThreadsSeen()  # the default hook looks after 0.25 s, then every second
+        with competing_process_on_two_cores(), caplog.at_level(logging.INFO, logger="aekit"):
+            estimator(tmp_path).train(batches, hooks=[seen], max_steps=60)
+        assert seen.seen[0] == 2 and seen.seen[-1] == 1
+        assert torch.get_num_threads() == 2  # restored when training ends
+        assert any("training on 1 thread" in r.getMessage() for r in caplog.records)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_pinned_count_holds_while_training_and_is_restored_after_a_failure(
+    tmp_path: Path,
+) -> None:
+    threads = torch.get_num_threads()
+    seen = ThreadsSeen()
+    estimator(tmp_path, cpu_threads=1).train(batches, hooks=[seen], max_steps=3)
+    assert seen.seen == [1, 1, 1] and torch.get_num_threads() == threads
+
+    def failing() -> list[torch.Tensor]:
+        raise RuntimeError("the input broke")
+
+    with pytest.raises(RuntimeError, match="the input broke"):
+        estimator(tmp_path / "other", cpu_threads=1).train(failing, max_steps=3)
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "many"])
+def test_cpu_threads_must_be_auto_or_a_positive_integer(bad: object) -> None:
+    with pytest.raises(aekit.ConfigError, match="cpu_threads"):
+        aekit.RunConfig(cpu_threads=bad)  # type: ignore[arg-type]
