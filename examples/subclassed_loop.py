@@ -19,7 +19,12 @@ from aekit.summary import EventWriters
 
 
 class Autoencoder(nn.Module):
-    """The seed's model: one hidden layer each way, a sigmoid code and a sigmoid output."""
+    """The seed's model: one hidden layer each way, a sigmoid code and a sigmoid output.
+
+    Initialised as the seed's Keras layers are: He-uniform weights for the ReLU layers,
+    Glorot-uniform for the sigmoid ones, zero biases (not torch's default init, which
+    trains to a worse test MSE in the seed's 10 epochs).
+    """
 
     def __init__(self, intermediate_dim: int = 64, original_dim: int = 784) -> None:
         super().__init__()
@@ -33,6 +38,13 @@ class Autoencoder(nn.Module):
             "relu",
             output_activation_fn="sigmoid",
         )
+        for block in (self.encoder, self.decoder):
+            *hidden, last = block.layers
+            for layer in hidden:  # ReLU layers
+                nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+            nn.init.xavier_uniform_(last.weight)  # the sigmoid layer
+            for layer in block.layers:
+                nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reconstruction: torch.Tensor = self.decoder(self.encoder(x))

@@ -6,7 +6,7 @@ Runs in the peer's own environment (see bench_peers.py for how to make it):
 
 The networks are seed 000's and seed 004's as aekit builds them: the same layers, He
 initialisation, logits scored with sigmoid cross-entropy, L2 of 1e-5 on the kernels, Adam at
-1e-3 with the rate x0.96 every 1000 steps; XLA on (`jit_compile=True`), as Keras users run it.
+1e-3 with the rate x0.96 every 1000 steps; XLA (`jit_compile`) on unless --no-xla.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def main() -> None:
     model.compile(
         keras.optimizers.Adam(rate),
         keras.losses.BinaryCrossentropy(from_logits=True),
-        jit_compile=True,
+        jit_compile=args.xla,
     )
 
     ends: list[float] = []

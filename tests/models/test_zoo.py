@@ -54,13 +54,21 @@ def test_conv_accepts_flat_and_hw_inputs() -> None:
         net(torch.rand(2, 30, 30))
 
 
-def test_channels_last_gives_the_same_numbers() -> None:
+def test_channels_last_gives_the_same_numbers_and_gradients() -> None:
+    """channels_last also computes the one-channel output layer as a depthwise convolution
+    and a channel sum; values and every gradient match the transposed convolution's."""
     torch.manual_seed(0)
     a = ConvolutionalNetwork(channels_last=True)
     b = ConvolutionalNetwork(channels_last=False)
     b.load_state_dict(a.state_dict())
     x = torch.rand(4, 28, 28)
-    torch.testing.assert_close(a(x)[0], b(x)[0], rtol=1e-4, atol=1e-5)
+    out_a, out_b = a(x)[0], b(x)[0]
+    torch.testing.assert_close(out_a, out_b, rtol=1e-4, atol=1e-5)
+    out_a.square().sum().backward()
+    out_b.square().sum().backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert pa.grad is not None and pb.grad is not None, name
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-4, atol=1e-4, msg=name)
 
 
 def test_fc_shapes_and_predict_keys(tmp_path: Path) -> None:

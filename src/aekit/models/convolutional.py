@@ -95,12 +95,28 @@ class ConvolutionalNetwork(ReconstructionNetwork):
         x = code
         for deconv, act in zip(self.decoder_convs, self.decoder_act, strict=True):
             x = act(deconv(x))
-        x = self.output(x)
+        x = self._output(x)
         _, height, width = self.image_shape
         top = (x.shape[-2] - height) // 2
         left = (x.shape[-1] - width) // 2
         cropped: torch.Tensor = x[..., top : top + height, left : left + width]
         return cropped
+
+    def _output(self, x: torch.Tensor) -> torch.Tensor:
+        """The output layer; for one channel, as a depthwise convolution and a channel sum.
+
+        A transposed 3x3 convolution of stride 1 is a convolution with the flipped kernel,
+        and with one output channel it is the sum over input channels of one small
+        convolution each. oneDNN computes that 2-3x faster than the single-output-channel
+        (transposed) convolution, which has nothing to vectorise over; same weights.
+        """
+        out = self.output
+        if out.out_channels != 1 or not self.channels_last:
+            return out(x)
+        kernels = out.weight.flip(2, 3)  # (in_channels, 1, 3, 3): one kernel per channel
+        per_channel = nn.functional.conv2d(x, kernels, padding=1, groups=out.in_channels)
+        summed: torch.Tensor = per_channel.sum(1, keepdim=True)
+        return summed + out.bias.view(1, 1, 1, 1) if out.bias is not None else summed
 
 
 class ConvolutionalAutoencoder(ReconstructionEstimator):
