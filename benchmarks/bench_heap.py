@@ -74,15 +74,15 @@ def main() -> None:
     print(f"{args.threads} threads, batch 256, best of {args.rounds} interleaved rounds")
     print("model | glibc defaults: images/s, faults/step | tuned: images/s, faults/step | ratio")
     for model in args.models:
-        default, tuned = runs[model, False], runs[model, True]
+        default, kept = runs[model, False], runs[model, True]
         ratio = statistics.median(
-            t["images_per_s"] / d["images_per_s"] for d, t in zip(default, tuned, strict=True)
+            t["images_per_s"] / d["images_per_s"] for d, t in zip(default, kept, strict=True)
         )
         print(
             f"{model} | {max(r['images_per_s'] for r in default):,.0f}, "
             f"{statistics.median(r['faults_per_step'] for r in default):,.0f} | "
-            f"{max(r['images_per_s'] for r in tuned):,.0f}, "
-            f"{statistics.median(r['faults_per_step'] for r in tuned):,.1f} | {ratio:.2f}x"
+            f"{max(r['images_per_s'] for r in kept):,.0f}, "
+            f"{statistics.median(r['faults_per_step'] for r in kept):,.1f} | {ratio:.2f}x"
         )
 
 

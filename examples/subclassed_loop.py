@@ -39,11 +39,11 @@ class Autoencoder(nn.Module):
             output_activation_fn="sigmoid",
         )
         for block in (self.encoder, self.decoder):
-            *hidden, last = block.layers
+            *hidden, last = [m for m in block.layers if isinstance(m, nn.Linear)]
             for layer in hidden:  # ReLU layers
                 nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
             nn.init.xavier_uniform_(last.weight)  # the sigmoid layer
-            for layer in block.layers:
+            for layer in (*hidden, last):
                 nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

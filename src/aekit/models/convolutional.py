@@ -112,7 +112,8 @@ class ConvolutionalNetwork(ReconstructionNetwork):
         """
         out = self.output
         if out.out_channels != 1 or not self.channels_last:
-            return out(x)
+            full: torch.Tensor = out(x)
+            return full
         kernels = out.weight.flip(2, 3)  # (in_channels, 1, 3, 3): one kernel per channel
         per_channel = nn.functional.conv2d(x, kernels, padding=1, groups=out.in_channels)
         summed: torch.Tensor = per_channel.sum(1, keepdim=True)
