@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,20 +18,14 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from aekit.errors import AekitError, CheckpointError
 from aekit.estimator import checkpoint as ckpt
+from fuzzing import fuzz
 from tiny import batches, quiet_estimator, tiny_data
 
-FUZZ_EXAMPLES = int(os.environ.get("AEKIT_FUZZ_EXAMPLES", "100"))
-fuzz = settings(
-    max_examples=FUZZ_EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
 CASES = itertools.count()
 
 # Every field Estimator.save_checkpoint writes, the marker's two, and one it never writes.

@@ -9,27 +9,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import time
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from aekit.cli import commands, limits
 from aekit.cli import settings as run_settings
 from aekit.errors import AekitError, ConfigError
+from fuzzing import Bounded, fuzz
 
-FUZZ_EXAMPLES = int(os.environ.get("AEKIT_FUZZ_EXAMPLES", "100"))
-fuzz = settings(
-    max_examples=FUZZ_EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
 MEMORY_LIMIT = 32 << 20  # a settings file may cost a few MiB to read, never gigabytes
 SECONDS = 5.0
 
@@ -64,21 +55,6 @@ def one_line(exc: BaseException) -> str:
     assert text and "\n" not in text, text
     assert len(text) < 600, text  # a huge structure is summarised, never printed
     return text
-
-
-class Bounded:
-    """The block allocates at most MEMORY_LIMIT bytes (traced by Python) and is quick."""
-
-    def __enter__(self) -> Bounded:
-        tracemalloc.start()
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        assert peak <= MEMORY_LIMIT, f"allocated {peak:,} bytes"
-        assert time.perf_counter() - self.start < SECONDS
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -172,7 +148,7 @@ def test_fuzz_config_files(tmp_path: Path, case: tuple[str, str], model: str) ->
     path.write_bytes(text.encode("utf-8"))
     model_dir = tmp_path / "model"
     try:
-        with Bounded():
+        with Bounded(MEMORY_LIMIT, SECONDS):
             resolved = run_settings.resolve(model, model_dir, {}, path)
             accepted(resolved)
     except ConfigError as exc:
@@ -219,7 +195,7 @@ def test_fuzz_hparams_json(tmp_path: Path, text: str) -> None:
     model_dir.mkdir(exist_ok=True)
     path = model_dir / run_settings.HPARAMS_FILE
     path.write_bytes(text.encode("utf-8"))
-    with Bounded(), pytest.raises(AekitError) as info:
+    with Bounded(MEMORY_LIMIT, SECONDS), pytest.raises(AekitError) as info:
         # The dir holds no checkpoint: the best an hparams.json can get is that error.
         commands.open_run(model_dir)
     one_line(info.value)
@@ -236,7 +212,7 @@ def test_fuzz_hparams_json(tmp_path: Path, text: str) -> None:
 def test_fuzz_settings_given_in_python(tmp_path: Path, given_: dict[str, Any]) -> None:
     """Settings handed to `resolve` directly, as a program driving the CLI would."""
     try:
-        with Bounded():
+        with Bounded(MEMORY_LIMIT, SECONDS):
             resolved = run_settings.resolve("fully_connected", tmp_path / "m", given_)
             accepted(resolved)
     except ConfigError as exc:

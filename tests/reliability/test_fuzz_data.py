@@ -8,16 +8,13 @@ runs AEKIT_FUZZ_EXAMPLES cases (default 100), as in test_fuzz_inputs.py.
 from __future__ import annotations
 
 import itertools
-import os
-import time
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -27,14 +24,8 @@ from aekit.data.checks import MAX_BYTES_ENV
 from aekit.data.csv_file import LABEL_NAMES
 from aekit.data.sources import load_csv, load_image_folder, load_npz
 from aekit.errors import ConfigError, InputError
+from fuzzing import Bounded, fuzz
 
-FUZZ_EXAMPLES = int(os.environ.get("AEKIT_FUZZ_EXAMPLES", "100"))
-fuzz = settings(
-    max_examples=FUZZ_EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
 LIMIT = 1 << 20  # the load limit these fuzzers run under: 1 MiB
 _cases = itertools.count()
 
@@ -55,24 +46,6 @@ def one_line(exc: BaseException) -> str:
     text = str(exc)
     assert text and "\n" not in text, text
     return text
-
-
-class Bounded:
-    """Asserts a block allocates at most `limit` bytes (Python and numpy) and is quick."""
-
-    def __init__(self, limit: int = 4 * LIMIT, seconds: float = 5.0) -> None:
-        self.limit, self.seconds = limit, seconds
-
-    def __enter__(self) -> Bounded:
-        tracemalloc.start()
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        assert peak <= self.limit, f"allocated {peak:,} bytes, limit {self.limit:,}"
-        assert time.perf_counter() - self.start < self.seconds
 
 
 # --- CSV headers -----------------------------------------------------------------------------
@@ -151,7 +124,7 @@ def test_fuzz_csv_headers(tmp_path: Path, case: dict[str, Any]) -> None:
     path = fresh(tmp_path) / "d.csv"
     path.write_bytes((b"\xef\xbb\xbf" if case["bom"] else b"") + "\n".join(lines).encode())
     expected = expected_csv(case)
-    with Bounded():
+    with Bounded(4 * LIMIT):
         try:
             x, y = load_csv(path, label_column=case["label"])
         except (InputError, ConfigError) as exc:
@@ -197,7 +170,7 @@ def test_fuzz_image_folder_channels(
         with Image.open(file) as saved:
             saved.load()
             expected.append(saved)
-    with Bounded():
+    with Bounded(4 * LIMIT):
         try:
             x, y = load_image_folder(folder, size=size, mode=mode)
         except InputError as exc:
@@ -276,7 +249,7 @@ def test_fuzz_integer_containers(
             data = torch.from_numpy(array)
     else:
         data = array
-    with Bounded():
+    with Bounded(4 * LIMIT):
         try:
             features, _ = next(iter(numpy_input_fn(data, batch_size=len(array), shuffle=False)()))
         except InputError as exc:

@@ -13,8 +13,6 @@ import json
 import math
 import os
 import struct
-import time
-import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -33,14 +31,8 @@ from aekit.cli.main import _parser
 from aekit.data import idx, mnist, numpy_input_fn
 from aekit.data.idx import IDXError, read_idx
 from aekit.errors import AekitError, ConfigError, InputError
+from fuzzing import Bounded, fuzz
 
-FUZZ_EXAMPLES = int(os.environ.get("AEKIT_FUZZ_EXAMPLES", "100"))
-fuzz = settings(
-    max_examples=FUZZ_EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
 RUNS: Counter[str] = Counter()  # cases run per fuzzer
 
 
@@ -72,24 +64,6 @@ def one_line(exc: BaseException) -> str:
     text = str(exc)
     assert text and "\n" not in text, text
     return text
-
-
-class Bounded:
-    """Asserts a block allocates at most `limit` bytes (Python and numpy) and is quick."""
-
-    def __init__(self, limit: int, seconds: float = 5.0) -> None:
-        self.limit, self.seconds = limit, seconds
-
-    def __enter__(self) -> Bounded:
-        tracemalloc.start()
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        assert peak <= self.limit, f"allocated {peak:,} bytes, limit {self.limit:,}"
-        assert time.perf_counter() - self.start < self.seconds
 
 
 # --- IDX files ----------------------------------------------------------------------------
