@@ -164,9 +164,15 @@ class Zygote:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            # Children are forked, and a forked child cannot use CUDA: the CPU only.
+            env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""},
         )
-        assert self._line() == "ready"
+        try:
+            assert self._line() == "ready"
+        except BaseException:  # a server that failed to start leaves nothing running
+            self.process.kill()
+            self.close()
+            raise
         self.runs = 0
         self.cpu_seconds = 0.0  # CPU time of all children: a load-independent cost
 

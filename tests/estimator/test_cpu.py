@@ -103,7 +103,7 @@ class ThreadsSeen(Hook):
 
 
 def estimator(model_dir: Path, **config: object) -> aekit.Estimator:
-    settings = {"log_step_count_steps": 0, "save_summary_steps": 0, **config}
+    settings = {"device": "cpu", "log_step_count_steps": 0, "save_summary_steps": 0, **config}
     return aekit.Estimator(
         tiny_autoencoder_fn,
         tiny_network(),

@@ -104,7 +104,7 @@ def test_evaluate_aggregates_over_the_whole_input(tmp_path: Path) -> None:
     assert in_uneven_batches["rmse"] == pytest.approx(whole["rmse"], rel=1e-9)
     assert in_uneven_batches["loss"] == pytest.approx(whole["loss"], rel=1e-5)
     assert whole["global_step"] == 5
-    probs = torch.sigmoid(est.network(x)).detach()
+    probs = torch.sigmoid(est.network(x.to(est.device))).detach().cpu()
     assert whole["rmse"] == pytest.approx(float((probs - x).square().mean().sqrt()), rel=1e-5)
     assert est.evaluate(batches(x, 16), steps=1)["rmse"] != pytest.approx(whole["rmse"], rel=1e-9)
 
@@ -134,7 +134,7 @@ def test_predict_yields_single_examples_as_numpy(tmp_path: Path) -> None:
     assert len(out) == 10
     assert set(out[0]) == {"prediction", "code"}
     assert isinstance(out[0]["prediction"], np.ndarray) and out[0]["prediction"].shape == (8,)
-    expected = torch.sigmoid(est.network(x)).detach().numpy()
+    expected = torch.sigmoid(est.network(x.to(est.device))).detach().cpu().numpy()
     np.testing.assert_allclose(np.stack([o["prediction"] for o in out]), expected, rtol=1e-6)
     only = list(est.predict(batches(x, 4), predict_keys=["code"], yield_single_examples=False))
     assert [o["code"].shape for o in only] == [(4, 4), (4, 4), (2, 4)]

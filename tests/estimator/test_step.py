@@ -74,9 +74,9 @@ def zoo(root: Path, **settings: Any) -> Iterator[tuple[str, aekit.Estimator, boo
 
 
 def test_every_zoo_step_is_one_graph(tmp_path: Path) -> None:
-    x = torch.as_tensor(images(8))
-    y = torch.as_tensor(labels(8))
     for name, est, labelled in zoo(tmp_path):
+        x = torch.as_tensor(images(8), device=est.device)
+        y = torch.as_tensor(labels(8), device=est.device)
         est.network.train()
         explained = torch._dynamo.explain(TrainStep(est._model_fn, est.network, est.params))(
             x, y if labelled else None

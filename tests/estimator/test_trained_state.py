@@ -196,6 +196,6 @@ def test_examples_of_another_shape_are_an_input_error(tmp_path: Path, shape: tup
     # (N,) is refused by numpy_input_fn itself; the others by the model.
     with pytest.raises(aekit.InputError, match="do not fit the model's input shape|per example"):
         est.train(numpy_input_fn(np.zeros(shape, np.uint8)), steps=1)
-    assert aekit.AutoEncoder([4], input_shape=(64,), config=QUIET).network(torch.zeros(2, 8, 8))[
-        0
-    ].shape == (2, 8, 8)  # the same number of values in another layout is fine
+    flat = aekit.AutoEncoder([4], input_shape=(64,), config=QUIET)
+    # The same number of values in another layout is fine.
+    assert flat.network(torch.zeros(2, 8, 8, device=flat.device))[0].shape == (2, 8, 8)

@@ -79,3 +79,18 @@ def test_linear_probe_beats_chance(tmp_path: Path) -> None:
     assert 0.5 < accuracy <= 1.0
     with pytest.raises(aekit.InputError, match="needs labels"):
         linear_probe(autoencoder, x, None, xt, yt)
+
+
+def test_training_labels_off_the_cpu_turn_the_loss_nan_instead_of_asserting() -> None:
+    from aekit.models.heads import train_labels
+
+    good, bad = torch.tensor([0, 3, 9]), torch.tensor([0, 3, 12])
+    with pytest.raises(RuntimeError, match=r"class ids in \[0, 10\); fix it"):
+        train_labels(bad, 10, "fix it", raise_now=True)
+    # Where an assert would end the GPU's use, the ids stay valid and a flag says why.
+    kept, flag = train_labels(good, 10, "fix it", raise_now=False)
+    assert kept.tolist() == [0, 3, 9] and flag is not None and bool(flag)
+    safe, flag = train_labels(bad, 10, "fix it", raise_now=False)
+    assert safe.tolist() == [0, 0, 0] and flag is not None and not bool(flag)
+    loss = torch.nn.functional.cross_entropy(torch.zeros(3, 10), safe).where(flag, torch.nan)
+    assert torch.isnan(loss)

@@ -112,7 +112,7 @@ def test_weight_decay_is_on_weights_only_and_in_training_only(tmp_path: Path) ->
             p.fill_(0.0 if "weight" in name else 5.0)
     assert float(l2_of_weights(net).detach()) == 0.0
     est = aekit.AutoEncoder([3], input_shape=(4,), weight_decay=0.5, model_dir=tmp_path)
-    x = torch.rand(8, 4)
+    x = torch.rand(8, 4, device=est.device)
     network = cast(ReconstructionNetwork, est.network)
     weights = sum(float(p.detach().square().sum()) for p in network.parameters() if p.dim() > 1)
     spec_train = aekit.models.reconstruction_model_fn(
@@ -142,7 +142,7 @@ def test_dropout_only_in_training_mode() -> None:
 def test_denoising_target_is_the_clean_image(tmp_path: Path) -> None:
     est = aekit.AutoEncoder([8], input_shape=(8, 8), noise_factor=0.5, model_dir=tmp_path)
     est.save_checkpoint()  # evaluate and predict need a checkpoint
-    x = torch.from_numpy(digits(16)).float() / 255
+    x = torch.from_numpy(digits(16)).float().to(est.device) / 255
     network = cast(ReconstructionNetwork, est.network)
     torch.manual_seed(0)
     with torch.no_grad():

@@ -141,6 +141,9 @@ CRAFTED: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "rng-text": lambda s: {"rng": "x"},
     "rng-torch-short": lambda s: {"rng": {**s["rng"], "torch": torch.zeros(3)}},
     "rng-python-short": _python_rng,
+    "rng-python-tensor-version": lambda s: {  # found by the fuzzer: an ambiguous truth value
+        "rng": {**s["rng"], "python": (torch.zeros(2), s["rng"]["python"][1], None)}
+    },
     "rng-numpy-kind": _numpy_rng,
     "rng_by_rank-empty": lambda s: {"rng_by_rank": []},
     "rng_by_rank-of-text": lambda s: {"rng_by_rank": ["x"]},

@@ -234,7 +234,10 @@ def _check_rng(name: str, value: object) -> None:
             isinstance(cuda, list) and all(isinstance(t, torch.Tensor) for t in cuda)
         ):
             raise TypeError(f"cuda is {_kind(cuda)}, not a list of tensors")
-    except (AttributeError, KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
+    except (
+        AttributeError, KeyError, IndexError, TypeError, ValueError, OverflowError,
+        RuntimeError,  # a tensor where a number belongs: its truth value is ambiguous
+    ) as exc:  # fmt: skip
         raise _BadField(f"{name} is not a random-generator state ({_one_line(exc)})") from None
 
 

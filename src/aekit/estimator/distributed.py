@@ -101,10 +101,14 @@ def join(device: str, timeout_secs: float) -> torch.device | None:
             "use 'cuda' or 'auto' (process LOCAL_RANK takes GPU LOCAL_RANK) and choose the "
             "GPUs with CUDA_VISIBLE_DEVICES"
         )
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    on_gpu = torch.cuda.is_available() and device in ("auto", "cuda")
-    pinned = torch.device("cuda", local_rank) if on_gpu else None
-    if pinned is not None:
+    pinned = device_of_rank(
+        device,
+        int(os.environ.get("LOCAL_RANK", "0")),
+        int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+        torch.cuda.device_count() if torch.cuda.is_available() else 0,
+    )
+    on_gpu = pinned is not None and pinned.type == "cuda"
+    if on_gpu:
         torch.cuda.set_device(pinned)
     if not dist.is_initialized():
         try:
@@ -121,6 +125,35 @@ def join(device: str, timeout_secs: float) -> torch.device | None:
         atexit.register(_leave)
         _warn_if_restarts_share_the_store()
     return pinned
+
+
+def device_of_rank(device: str, local_rank: int, per_node: int, gpus: int) -> torch.device | None:
+    """The device of process `local_rank` of `per_node` on a node with `gpus` GPUs.
+
+    With "auto" or "cuda" each process takes the GPU of its local rank, as NCCL needs one
+    GPU per process. With fewer GPUs than processes, "auto" trains every process of the
+    node on the CPU (gloo), the same choice on every rank; "cuda" is refused. None: the
+    RunConfig's device as it is (a CPU, say).
+    """
+    if device not in ("auto", "cuda") or gpus == 0:
+        return None
+    if per_node <= gpus:
+        return torch.device("cuda", local_rank)
+    advice = f"start torchrun with --nproc-per-node {gpus} (one process per GPU)"
+    if device == "cuda":
+        raise ConfigError(
+            f"{per_node} processes per node but {gpus} GPU(s), and NCCL needs a GPU per "
+            f"process; {advice}, or use device 'cpu'"
+        )
+    if local_rank == 0:
+        _log.warning(
+            "%d processes per node but %d GPU(s): training on the CPUs with gloo; %s to "
+            "use the GPUs",
+            per_node,
+            gpus,
+            advice,
+        )
+    return torch.device("cpu")
 
 
 def _warn_if_restarts_share_the_store() -> None:

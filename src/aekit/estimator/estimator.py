@@ -275,7 +275,9 @@ class Estimator:
             try:
                 rng.set_rank_state(state.get("rng_by_rank") or [state["rng"]], distributed.rank())
                 if state.get("shuffle_rng") is not None:
-                    self._shuffle_rng.set_state(state["shuffle_rng"])
+                    # The checkpoint was loaded onto the training device; generators
+                    # take their state from a CPU tensor.
+                    self._shuffle_rng.set_state(state["shuffle_rng"].cpu())
             except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
                 raise CheckpointError(
                     f"checkpoint {path} holds a damaged random-generator state ({exc}); "

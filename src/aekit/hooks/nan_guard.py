@@ -61,7 +61,8 @@ def raise_if_loss_nonfinite(estimator: Estimator) -> None:
         return
     raise NanLossError(
         f"loss became NaN or infinite by step {estimator.global_step}; {_kept(estimator)}. "
-        "Lower the learning rate, check the input data for NaN/Inf, or clip gradients"
+        "Lower the learning rate, check the input data for NaN/Inf (on a GPU, also a "
+        "classifier's labels for ids outside [0, n_classes)), or clip gradients"
     )
 
 

@@ -116,23 +116,40 @@ def classifier_model_fn(
     labels = labels.long()
     n_classes = logits.shape[1]
     fix = "set n_classes to match the data"
+    in_range = None
     if mode is ModeKeys.TRAIN:
-        # Checked where the labels are: reading them back to the host would stall every
-        # training step on a GPU. On the CPU this raises at once, with this message.
-        in_range = ((labels >= 0) & (labels < n_classes)).all()
-        torch._assert_async(in_range, f"labels must be class ids in [0, {n_classes}); {fix}")
+        labels, in_range = train_labels(labels, n_classes, fix, labels.device.type == "cpu")
     elif labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
         raise ConfigError(
             f"labels must be class ids in [0, {n_classes}), got values from {int(labels.min())} "
             f"to {int(labels.max())}; {fix}"
         )
     loss = nn.functional.cross_entropy(logits.float(), labels)
+    if in_range is not None:
+        loss = loss.where(in_range, torch.nan)
     return EstimatorSpec(
         mode,
         predictions=predictions,
         loss=loss,
         eval_metric_ops={"accuracy": metrics.accuracy(labels, class_ids)},
     )
+
+
+def train_labels(
+    labels: torch.Tensor, n_classes: int, fix: str, raise_now: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training labels checked where they are, without reading them back to the host.
+
+    With `raise_now` (the CPU) an id outside [0, n_classes) raises at once. Elsewhere a
+    failed device-side assert would end the process's use of the GPU, and so would
+    cross_entropy's own: as TensorFlow does on a GPU, such a batch trains on class 0 and
+    the returned flag turns its loss NaN, which the NaN guard stops at its next check.
+    """
+    in_range = ((labels >= 0) & (labels < n_classes)).all()
+    if raise_now:
+        torch._assert_async(in_range, f"labels must be class ids in [0, {n_classes}); {fix}")
+        return labels, None
+    return labels.where(in_range, 0), in_range
 
 
 def l2_of_weights(network: nn.Module) -> torch.Tensor:
