@@ -32,14 +32,9 @@ from aekit.estimator import Estimator, RunConfig
 from aekit.estimator import rng as rng_state
 from aekit.estimator.run_config import resolve_device
 from aekit.models.heads import ReconstructionNetwork
+from aekit.outliers import AutoencoderOutlierDetector, validate_data
 
-try:  # scikit-learn >= 1.6
-    from sklearn.utils.validation import validate_data
-except ImportError:  # older versions validate through a method of BaseEstimator
-
-    def validate_data(estimator: Any, X: Any, **kwargs: Any) -> Any:
-        return estimator._validate_data(X, **kwargs)
-
+__all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer"]
 
 MODELS = ("fully_connected", "variational")
 _BATCH = 4096  # rows per forward pass in transform: bounds memory on large inputs

@@ -1,0 +1,103 @@
+"""The tabular outlier detector: scikit-learn's conventions, scaling, sizing and quality."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import aekit
+from aekit.outliers import row_errors, sized_batch, sized_epochs, sized_hidden_units
+from aekit.sklearn import AutoencoderOutlierDetector
+
+
+@parametrize_with_checks([AutoencoderOutlierDetector(epochs=2, random_state=0)])
+def test_scikit_learn_estimator_checks(
+    estimator: AutoencoderOutlierDetector, check: object
+) -> None:
+    check(estimator)  # type: ignore[operator]
+
+
+def correlated(n: int, seed: int) -> np.ndarray:
+    """Rows on a 2-d plane in 8 features: what an autoencoder learns to reconstruct."""
+    plane = np.random.default_rng(0).normal(size=(2, 8))  # one plane for every seed
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 2)) @ plane + 0.05 * rng.normal(size=(n, 8))
+
+
+def test_rows_off_the_normal_pattern_score_lower() -> None:
+    normal = correlated(600, seed=0)
+    test_normal = correlated(200, seed=10)
+    anomalies = np.random.default_rng(1).normal(size=(40, 8)) * normal.std(axis=0)
+    det = AutoencoderOutlierDetector(random_state=0).fit(normal)
+    x = np.vstack([test_normal, anomalies])
+    flags = np.r_[np.zeros(len(test_normal)), np.ones(len(anomalies))]
+    assert roc_auc_score(flags, -det.score_samples(x)) > 0.95
+    # predict and decision_function follow scikit-learn: -1 is an outlier, below 0.
+    assert set(np.unique(det.predict(x))) == {-1, 1}
+    np.testing.assert_array_equal(det.predict(x) == -1, det.decision_function(x) < 0)
+    # The threshold flags about `contamination` of the training rows.
+    assert abs((det.predict(normal) == -1).mean() - 0.1) < 0.02
+
+
+def test_errors_are_scored_in_the_scaled_space() -> None:
+    # A feature in other units (×1e6) changes nothing once the features are standardised.
+    x = correlated(400, seed=2)
+    wide = x.copy()
+    wide[:, 0] *= 1e6
+    plain = AutoencoderOutlierDetector(random_state=0, epochs=5).fit(x)
+    scaled = AutoencoderOutlierDetector(random_state=0, epochs=5).fit(wide)
+    np.testing.assert_allclose(plain.score_samples(x), scaled.score_samples(wide), rtol=1e-3)
+
+
+@pytest.mark.parametrize("scaling", ["standard", "robust", "minmax"])
+def test_the_fitted_scaling_travels_with_the_model(scaling: str) -> None:
+    x = correlated(300, seed=3)
+    det = AutoencoderOutlierDetector(scaling=scaling, epochs=3, random_state=0).fit(x)
+    again = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(again.score_samples(x * 2), det.score_samples(x * 2))
+    assert type(det.scaler_).__name__.lower().startswith(scaling[:3])
+
+
+def test_sizes_follow_the_data() -> None:
+    assert sized_hidden_units(3) == [8, 2] and sized_hidden_units(100) == [128, 20]
+    assert sized_batch(100) == 16 and sized_batch(8000) == 128 and sized_batch(10**6) == 512
+    assert sized_epochs(1000, 16) == 100 and sized_epochs(10**6, 512) == 5
+    det = AutoencoderOutlierDetector(epochs=1, random_state=0).fit(correlated(100, seed=4))
+    assert det.hidden_units_ == [16, 6]
+
+
+def test_seeds_ensemble_averages_and_the_callers_random_state_is_kept() -> None:
+    x = correlated(200, seed=5)
+    np.random.seed(7)
+    expected = np.random.rand()
+    np.random.seed(7)
+    det = AutoencoderOutlierDetector(n_estimators=3, epochs=2, random_state=0).fit(x)
+    assert np.random.rand() == expected  # fitting left numpy's global generator alone
+    rows = torch.from_numpy(det.scaler_.transform(x))
+    with torch.no_grad():
+        each = [row_errors(net, rows).numpy() for net in det.networks_]
+    assert len(each) == 3 and not np.allclose(each[0], each[1])  # three seeds, three models
+    np.testing.assert_allclose(det.score_samples(x), -np.mean(each, axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ({"scaling": "log"}, "scaling must be one of"),
+        ({"hidden_units": []}, "hidden_units must be None or a non-empty list"),
+        ({"epochs": 0}, "epochs must be None or a positive integer"),
+        ({"n_estimators": 1.5}, "n_estimators must be a positive integer"),
+        ({"contamination": 0.7}, r"contamination must be a number in \(0.0, 0.5\]"),
+        ({"validation_fraction": -0.1}, "validation_fraction must be a number"),
+        ({"learning_rate": 0}, "learning_rate must be a positive number"),
+        ({"random_state": -1}, "random_state must be None or an int"),
+    ],
+)
+def test_bad_settings_are_one_line_config_errors(setting: dict[str, object], says: str) -> None:
+    with pytest.raises(aekit.ConfigError, match=says):
+        AutoencoderOutlierDetector(**setting).fit(correlated(50, seed=6))  # type: ignore[arg-type]
