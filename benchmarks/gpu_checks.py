@@ -13,7 +13,7 @@ Parts, each printing a table and adding to `OUT/gpu_checks.json`:
   compiled and compiled under bf16-mixed; peak GPU memory; CUDA kernels and GPU-busy time
   per step (torch.profiler), so the launch-bound floor can be read off; the FLOP floor at
   the card's measured float32 and bf16 matrix rates; the wall time of one 60,000-image
-  epoch with the default settings, data resident on the GPU.
+  epoch, compiled, data resident on the GPU.
 - agree: the same seed, data and order on the CPU and on `--device`: the first 100
   training losses, and the initial weights.
 - checkpoint: resumes the checkpoint directory given by `--resume-checkpoint` (written on
@@ -262,8 +262,8 @@ def matmul_tflops(device: str, dtype: torch.dtype, n: int = 8192) -> float:
 
 
 def epoch_seconds(x_full: np.ndarray, model: str, device: str) -> float:
-    """Wall time of `train` over one 60,000-image epoch at the defaults, after a warm one."""
-    est = make(model, device)
+    """Wall time of compiled `train` over one 60,000-image epoch, after a warm one."""
+    est = make(model, device, compile=True)
     fn = numpy_input_fn(x_full, batch_size=256, num_epochs=1, shuffle=True, seed=0)
     est.train(fn)
     synchronize(device)

@@ -9,19 +9,15 @@ timed epochs. `--pin` keeps the thread count fixed (no adapting to other load).
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 
+from fit_args import fit_parser  # beside this script
+
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", choices=["fc", "conv"], required=True)
-    p.add_argument("--threads", type=int, required=True)
-    p.add_argument("--data", required=True, help=".npy of uint8 images (N, 28, 28)")
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs, after one of warm-up")
-    p.add_argument("--batch-size", type=int, default=256)
+    p = fit_parser()
     p.add_argument("--pin", action="store_true", help="RunConfig(cpu_threads=threads)")
     args = p.parse_args()
     import numpy as np

@@ -16,14 +16,11 @@ import json
 import os
 import time
 
+from fit_args import fit_parser  # beside this script
+
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", choices=["fc", "conv"], required=True)
-    p.add_argument("--threads", type=int, required=True)
-    p.add_argument("--data", required=True, help=".npy of uint8 images (N, 28, 28)")
-    p.add_argument("--epochs", type=int, default=3, help="timed epochs, after one of warm-up")
-    p.add_argument("--batch-size", type=int, default=256)
+    p = fit_parser()
     p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=True)
     args = p.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

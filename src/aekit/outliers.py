@@ -14,7 +14,6 @@ threshold at the `contamination` share of the training rows.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import tempfile
@@ -33,6 +32,7 @@ from aekit.data.input_fn import numpy_input_fn
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator import rng as rng_state
+from aekit.hooks.base import Hook, RunContext, StepResult
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as validate_data
@@ -108,6 +108,36 @@ def sized_epochs(n_rows: int, batch_size: int) -> int:
     """At most 100 epochs and about 10,000 steps (at least 5 epochs); early stopping ends most."""
     steps_per_epoch = max(1, -(-n_rows // batch_size))
     return int(np.clip(10_000 // steps_per_epoch, 5, 100))
+
+
+class KeepBestOnHeldOut(Hook):
+    """Early stopping: the held-out error every `every_n_steps` (an epoch), the best weights kept.
+
+    Asks the Estimator to stop once `patience` checks in a row have not improved on the best
+    error by 0.01%; `best_state` is then the weights of the best check.
+    """
+
+    def __init__(self, held: torch.Tensor, every_n_steps: int, patience: int) -> None:
+        self.held, self.every_n_steps, self.patience = held, every_n_steps, patience
+        self.best = math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.waited = 0
+
+    def after_run(self, context: RunContext, result: StepResult) -> None:
+        if context.global_step % self.every_n_steps:
+            return
+        network = context.estimator.network
+        with torch.no_grad():
+            network.eval()
+            error = float(row_errors(network, self.held).mean())
+            network.train()
+        if error < self.best * (1 - 1e-4):
+            self.best, self.waited = error, 0
+            self.best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        else:
+            self.waited += 1
+            if self.waited >= self.patience:
+                context.request_stop()
 
 
 class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
@@ -207,8 +237,6 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
             progress_bar=False,
         )
         network = TabularAutoencoder(train.shape[1], units)
-        held_rows = torch.from_numpy(held)
-        best, best_state, waited = np.inf, None, 0
         with tempfile.TemporaryDirectory(prefix="aekit-outliers-") as model_dir:
             est = Estimator(
                 tabular_model_fn,
@@ -217,23 +245,16 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
                 params={"learning_rate": self.learning_rate},
                 config=config,
             )
-            for epoch in range(epochs):
-                est.train(numpy_input_fn(train, batch_size=batch, seed=seed * 1000 + epoch))
-                if not len(held):
-                    continue
-                with torch.no_grad():
-                    network.eval()
-                    loss = float(row_errors(network, held_rows.to(est.device)).mean())
-                    network.train()
-                if loss < best * (1 - 1e-4):
-                    best, best_state, waited = loss, copy.deepcopy(network.state_dict()), 0
-                else:
-                    waited += 1
-                    if waited >= self.patience:
-                        break
+            steps_per_epoch = -(-len(train) // batch)
+            keep = KeepBestOnHeldOut(torch.from_numpy(held).to(est.device), steps_per_epoch,
+                                     self.patience)  # fmt: skip
+            est.train(
+                numpy_input_fn(train, batch_size=batch, num_epochs=epochs, seed=seed),
+                hooks=[keep] if len(held) else [],
+            )
             est.event_writers.close()
-        if best_state is not None:
-            network.load_state_dict(best_state)
+        if keep.best_state is not None:
+            network.load_state_dict(keep.best_state)
         # Scoring in float64 on the CPU: a row's score does not depend on the rows scored with
         # it (float32 sums in another order differ in the last bits), and the model pickles.
         return network.cpu().double().eval()
