@@ -1,7 +1,7 @@
 """aekit against Keras 3 on the seed autoencoders, idle and on a busy machine.
 
     python benchmarks/bench_peers.py --peer-python PEER/bin/python \
-        [--models fc conv] [--threads 2 1] [--busy 0 1 2] [--rounds 3] [--epochs N]
+        [--models fc conv] [--threads 2 1] [--busy 0 1 2] [--rounds 3] [--epochs N] [--bf16]
 
 The peer is optional and lives in its own virtual environment (the suite never needs it):
 
@@ -14,7 +14,9 @@ of 1e-5; each run is a fresh process (benchmarks/peers/*_fit.py) timing the epoc
 warm-up one. `--busy K` starts K CPU-bound processes of its own for those runs and ends
 them after. aekit runs at its defaults, which adapt the thread count to other load
 (`RunConfig(cpu_threads="auto")`), and pinned to the given threads, so the table shows
-what adapting buys and costs; Keras runs with XLA on and off and counts at its faster.
+what adapting buys and costs; `--bf16` adds aekit under `RunConfig(precision="bf16-mixed")`
+(worth it on CPUs with AVX-512 BF16 or AMX; Keras stays float32). Keras runs with XLA on
+and off and counts at its faster.
 Rounds interleave every configuration; a speed is the best of its rounds (load only
 slows a run), a ratio the median of the per-round ratios.
 """
@@ -75,8 +77,8 @@ def run(side: str, model: str, threads: int, data: Path, args: argparse.Namespac
             for xla in ("--xla", "--no-xla")
         )
     script = str(HERE / "peers" / "aekit_fit.py")
-    pin = ["--pin"] if side == "aekit pinned" else []
-    return _images_per_s([sys.executable, script, *common, *pin], env)
+    extra = {"aekit pinned": ["--pin"], "aekit bf16": ["--precision", "bf16-mixed"]}
+    return _images_per_s([sys.executable, script, *common, *extra.get(side, [])], env)
 
 
 def _images_per_s(command: list[str], env: dict[str, str]) -> float:
@@ -93,8 +95,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--epochs", type=int, help="timed epochs (default: fc 10, conv 3)")
     p.add_argument("--images", type=int, default=10_000)
+    p.add_argument("--bf16", action="store_true", help="also aekit with bf16-mixed precision")
     args = p.parse_args()
-    sides = SIDES if args.peer_python else SIDES[1:]
+    sides = (SIDES if args.peer_python else SIDES[1:]) + (("aekit bf16",) if args.bf16 else ())
     images, described = training_images(args.images)
     print(f"data: {described}; {os.cpu_count()} CPUs; {args.rounds} rounds", flush=True)
     speeds: dict[tuple[str, int, int, str], list[float]] = defaultdict(list)

@@ -1,7 +1,8 @@
 """Every README command and Python snippet, run verbatim on stand-ins for the shared MNIST.
 
 They name `../shared/data/mnist-split` and `mnist-full`; here each holds 256 training and 64
-test images in the same IDX layout, so everything runs as written in seconds. Left out: what
+test images in the same IDX layout, so everything runs as written in seconds (and ADBench's
+cardio table is 200 random rows). Left out: what
 downloads MNIST (`aekit ... --dataset mnist`), starts a server (`tensorboard`) or installs (`pip`).
 """
 
@@ -62,6 +63,13 @@ def stand_in_split(directory: Path) -> None:
         write_idx(directory / name, array)
 
 
+def stand_in_table(path: Path) -> None:
+    """An ADBench-like table: 21 float features, label 1 on a tenth of the rows."""
+    rng = np.random.default_rng(0)
+    path.parent.mkdir(parents=True)
+    np.savez(path, X=rng.normal(size=(200, 21)) * 10, y=(np.arange(200) % 10 == 0).astype(int))
+
+
 def test_the_readme_has_the_commands_it_should() -> None:
     commands = readme_commands()
     assert commands[0] == "aekit train fully_connected --dataset digits --model-dir runs/digits"
@@ -74,6 +82,7 @@ def checkout(tmp_path: Path) -> Path:
     """A folder to type the README in: the examples inside, ../shared/data/mnist-split beside it."""
     for name in ("mnist-split", "mnist-full"):
         stand_in_split(tmp_path / "shared" / "data" / name)
+    stand_in_table(tmp_path / "shared" / "data" / "adbench" / "6_cardio.npz")
     work = tmp_path / "checkout"
     # the examples find ../shared from their own path, so they run from a copy here
     shutil.copytree(README.parent / "examples", work / "examples")

@@ -4,7 +4,8 @@
 
 Through the public API at default settings (summaries, logging and checkpoints as a user
 gets them; no progress bar, as Keras runs with verbose=0): one epoch of warm-up, then the
-timed epochs. `--pin` keeps the thread count fixed (no adapting to other load).
+timed epochs. `--pin` keeps the thread count fixed (no adapting to other load);
+`--precision bf16-mixed` trains under bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fit_args import fit_parser  # beside this script
 def main() -> None:
     p = fit_parser()
     p.add_argument("--pin", action="store_true", help="RunConfig(cpu_threads=threads)")
+    p.add_argument("--precision", default="32", help="RunConfig(precision=...)")
     args = p.parse_args()
     import numpy as np
     import torch
@@ -30,7 +32,10 @@ def main() -> None:
     images = np.load(args.data)
     with tempfile.TemporaryDirectory() as model_dir:
         config = aekit.RunConfig(
-            random_seed=0, progress_bar=False, cpu_threads=args.threads if args.pin else "auto"
+            random_seed=0,
+            progress_bar=False,
+            cpu_threads=args.threads if args.pin else "auto",
+            precision=args.precision,
         )
         kind = aekit.AutoEncoder if args.model == "fc" else aekit.ConvolutionalAutoencoder
         est = kind(model_dir=model_dir, config=config)

@@ -33,6 +33,7 @@ from aekit.errors import ConfigError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator import rng as rng_state
 from aekit.hooks.base import Hook, RunContext, StepResult
+from aekit.models.fully_connected import sized_hidden_units
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as validate_data
@@ -86,17 +87,6 @@ def tabular_model_fn(
     if mode is ModeKeys.PREDICT:
         return EstimatorSpec(mode, predictions={SCORE_KEY: errors})
     return EstimatorSpec(mode, loss=errors.mean())
-
-
-def sized_hidden_units(n_features: int) -> list[int]:
-    """Twice the features wide (8 to 128), then a code of about 2·√features, under the features.
-
-    Chosen over the whole ADBench benchmark (README): a code of a quarter of the features
-    starved the tables with few of them (5 to 10 features), and half of them let the wide
-    ones (64 and more) copy their input.
-    """
-    code = max(1, min(n_features - 1, round(2 * math.sqrt(n_features))))
-    return [int(np.clip(2 * n_features, 8, 128)), code]
 
 
 def sized_batch(n_rows: int) -> int:

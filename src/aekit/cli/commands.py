@@ -16,10 +16,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from aekit.cli import limits, registry
 from aekit.cli import settings as run_settings
-from aekit.cli.data import Splits, with_data
+from aekit.cli.data import Splits, anomaly_labels, is_table, with_data
 from aekit.cli.data import load_images as load_images  # re-exported: tests call it here
 from aekit.cli.progress import EpochProgress
 from aekit.cli.storage import check_output_dir, check_output_file, writing
+from aekit.data.binarize import Binarization
 from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import numpy_input_fn, to_float
 from aekit.errors import CheckpointError, ConfigError, InputError
@@ -34,6 +35,7 @@ from aekit.estimator import (
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator.lock import writer_lock
 from aekit.hooks import CheckpointSaverListener
+from aekit.models.fully_connected import AutoEncoder, sized_hidden_units
 from aekit.models.heads import ReconstructionNetwork
 from aekit.models.layers import image_shape
 from aekit.models.stacked import StackedDenoisingAutoencoder
@@ -62,7 +64,7 @@ def build(
 def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     """Train and evaluate after every epoch; resumes the run in `model_dir`."""
     entry = registry.get(settings["model"])
-    (x_train, y_train), (x_test, y_test) = load_images(settings)
+    (x_train, y_train), (x_test, y_test) = _table_settings(settings, load_images(settings))
     if entry.supervised and (y_train is None or y_test is None):
         raise InputError(f"the {entry.name} model needs labels, and {settings['dataset']} has none")
     if entry.supervised:
@@ -92,6 +94,30 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
         return _train(
             estimator, settings, model_dir, steps_per_epoch, x_train, y_train, x_test, y_test
         )
+
+
+def _table_settings(settings: dict[str, Any], splits: Splits) -> Splits:
+    """Resolve fully_connected's "auto" settings from the data; the splits to train on.
+
+    Rows of a table (values beyond [0, 1]) are standardised and get hidden units sized
+    from their features; when the table has labels, those other than 0 mark anomalies,
+    which are left out of training (as --exclude-classes would) and scored by `score`.
+    """
+    (x_train, y_train), (x_test, y_test) = splits
+    if settings.get("scaling") == "auto":
+        settings["scaling"] = "standard" if is_table(x_train) or is_table(x_test) else "none"
+    table = settings.get("scaling", "none") != "none"
+    if settings.get("hidden_units") == "auto":
+        n_features = math.prod(x_train.shape[1:])
+        settings["hidden_units"] = sized_hidden_units(n_features) if table else registry.IMAGE_UNITS
+    if table and settings.get("save_images"):
+        raise ConfigError("--save-images draws images, and this run's rows are a table; drop it")
+    if not table or y_train is None or y_test is None or settings.get("exclude_classes"):
+        return splits
+    settings["exclude_classes"] = anomaly_labels(y_train, y_test)
+    if settings["exclude_classes"]:
+        _log.info("labels %s mark anomalies: training leaves them out", settings["exclude_classes"])
+    return load_images(settings)
 
 
 def _check_checkpoint_fits(
@@ -149,9 +175,21 @@ def _train(
         listeners.append(ReconstructionSnapshots(x_test[:10], settings["save_images"], settings))
     labels = (y_train, y_test) if entry.supervised else (None, None)
     batch_size = settings["batch_size"]
+    if (
+        isinstance(estimator, AutoEncoder)
+        and estimator.params.get("scaling")
+        and estimator.latest_checkpoint() is None  # a resumed run keeps its fitted scaling
+    ):
+        estimator.fit_scaling(x_train)
     if isinstance(estimator, StackedDenoisingAutoencoder):
         estimator.pretrain(
-            numpy_input_fn(x_train, batch_size=batch_size, num_epochs=None, seed=settings["seed"]),
+            numpy_input_fn(
+                x_train,
+                batch_size=batch_size,
+                num_epochs=None,
+                seed=settings["seed"],
+                binarize=settings.get("binarize"),
+            ),
             steps=settings["pretrain_epochs"] * steps_per_epoch,
         )
     return _train_and_evaluate(
@@ -181,17 +219,26 @@ def _train_and_evaluate(
                     batch_size=batch_size,
                     num_epochs=None,
                     seed=settings["seed"],
+                    binarize=settings.get("binarize"),
                 ),
                 max_steps=steps_per_epoch * epochs,
                 hooks=[progress],
                 saving_listeners=listeners,
             ),
             EvalSpec(
-                numpy_input_fn(x_test, labels[1], batch_size=1000, shuffle=False),
+                eval_input_fn(settings, x_test, labels[1]),
                 every_n_steps=steps_per_epoch,
                 report=progress.report,
             ),
         )
+
+
+def eval_input_fn(
+    settings: Mapping[str, Any], x: np.ndarray, y: np.ndarray | None = None
+) -> Callable[[], Any]:
+    """The test data in order, in batches of 1,000; drawn once (seed 0) if the run binarizes."""
+    binarize: Binarization | None = "fixed" if settings.get("binarize") else None
+    return numpy_input_fn(x, y, batch_size=1000, shuffle=False, binarize=binarize)
 
 
 def _steps_per_epoch(examples: int, batch_size: int) -> int:
@@ -295,8 +342,7 @@ def evaluate(
     )
     supervised = registry.get(settings["model"]).supervised
     result = estimator.evaluate(
-        numpy_input_fn(x_test, y_test if supervised else None, batch_size=1000, shuffle=False),
-        name="test",
+        eval_input_fn(settings, x_test, y_test if supervised else None), name="test"
     )
     if linear_probe:
         from aekit.evaluation import linear_probe as probe

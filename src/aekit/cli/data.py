@@ -10,8 +10,8 @@ import numpy as np
 
 from aekit.cli import settings as run_settings
 from aekit.data import mnist
-from aekit.data.sources import load_dataset
-from aekit.errors import InputError
+from aekit.data.sources import DATASET_NAMES, load_dataset
+from aekit.errors import ConfigError, InputError
 
 Splits = tuple[tuple[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray | None]]
 
@@ -39,8 +39,16 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
     data_dir = settings["data_dir"]
     if data_dir is not None and not Path(data_dir).is_dir():
         raise InputError(f"data dir {data_dir} does not exist; check --data-dir")
+    label_column = settings.get("label_column")
+    if label_column is not None and settings["dataset"] in DATASET_NAMES:
+        raise ConfigError(
+            f"--label-column names a column of a .csv or .npz file; {settings['dataset']} comes "
+            "with its labels, drop it"
+        )
     try:
-        (x_train, y_train), (x_test, y_test) = load_dataset(settings["dataset"], data_dir)
+        (x_train, y_train), (x_test, y_test) = load_dataset(
+            settings["dataset"], data_dir, label_column=label_column
+        )
     except mnist.DownloadError:
         # The library's message speaks to Python callers (load_data(data_dir=...)); this
         # one names the flag and the files.
@@ -78,13 +86,34 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
             )
         if x.dtype != np.uint8:
             if not np.isfinite(x).all():
-                raise InputError(f"the {name} set holds NaN or infinite pixels; clean the data")
-            if x.min() < 0 or x.max() > 1:
+                raise InputError(f"the {name} set holds NaN or infinite values; clean the data")
+            if settings.get("scaling", "none") == "none" and (x.min() < 0 or x.max() > 1):
+                fix = (
+                    "rows of a table take --scaling standard (or auto)"
+                    if "scaling" in settings
+                    else "a table's rows train with the fully_connected model"
+                )
                 raise InputError(
                     f"the {name} set's pixels run from {x.min():g} to {x.max():g}; give uint8 "
-                    "(0..255) or floats in [0, 1]"
+                    f"(0..255) or floats in [0, 1]; {fix}"
                 )
     return (x_train, y_train), (x_test, y_test)
+
+
+def is_table(x: np.ndarray) -> bool:
+    """Whether examples are rows of a table rather than pixels (uint8, or floats in [0, 1])."""
+    return x.dtype != np.uint8 and bool(x.min() < 0 or x.max() > 1)
+
+
+def anomaly_labels(y_train: np.ndarray, y_test: np.ndarray) -> list[int]:
+    """The labels that mark anomalies in a table: every integer label other than 0."""
+    labels = np.unique(np.concatenate([np.ravel(y_train), np.ravel(y_test)]))
+    if labels.dtype.kind == "f" and not (np.isfinite(labels).all() and (labels % 1 == 0).all()):
+        raise InputError(
+            "a table's labels mark anomalies (0 normal, 1 anomaly), and these are not integers; "
+            "give 0/1 labels or --label-column of such a column"
+        )
+    return [int(v) for v in labels if v != 0]
 
 
 def _check_excluded(

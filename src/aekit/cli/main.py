@@ -127,7 +127,12 @@ def _parser() -> argparse.ArgumentParser:
     _setting(
         train, "noise-factor", type=float, help="Gaussian input noise: a denoising autoencoder"
     )
-    _setting(train, "hidden-units", type=_int_list, help="e.g. 128,64,32")
+    _setting(
+        train,
+        "hidden-units",
+        type=_int_list,
+        help="e.g. 128,64,32; auto: 128,64,32 on images, sized from the features on a table",
+    )
     _setting(train, "num-filters", type=_int_list, help="e.g. 16,8,8")
     _setting(train, "downsample", choices=["max_pool", "strided"])
     _setting(train, "activation", help="relu, elu, leaky_relu, gelu, tanh or sigmoid")
@@ -147,6 +152,26 @@ def _parser() -> argparse.ArgumentParser:
         "exclude-classes",
         type=_int_list,
         help="leave these labels out of training and evaluation (e.g. 9, for `aekit score`)",
+    )
+    _setting(
+        train,
+        "scaling",
+        choices=["auto", "none", "standard", "robust", "minmax"],
+        help="fully_connected on a table: scale each feature, reconstruct linearly, score "
+        "squared errors; auto: standard when the values are not pixels in [0, 1]",
+    )
+    _setting(
+        train,
+        "label-column",
+        help="the labels' CSV column (header name or index) or .npz array; on a table, rows "
+        "with a label other than 0 are anomalies, left out of training",
+    )
+    _setting(
+        train,
+        "binarize",
+        choices=["dynamic", "fixed"],
+        help="0/1 pixels drawn with their intensity as p: anew every batch, or once; the "
+        "test images are drawn once (seed 0)",
     )
     _setting(train, "seed", type=int)
     _setting(train, "device", help="auto, cpu, cuda, cuda:N")
@@ -196,6 +221,17 @@ def _parser() -> argparse.ArgumentParser:
     _flag(sample, "output", help="PNG file (default MODEL_DIR/samples.png); manifold.png beside it")
     _flag(sample, "seed", type=int, default=0, help="random seed of the codes drawn")
     _flag(sample, "manifold-size", type=int, default=20, help="images per side (2-D codes)")
+
+    likelihood = commands.add_parser(
+        "likelihood",
+        help="test log-likelihood of a variational model, importance-weighted (nats)",
+        formatter_class=_Formatter,
+    )
+    _flag(likelihood, "model-dir", required=True)
+    _data_flags(likelihood)
+    _flag(likelihood, "samples", type=int, default=5000, help="codes drawn per image (k)")
+    _flag(likelihood, "images", type=int, help="score only the first N test images (default all)")
+    _flag(likelihood, "seed", type=int, default=0, help="random seed of the codes drawn")
 
     score = commands.add_parser(
         "score",
@@ -252,7 +288,8 @@ def _train(args: argparse.Namespace) -> None:
             "dropout", "keep_prob", "noise_factor", "hidden_units", "num_filters", "downsample",
             "activation", "save_images", "seed", "device", "log_every", "noise", "pretrain_epochs",
             "pretrain_learning_rate", "dense_units", "n_classes", "latent_dim", "encoder",
-            "decoder", "beta", "exclude_classes", "clip_grad_norm",
+            "decoder", "beta", "exclude_classes", "clip_grad_norm", "binarize", "scaling",
+            "label_column",
         )
     }  # fmt: skip
     resolved = settings.resolve(args.model, model_dir, given, args.config, args.preset)
@@ -322,6 +359,11 @@ def _run(args: argparse.Namespace) -> None:
                 args.model_dir, args.images, args.output, args.seed, args.manifold_size
             ),
             sep="\n",
+        ),
+        "likelihood": lambda: _print_metrics(
+            analysis.likelihood(
+                args.model_dir, args.samples, args.images, args.seed, args.dataset, args.data_dir
+            )
         ),
         "score": lambda: _print_score(
             analysis.score(

@@ -69,6 +69,10 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+IMAGE_UNITS = [128, 64, 32]
+"""fully_connected's hidden units on images (seed 000's); a table's are sized from its features."""
+
+
 def _noise(hp: Mapping[str, Any]) -> tuple[str, float] | None:
     return ("gaussian", hp["noise_factor"]) if hp.get("noise_factor") else None
 
@@ -78,15 +82,17 @@ register(
         name="fully_connected",
         description="seed 000: fully-connected autoencoder (denoising with --noise-factor)",
         defaults={
-            "hidden_units": [128, 64, 32],
+            "hidden_units": "auto",
             "activation": "relu",
             "keep_prob": None,
             "weight_decay": 1e-5,
             "learning_rate": 1e-3,
             "noise_factor": None,
+            "scaling": "auto",
         },
         build=lambda hp, shape, config: AutoEncoder(
-            hidden_units=hp["hidden_units"],
+            hidden_units=IMAGE_UNITS if hp["hidden_units"] == "auto" else hp["hidden_units"],
+            scaling=None if hp["scaling"] in ("auto", "none") else hp["scaling"],
             activation_fn=hp["activation"],
             dropout=hp["keep_prob"],  # AutoEncoder's `dropout` is seed 000's keep probability
             weight_decay=hp["weight_decay"],

@@ -39,6 +39,8 @@ RUN_DEFAULTS: dict[str, Any] = {
     "log_every": None,
     "exclude_classes": None,
     "clip_grad_norm": None,
+    "binarize": None,
+    "label_column": None,
 }
 
 
@@ -338,6 +340,11 @@ def _sizes(key: str, value: Any) -> None:
         )
 
 
+def _sizes_or_auto(key: str, value: Any) -> None:
+    if value != "auto":  # fully_connected: chosen once the data are seen
+        _sizes(key, value)
+
+
 def _classes(key: str, value: Any) -> None:
     if (
         not isinstance(value, list | tuple)
@@ -400,7 +407,7 @@ RULES: dict[str, Check] = {
     "dropout": _optional(_number(most=1)),  # the probability of dropping a unit
     "keep_prob": _optional(_number(most=1)),  # fully_connected: of keeping one (seed 000)
     "beta": _number(),
-    "hidden_units": _sizes,
+    "hidden_units": _sizes_or_auto,
     "num_filters": _sizes,
     "example_shape": _sizes,
     "activation": _text,
@@ -408,6 +415,9 @@ RULES: dict[str, Check] = {
     "noise": _choice("masking", "gaussian", "salt_and_pepper"),
     "encoder": _choice("fully_connected", "convolutional"),
     "decoder": _choice("bernoulli", "gaussian"),
+    "binarize": _optional(_choice("dynamic", "fixed")),
+    "scaling": _choice("auto", "none", "standard", "robust", "minmax"),
+    "label_column": _optional(_text),
     "tied_weights": _flag,
 }
 

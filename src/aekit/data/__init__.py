@@ -1,6 +1,7 @@
 """Input pipelines and data sets."""
 
 from aekit.data import mnist, sources
+from aekit.data.binarize import binarize
 from aekit.data.corruption import Corruption, GaussianNoise, MaskingNoise, SaltAndPepper
 from aekit.data.dataset import Dataset
 from aekit.data.idx import IDXError, read_idx, write_idx
@@ -17,6 +18,7 @@ __all__ = [
     "InputFunction",
     "MaskingNoise",
     "SaltAndPepper",
+    "binarize",
     "load_data",
     "load_dataset",
     "load_digits",

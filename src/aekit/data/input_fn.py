@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aekit.data.binarize import Binarization, bernoulli_pixels, binarize, check_binarization
 from aekit.data.checks import as_array, check_bool, check_int, check_values, shown, to_float
 from aekit.data.corruption import Corruption, GaussianNoise
 from aekit.data.dataset import Array, Dataset
@@ -87,6 +88,7 @@ def numpy_input_fn(
     noise_factor: float | None = None,
     device: str | torch.device | None = None,
     drop_remainder: bool = False,
+    binarize: Binarization | None = None,
 ) -> Callable[[], Dataset]:
     """An input_fn over arrays: shuffled (whole-data buffer), repeated, batched.
 
@@ -96,7 +98,9 @@ def numpy_input_fn(
     `device` keeps the arrays on that device and builds batches there; by default
     an Estimator on an accelerator gets them there when they fit (not memory maps).
     In a data-parallel job each process takes its share of every epoch, so the
-    global batch is `batch_size` × the number of processes.
+    global batch is `batch_size` × the number of processes. `binarize` makes the features
+    0/1 pixels drawn with their intensity as the probability: "fixed" once (with `seed`,
+    else 0), "dynamic" anew for every batch (before any noise).
 
     Returns a function giving a fresh Dataset of `(features, labels)` batches.
     """
@@ -113,9 +117,12 @@ def numpy_input_fn(
         raise ConfigError("give noise or noise_factor, not both")
     corruption = GaussianNoise(noise_factor) if noise_factor is not None else noise
     placement = _check_device(device)
+    binarization = check_binarization(binarize)
+    if binarization == "fixed":
+        x = _binarized(x, seed or 0)
 
     def prepare(features: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
-        features = to_float(features)
+        features = bernoulli_pixels(features) if binarization == "dynamic" else to_float(features)
         if corruption is not None:
             return corruption(features, labels)
         return features, labels
@@ -131,6 +138,11 @@ def numpy_input_fn(
         return data.batch(batch_size, drop_remainder).map(prepare)
 
     return input_fn
+
+
+def _binarized(x: Array, seed: int) -> Array:
+    array = binarize(x, seed)
+    return torch.from_numpy(array).to(x.device) if isinstance(x, torch.Tensor) else array
 
 
 def shard_for_estimator(data: Dataset) -> Dataset:

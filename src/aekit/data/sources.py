@@ -123,7 +123,10 @@ def open_npy_memmap(path: PathLike) -> np.memmap[Any, np.dtype[Any]]:
 
 
 def load_dataset(
-    name_or_path: PathLike, data_dir: PathLike | None = None, download: bool = True
+    name_or_path: PathLike,
+    data_dir: PathLike | None = None,
+    download: bool = True,
+    label_column: str | None = None,
 ) -> Splits:
     """Load a named data set or a file/folder as ``((x_train, y_train), (x_test, y_test))``.
 
@@ -131,6 +134,8 @@ def load_dataset(
     "digits". Paths: .npz (its own split when it has x_train and x_test), .npy, .csv, a folder of
     MNIST IDX files, or a folder of images. Sources without a split of their own are split
     deterministically: every 5th example is a test example (20%), the order kept.
+    `label_column` names the labels: a .csv file's column (header name, or index) or a .npz
+    archive's array.
     """
     if not isinstance(name_or_path, str | os.PathLike):
         raise ConfigError(
@@ -158,14 +163,21 @@ def load_dataset(
             return mnist.load_data(path, download=False)
         return _split(*load_image_folder(path), path)
     suffix = path.suffix.lower()
+    if label_column is not None and suffix not in (".csv", ".npz"):
+        raise ConfigError(
+            f"{path}: a label column applies to .csv and .npz files; drop --label-column"
+        )
     if suffix == ".npz":
-        own = _npz_own_split(path)
+        own = _npz_own_split(path) if label_column is None else None
         if own is not None:
             return own
     if suffix in (".npz", ".npy"):
-        return _split(*load_npz(path), path)
+        return _split(*load_npz(path, y_key=label_column), path)
     if suffix == ".csv":
-        return _split(*load_csv(path), path)
+        column: str | int | None = label_column
+        if label_column is not None and label_column.lstrip("-").isdigit():
+            column = int(label_column)  # a column's index, from the end when negative
+        return _split(*load_csv(path, column), path)
     raise InputError(
         f"{path}: unsupported file type {suffix or '(none)'}; give a .npz, .npy or .csv file, "
         f"a folder of images, or a folder of MNIST IDX files"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -18,6 +18,9 @@ from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator.optimizers import adam
 from aekit.memory import build_within_memory
 from aekit.models.layers import check_example_size
+
+if TYPE_CHECKING:
+    from aekit.models.fully_connected import FullyConnectedAutoencoder
 
 IMAGES_IN_SUMMARY = 6
 
@@ -64,6 +67,8 @@ def reconstruction_model_fn(
     clean = to_float(features)
     noise = params.get("noise")
     inputs = clean
+    if getattr(network, "scaled", False):
+        return _scaled_rows_spec(network, clean, mode, params)  # type: ignore[arg-type]
     if noise and mode is not ModeKeys.PREDICT:
         inputs = make_corruption(noise["kind"], noise["amount"]).corrupt(clean)
     logits, code = network(inputs)
@@ -95,6 +100,42 @@ def reconstruction_model_fn(
         eval_metric_ops["noisy_input_rmse"] = metrics.root_mean_squared_error(target, inputs)
     return EstimatorSpec(
         mode, predictions={"prediction": probs}, loss=loss, eval_metric_ops=eval_metric_ops
+    )
+
+
+def _scaled_rows_spec(
+    network: FullyConnectedAutoencoder,
+    rows: torch.Tensor,
+    mode: ModeKeys,
+    params: Mapping[str, Any],
+) -> EstimatorSpec:
+    """Rows of a table: squared error in the network's scaled space (every feature alike).
+
+    Predictions: `prediction` (the reconstruction in the features' units), `embedding`, and
+    `reconstruction_error`, the row's mean squared error in the scaled space.
+    """
+    target = network.scale_rows(rows)
+    reconstruction, code = network(rows)
+    errors = (reconstruction.flatten(1).float() - target).square().mean(1)
+    if mode is ModeKeys.PREDICT:
+        predictions = {
+            "prediction": network.unscale_rows(reconstruction.flatten(1)).reshape(rows.shape),
+            "embedding": code.flatten(1),
+            "reconstruction_error": errors,
+        }
+        return EstimatorSpec(mode, predictions=predictions)
+    loss = errors.mean()
+    if mode is ModeKeys.TRAIN:
+        weight_decay = params.get("weight_decay")
+        if weight_decay:
+            loss = loss + weight_decay * l2_of_weights(network)
+        return EstimatorSpec(mode, loss=loss)
+    return EstimatorSpec(
+        mode,
+        loss=loss,
+        eval_metric_ops={
+            "rmse": metrics.root_mean_squared_error(target, reconstruction.flatten(1))
+        },
     )
 
 

@@ -1,0 +1,150 @@
+"""`aekit train fully_connected` and `aekit score` on rows of a table, run in-process."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aekit.cli.main import main
+from aekit.estimator import checkpoint as ckpt
+from aekit.models.fully_connected import AutoEncoder, FullyConnectedAutoencoder
+
+FEATURES = 12
+
+
+def table(
+    n_normal: int = 600, n_anomalies: int = 40, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normal rows on a 2-D plane in 12 features of very different units; anomalies off it."""
+    rng = np.random.default_rng(seed)
+    units = np.logspace(-2, 3, FEATURES)  # 0.01 to 1,000: raw errors would see one feature
+    mixing = rng.normal(size=(2, FEATURES))
+    normal = rng.normal(size=(n_normal, 2)) @ mixing + 0.05 * rng.normal(size=(n_normal, FEATURES))
+    odd = rng.normal(scale=2.0, size=(n_anomalies, FEATURES))
+    x = np.concatenate([normal, odd]) * units + 5 * units
+    y = np.r_[np.zeros(n_normal, int), np.ones(n_anomalies, int)]
+    order = rng.permutation(len(x))
+    return x[order], y[order]
+
+
+def write_csv(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow([f"feature_{i}" for i in range(x.shape[1])] + ["is_anomaly"])
+        out.writerows([*map(float, row), int(label)] for row, label in zip(x, y, strict=True))
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("table")
+    x, y = table()
+    data = write_csv(tmp / "table.csv", x, y)
+    model_dir = tmp / "run"
+    assert main(["train", "fully_connected", "--dataset", str(data), "--label-column",
+                 "is_anomaly", "--epochs", "40", "--batch-size", "64", "--learning-rate", "0.003",
+                 "--model-dir", str(model_dir)]) == 0  # fmt: skip
+    return data, model_dir
+
+
+def test_a_table_is_scaled_sized_and_trained_on_its_normal_rows(
+    csv_run: tuple[Path, Path],
+) -> None:
+    _, model_dir = csv_run
+    settings = json.loads((model_dir / "hparams.json").read_text())
+    assert settings["scaling"] == "standard"
+    assert settings["hidden_units"] == [24, 7]  # 2x the features, a code of about 2·√12
+    assert settings["exclude_classes"] == [1]  # label 1 marks the anomalies
+    x, y = table()
+    train_rows = x[(np.arange(len(x)) % 5 != 4) & (y == 0)]  # every 5th row is a test row
+    _, state = ckpt.load_latest(model_dir, "cpu") or (None, {})
+    network = state["network"]
+    np.testing.assert_allclose(network["center"].numpy(), train_rows.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(network["scale"].numpy(), train_rows.std(0), rtol=1e-5)
+
+
+def test_score_writes_every_row_and_separates_the_anomalies(
+    csv_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, model_dir = csv_run
+    out_dir = model_dir.parent / "scores"
+    status, out, _ = run(capsys, "score", "--model-dir", model_dir, "--dataset", data,
+                         "--output", out_dir)  # fmt: skip
+    assert status == 0
+    auroc = float(out.split("auroc=")[1].split()[0])
+    assert auroc > 0.95, out
+    with (out_dir / "scores.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 640  # every row of the file, anomalies included
+    flagged = [r for r in rows if r["anomaly"] == "1"]
+    assert sum(r["label"] == "1" for r in flagged) > 0.8 * len(flagged)
+
+
+def test_an_npz_table_without_labels_and_pixels_keep_their_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x, _ = table(200, 0)
+    np.savez(tmp_path / "rows.npz", X=x)
+    rows = str(tmp_path / "rows.npz")
+    assert main(["train", "fully_connected", "--dataset", rows, "--scaling", "robust",
+                 "--epochs", "1", "--model-dir", str(tmp_path / "t")]) == 0  # fmt: skip
+    settings = json.loads((tmp_path / "t" / "hparams.json").read_text())
+    assert settings["scaling"] == "robust" and settings["exclude_classes"] is None
+    assert main(["train", "fully_connected", "--dataset", "digits", "--epochs", "1",
+                 "--model-dir", str(tmp_path / "d")]) == 0  # fmt: skip
+    settings = json.loads((tmp_path / "d" / "hparams.json").read_text())
+    assert settings["scaling"] == "none" and settings["hidden_units"] == [128, 64, 32]
+
+
+def test_bad_table_settings_are_one_line_errors(
+    csv_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _ = csv_run
+    cases: list[tuple[list[str | Path], str]] = [
+        (["train", "fully_connected", "--dataset", data, "--label-column", "nope"], "nope"),
+        (["train", "fully_connected", "--dataset", data, "--scaling", "none"], "--scaling"),
+        (["train", "convolutional", "--dataset", data], "fully_connected"),
+        (["train", "fully_connected", "--dataset", "digits", "--label-column", "y"], "drop it"),
+        (["train", "fully_connected", "--dataset", data, "--save-images", tmp_path / "f"],
+         "--save-images"),
+    ]  # fmt: skip
+    for args, phrase in cases:
+        status, _, err = run(capsys, *args, "--model-dir", tmp_path / "bad")
+        lines = err.strip().splitlines()
+        assert status == 2 and len(lines) == 1 and lines[0].startswith("aekit: error:"), err
+        assert phrase in lines[0], lines[0]
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "f").exists()
+
+
+def test_the_python_api_scales_and_reconstructs_in_the_features_units(tmp_path: Path) -> None:
+    x, _ = table(300, 0)
+    est = AutoEncoder(hidden_units=[8, 3], input_shape=(FEATURES,), scaling="minmax",
+                      weight_decay=None, model_dir=tmp_path)  # fmt: skip
+    est.fit_scaling(x)
+    network = est.network
+    assert isinstance(network, FullyConnectedAutoencoder)
+    np.testing.assert_allclose(network.center.numpy(), x.min(0), rtol=1e-6)
+    from aekit.data import numpy_input_fn
+
+    est.train(numpy_input_fn(x.astype(np.float32), batch_size=50, num_epochs=30))
+    first = next(est.predict(numpy_input_fn(x[:1].astype(np.float32), shuffle=False)))
+    # The reconstruction is in the features' own units; its error in the [0, 1] scaled space.
+    scaled = (x[0] - x.min(0)) / (x.max(0) - x.min(0))
+    back = (first["prediction"] - x.min(0)) / (x.max(0) - x.min(0))
+    assert first["reconstruction_error"] == pytest.approx(np.mean((back - scaled) ** 2), rel=1e-3)
+    assert np.abs(first["prediction"] - x[0]).max() > 1  # raw units, not the scaled ones
+    with pytest.raises(Exception, match="fit_scaling needs an AutoEncoder built with scaling"):
+        AutoEncoder(input_shape=(FEATURES,), model_dir=tmp_path / "p").fit_scaling(x)
+    with torch.no_grad():
+        assert network.scale_rows(torch.from_numpy(x[:2]).float()).abs().max() <= 1 + 1e-5
