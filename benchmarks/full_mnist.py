@@ -48,9 +48,10 @@ RUNS = (
         "Burda et al. (2016), VAE k=1: 86.76 nats"),
     Run("cnn", ("classifier", "--epochs", "10"), ("evaluate",), ("accuracy",),
         "seed 003's CNN: >= 99.2%"),
-    Run("sda", ("--preset", "seed_002", "--pretrain-epochs", "10", "--epochs", "30"),
+    Run("sda", ("--preset", "seed_002", "--learning-rate", "1e-4", "--epochs", "30"),
         ("evaluate",), ("accuracy",), "Vincent et al. (2010), SdA-3: 1.28% error"),
-    Run("sda-scratch", ("--preset", "seed_002", "--pretrain-epochs", "0", "--epochs", "30"),
+    Run("sda-scratch", ("--preset", "seed_002", "--pretrain-epochs", "0", "--learning-rate", "1e-4",
+                        "--epochs", "30"),
         ("evaluate",), ("accuracy",), "the same network from scratch"),
 )  # fmt: skip
 

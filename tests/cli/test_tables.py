@@ -91,6 +91,18 @@ def test_score_writes_every_row_and_separates_the_anomalies(
     assert sum(r["label"] == "1" for r in flagged) > 0.8 * len(flagged)
 
 
+def test_embed_writes_no_sprite_and_reconstruct_refuses_a_table(
+    csv_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, model_dir = csv_run
+    status, out, _ = run(capsys, "embed", "--model-dir", model_dir, "--images", "50")
+    assert status == 0
+    folder = Path(out.split()[0])
+    assert (folder / "tensors.tsv").is_file() and not (folder / "sprite.png").exists()
+    status, _, err = run(capsys, "reconstruct", "--model-dir", model_dir)
+    assert status == 2 and "rows of a table" in err and "aekit score" in err
+
+
 def test_an_npz_table_without_labels_and_pixels_keep_their_defaults(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -115,6 +127,7 @@ def test_bad_table_settings_are_one_line_errors(
         (["train", "fully_connected", "--dataset", data, "--label-column", "nope"], "nope"),
         (["train", "fully_connected", "--dataset", data, "--scaling", "none"], "--scaling"),
         (["train", "convolutional", "--dataset", data], "fully_connected"),
+        (["train", "fully_connected", "--dataset", data, "--noise-factor", "0.3"], "noise"),
         (["train", "fully_connected", "--dataset", "digits", "--label-column", "y"], "drop it"),
         (["train", "fully_connected", "--dataset", data, "--save-images", tmp_path / "f"],
          "--save-images"),

@@ -106,7 +106,7 @@ def _table_settings(settings: dict[str, Any], splits: Splits) -> Splits:
     (x_train, y_train), (x_test, y_test) = splits
     if settings.get("scaling") == "auto":
         settings["scaling"] = "standard" if is_table(x_train) or is_table(x_test) else "none"
-    table = settings.get("scaling", "none") != "none"
+    table = _is_table_run(settings)
     if settings.get("hidden_units") == "auto":
         n_features = math.prod(x_train.shape[1:])
         settings["hidden_units"] = sized_hidden_units(n_features) if table else registry.IMAGE_UNITS
@@ -239,6 +239,11 @@ def eval_input_fn(
     """The test data in order, in batches of 1,000; drawn once (seed 0) if the run binarizes."""
     binarize: Binarization | None = "fixed" if settings.get("binarize") else None
     return numpy_input_fn(x, y, batch_size=1000, shuffle=False, binarize=binarize)
+
+
+def _is_table_run(settings: Mapping[str, Any]) -> bool:
+    """Whether the run models rows of a table (scaled features) rather than images."""
+    return bool(settings.get("scaling", "none") != "none")
 
 
 def _steps_per_epoch(examples: int, batch_size: int) -> int:
@@ -441,7 +446,12 @@ def reconstruct(
 
     path = Path(output or Path(model_dir) / "reconstruction.png")
 
-    def precheck(_: dict[str, Any], __: Estimator, data: Splits) -> None:
+    def precheck(settings: dict[str, Any], __: Estimator, data: Splits) -> None:
+        if _is_table_run(settings):
+            raise ConfigError(
+                f"{model_dir} models the rows of a table, which are not images to draw; "
+                "`aekit score` gives each row's reconstruction error"
+            )
         check_output_file("--output", path)
         x = data[1][0][: _count(images)]
         limits.check_picture("--images", 3 * len(x), x.shape[1:], scale=2)  # 3 rows at most
@@ -477,7 +487,7 @@ def embed(
         if path is not None:
             check_output_file("--output", path)
 
-    _, estimator, (_, (x_test, y_test)) = open_run(model_dir, precheck, dataset, data_dir)
+    settings, estimator, (_, (x_test, y_test)) = open_run(model_dir, precheck, dataset, data_dir)
     x = x_test[:images]
     labels = None if y_test is None else y_test[: len(x)]
     batches = estimator.predict(
@@ -487,7 +497,8 @@ def embed(
     )
     embedding = np.concatenate([b["embedding"] for b in batches])
     with writing(projector):
-        written = [write_projector(projector, embedding, labels, x)]
+        sprite = None if _is_table_run(settings) else x  # a table's rows have no picture
+        written = [write_projector(projector, embedding, labels, sprite)]
     if plot and path is not None:
         points = project_2d(embedding, plot)
         with writing(path):

@@ -135,6 +135,11 @@ class AutoEncoder(ReconstructionEstimator):
         units = check_units("hidden_units", hidden_units)
         if scaling is not None and scaling not in SCALINGS:
             raise ConfigError(f"scaling must be None or one of {SCALINGS}, got {scaling!r}")
+        if scaling is not None and (noise_factor is not None or noise is not None):
+            raise ConfigError(
+                "input noise corrupts pixels in [0, 1]; a table's scaled rows train without it, "
+                "drop the noise or the scaling"
+            )
         super().__init__(
             lambda: FullyConnectedAutoencoder(
                 input_shape, units, activation_fn, dropout, scaled=scaling is not None
