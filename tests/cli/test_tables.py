@@ -106,8 +106,8 @@ def test_embed_writes_no_sprite_and_reconstruct_refuses_a_table(
 def test_an_npz_table_without_labels_and_pixels_keep_their_defaults(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    x, _ = table(200, 0)
-    np.savez(tmp_path / "rows.npz", X=x)
+    x, y = table(200, 0)
+    np.savez(tmp_path / "rows.npz", X=x, y=y)  # labels, all of them normal
     rows = str(tmp_path / "rows.npz")
     assert main(["train", "fully_connected", "--dataset", rows, "--scaling", "robust",
                  "--epochs", "1", "--model-dir", str(tmp_path / "t")]) == 0  # fmt: skip

@@ -114,9 +114,11 @@ def _table_settings(settings: dict[str, Any], splits: Splits) -> Splits:
         raise ConfigError("--save-images draws images, and this run's rows are a table; drop it")
     if not table or y_train is None or y_test is None or settings.get("exclude_classes"):
         return splits
-    settings["exclude_classes"] = anomaly_labels(y_train, y_test)
-    if settings["exclude_classes"]:
-        _log.info("labels %s mark anomalies: training leaves them out", settings["exclude_classes"])
+    anomalies = anomaly_labels(y_train, y_test)
+    if not anomalies:  # every row is normal
+        return splits
+    settings["exclude_classes"] = anomalies
+    _log.info("labels %s mark anomalies: training leaves them out", anomalies)
     return load_images(settings)
 
 
