@@ -35,7 +35,7 @@ from aekit.estimator import (
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator.lock import writer_lock
 from aekit.hooks import CheckpointSaverListener
-from aekit.models.fully_connected import AutoEncoder, sized_hidden_units
+from aekit.models.fully_connected import SCALINGS, AutoEncoder, sized_hidden_units
 from aekit.models.heads import ReconstructionNetwork
 from aekit.models.layers import image_shape
 from aekit.models.stacked import StackedDenoisingAutoencoder
@@ -245,7 +245,7 @@ def eval_input_fn(
 
 def _is_table_run(settings: Mapping[str, Any]) -> bool:
     """Whether the run models rows of a table (scaled features) rather than images."""
-    return bool(settings.get("scaling", "none") != "none")
+    return settings.get("scaling") in SCALINGS
 
 
 def _steps_per_epoch(examples: int, batch_size: int) -> int:

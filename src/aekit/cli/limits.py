@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aekit.cli import registry
 from aekit.errors import ConfigError
 
 MAX_SETTINGS_BYTES = 64 * 1024
@@ -96,7 +97,7 @@ def activation_count(settings: Mapping[str, Any], example_shape: Sequence[int]) 
     """About how many values one example makes flow through the settings' network."""
     model = settings["model"]
     n_features = math.prod(example_shape)
-    units: list[int] = settings.get("hidden_units") or []
+    units = registry.hidden_units(settings)
     count: int
     if model in ("fully_connected", "stacked") or (
         model == "variational" and settings["encoder"] == "fully_connected"

@@ -73,6 +73,12 @@ IMAGE_UNITS = [128, 64, 32]
 """fully_connected's hidden units on images (seed 000's); a table's are sized from its features."""
 
 
+def hidden_units(hp: Mapping[str, Any]) -> list[int]:
+    """The settings' hidden units; "auto" (not yet sized from the data) as on images."""
+    units = hp.get("hidden_units")
+    return IMAGE_UNITS if units == "auto" else list(units or [])
+
+
 def _noise(hp: Mapping[str, Any]) -> tuple[str, float] | None:
     return ("gaussian", hp["noise_factor"]) if hp.get("noise_factor") else None
 
@@ -91,7 +97,7 @@ register(
             "scaling": "auto",
         },
         build=lambda hp, shape, config: AutoEncoder(
-            hidden_units=IMAGE_UNITS if hp["hidden_units"] == "auto" else hp["hidden_units"],
+            hidden_units=hidden_units(hp),
             scaling=None if hp["scaling"] in ("auto", "none") else hp["scaling"],
             activation_fn=hp["activation"],
             dropout=hp["keep_prob"],  # AutoEncoder's `dropout` is seed 000's keep probability
