@@ -65,10 +65,10 @@ def reconstruction_model_fn(
     code, flattened) and `reconstruction_error` (per-example mean squared error).
     """
     clean = to_float(features)
+    if getattr(network, "scaled", False):  # rows of a table (FullyConnectedAutoencoder)
+        return _scaled_rows_spec(network, clean, mode, params)  # type: ignore[arg-type]
     noise = params.get("noise")
     inputs = clean
-    if getattr(network, "scaled", False):
-        return _scaled_rows_spec(network, clean, mode, params)  # type: ignore[arg-type]
     if noise and mode is not ModeKeys.PREDICT:
         inputs = make_corruption(noise["kind"], noise["amount"]).corrupt(clean)
     logits, code = network(inputs)
@@ -88,9 +88,7 @@ def reconstruction_model_fn(
     loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), target.float())
     if mode is ModeKeys.TRAIN:
         # Training needs the loss alone; metrics and predictions would only slow the step.
-        weight_decay = params.get("weight_decay")
-        if weight_decay:
-            loss = loss + weight_decay * l2_of_weights(network)
+        loss = _with_weight_decay(loss, network, params)
         if summary.should_record():
             _record(network, clean, inputs if noise else None, torch.sigmoid(logits))
         return EstimatorSpec(mode, loss=loss)
@@ -126,10 +124,7 @@ def _scaled_rows_spec(
         return EstimatorSpec(mode, predictions=predictions)
     loss = errors.mean()
     if mode is ModeKeys.TRAIN:
-        weight_decay = params.get("weight_decay")
-        if weight_decay:
-            loss = loss + weight_decay * l2_of_weights(network)
-        return EstimatorSpec(mode, loss=loss)
+        return EstimatorSpec(mode, loss=_with_weight_decay(loss, network, params))
     return EstimatorSpec(
         mode,
         loss=loss,
@@ -191,6 +186,14 @@ def train_labels(
         torch._assert_async(in_range, f"labels must be class ids in [0, {n_classes}); {fix}")
         return labels, None
     return labels.where(in_range, 0), in_range
+
+
+def _with_weight_decay(
+    loss: torch.Tensor, network: nn.Module, params: Mapping[str, Any]
+) -> torch.Tensor:
+    """The training loss plus `weight_decay` × ½·Σw² of the weights (not the biases)."""
+    weight_decay = params.get("weight_decay")
+    return loss + weight_decay * l2_of_weights(network) if weight_decay else loss
 
 
 def l2_of_weights(network: nn.Module) -> torch.Tensor:
