@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from aekit.cli.main import main
 from aekit.data.idx import write_idx
@@ -243,6 +245,40 @@ def test_dropout_is_a_drop_rate_and_keep_prob_the_seeds_keep_probability(
                  str(tmp_path / "c")]) == 2  # fmt: skip
     assert "keep_prob is not a setting of the classifier model" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_a_resumed_run_may_lower_its_learning_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    model_dir = tmp_path / "vae"
+    common = ["--model-dir", str(model_dir), "--dataset", "digits", "--batch-size", "512"]
+    assert main(["train", "variational", *common, "--hidden-units", "8", "--latent-dim", "2",
+                 "--epochs", "1"]) == 0  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="aekit"):
+        assert main(["train", *common, "--epochs", "2", "--learning-rate", "2.5e-4"]) == 0
+    assert "learning_rate changed on resume: 0.001 -> 0.00025" in caplog.text
+    assert fc_settings(model_dir)["learning_rate"] == 2.5e-4
+    latest = ckpt.latest_checkpoint(model_dir)
+    assert latest is not None and ckpt.step_of(latest) == 2 * -(-1437 // 512)
+    state = ckpt.load(latest, torch.device("cpu"))
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2.5e-4)
+    # The architecture still may not change.
+    assert main(["train", *common, "--latent-dim", "3"]) == 2
+    assert "trained with latent_dim=2" in capsys.readouterr().err
+
+
+def test_the_stacked_model_takes_dropout_for_fine_tuning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_dir = tmp_path / "sda"
+    common = ["--model-dir", str(model_dir), "--dataset", "digits", "--batch-size", "256"]
+    assert main(["train", "stacked", *common, "--hidden-units", "8", "--pretrain-epochs", "1",
+                 "--epochs", "1", "--dropout", "0.5"]) == 0  # fmt: skip
+    assert fc_settings(model_dir)["dropout"] == 0.5
+    latest = ckpt.latest_checkpoint(model_dir)
+    assert latest is not None and ckpt.load(latest)["params"]["dropout"] == 0.5
+    assert main(["train", *common, "--dropout", "0.2"]) == 2
+    assert "trained with dropout=0.5" in capsys.readouterr().err
 
 
 def test_an_older_run_with_dropout_as_keep_probability_still_resumes(

@@ -123,3 +123,28 @@ def test_bad_settings_and_labels(tmp_path: Path) -> None:
         est.evaluate(numpy_input_fn(x[:10], np.full(10, 12), batch_size=5))
     with pytest.raises(aekit.ConfigError, match="one non-negative step count per layer"):
         est.pretrain(numpy_input_fn(x), steps=[1])
+
+
+def test_dropout_acts_in_fine_tuning_only() -> None:
+    torch.manual_seed(0)
+    net = StackedNetwork(6, [200, 200], 3, dropout=0.5)
+    x = torch.rand(4, 6)
+    net.train()
+    assert not torch.equal(net(x), net(x))  # units dropped afresh each pass
+    assert torch.equal(net.encode(x), net.encode(x))  # what pretraining reads
+    net.eval()
+    assert torch.equal(net(x), net.head(net.encode(x)))
+    with pytest.raises(aekit.ConfigError, match=r"dropout is a drop rate in \[0, 1\)"):
+        StackedDenoisingAutoencoder([4], dropout=1.0)
+
+
+def test_a_run_without_dropout_resumes_as_before(tmp_path: Path) -> None:
+    x, y = data()
+    make(tmp_path).train(numpy_input_fn(x, y, batch_size=50), max_steps=2)
+    latest = ckpt.latest_checkpoint(tmp_path)
+    assert latest is not None and "dropout" not in ckpt.load(latest)["params"]
+    with pytest.raises(aekit.ConfigError, match="trained with dropout=None"):
+        StackedDenoisingAutoencoder(
+            [16, 8], noise_factor=0.3, input_shape=(8, 8), model_dir=tmp_path, dropout=0.2,
+            pretrain_learning_rates=[1e-2, 1e-2], finetune_learning_rate=1e-2,
+        ).train(numpy_input_fn(x, y, batch_size=50), max_steps=3)  # fmt: skip

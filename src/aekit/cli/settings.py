@@ -3,7 +3,8 @@
 Later sources win: a model's defaults, then what the model dir saved, then the
 config file (TOML or YAML), then the flags given. On a model dir that already
 holds a run, a setting that would change the model is refused; only the keys in
-`RESUMABLE` may change between runs. Paths (data dir, data set file, save-images) are
+`RESUMABLE` may change between runs (the learning rates among them: lowering the rate of
+a run by hand is a step decay). Paths (data dir, data set file, save-images) are
 stored absolute, so that a run's commands work from any working directory.
 """
 
@@ -28,7 +29,16 @@ from aekit.errors import ConfigError
 
 HPARAMS_FILE = "hparams.json"
 RESUMABLE = frozenset(
-    {"epochs", "device", "data_dir", "save_images", "log_every", "clip_grad_norm"}
+    {
+        "epochs",
+        "device",
+        "data_dir",
+        "save_images",
+        "log_every",
+        "clip_grad_norm",
+        "learning_rate",
+        "pretrain_learning_rate",
+    }
 )
 RUN_DEFAULTS: dict[str, Any] = {
     "dataset": "mnist",

@@ -41,7 +41,12 @@ class StackedNetwork(nn.Module):
     """Sigmoid layers with (tied or separate) decoders for pretraining and a softmax head."""
 
     def __init__(
-        self, n_inputs: int, hidden_units: Sequence[int], n_classes: int, tied_weights: bool = True
+        self,
+        n_inputs: int,
+        hidden_units: Sequence[int],
+        n_classes: int,
+        tied_weights: bool = True,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         units = check_units("hidden_units", hidden_units)
@@ -53,14 +58,23 @@ class StackedNetwork(nn.Module):
         else:
             self.decoders = nn.ModuleList(nn.Linear(b, a) for a, b in itertools.pairwise(sizes))
         self.head = nn.Linear(units[-1], n_classes)
+        self.dropout = nn.Dropout(dropout)
         self.n_inputs = n_inputs
 
-    def encode(self, x: torch.Tensor, depth: int | None = None) -> torch.Tensor:
-        """The output of the first `depth` layers (all by default)."""
+    def encode(
+        self, x: torch.Tensor, depth: int | None = None, dropout: bool = False
+    ) -> torch.Tensor:
+        """The output of the first `depth` layers (all by default).
+
+        `dropout` drops units after each layer (in training mode); only fine-tuning asks for
+        it, so pretraining never sees dropped units.
+        """
         check_example_size(x, self.n_inputs, (self.n_inputs,))
         h = x.reshape(len(x), -1)
         for layer in list(self.encoders)[: depth if depth is not None else len(self.encoders)]:
             h = torch.sigmoid(layer(h))
+            if dropout:
+                h = self.dropout(h)
         return h
 
     def reconstruct(self, layer: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,7 +105,7 @@ class StackedNetwork(nn.Module):
         return [*self.encoders.parameters(), *self.head.parameters()]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.head(self.encode(x))
+        logits: torch.Tensor = self.head(self.encode(x, dropout=True))
         return logits
 
 
@@ -150,6 +164,7 @@ class StackedDenoisingAutoencoder(Estimator):
         noise_factor: fraction of pixels masked (or the noise amount).
         pretrain_learning_rates: one rate per layer (or one for all).
         finetune_learning_rate: the rate of the supervised phase.
+        dropout: drop rate after each stacked layer while fine-tuning (0: none, as seed 002).
         n_classes: number of classes of the softmax layer.
         input_shape: shape of one example.
     """
@@ -167,6 +182,7 @@ class StackedDenoisingAutoencoder(Estimator):
         tied_weights: bool = True,
         pretrain_learning_rates: float | Sequence[float] = 1e-3,
         finetune_learning_rate: float = 1e-3,
+        dropout: float = 0.0,
         n_classes: int = 10,
         input_shape: Sequence[int] = (28, 28),
         model_dir: str | Path | None = None,
@@ -184,6 +200,9 @@ class StackedDenoisingAutoencoder(Estimator):
                 "give one positive pretraining learning rate per layer (or one for all) and a "
                 "positive fine-tuning rate"
             )
+        is_rate = isinstance(dropout, int | float) and not isinstance(dropout, bool)
+        if not is_rate or not 0 <= dropout < 1:
+            raise ConfigError(f"dropout is a drop rate in [0, 1), got {dropout!r}")
         if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
             raise ConfigError(f"n_classes must be an integer >= 2, got {n_classes!r}")
         config = config or RunConfig()
@@ -191,7 +210,7 @@ class StackedDenoisingAutoencoder(Estimator):
             torch.manual_seed(config.random_seed)
         n_inputs = math.prod(check_shape("input_shape", input_shape))
         network = build_within_memory(
-            lambda: StackedNetwork(n_inputs, units, n_classes, tied_weights),
+            lambda: StackedNetwork(n_inputs, units, n_classes, tied_weights, dropout),
             f"hidden_units={units}, n_classes={n_classes}",
         )
         super().__init__(
@@ -210,6 +229,8 @@ class StackedDenoisingAutoencoder(Estimator):
                 "finetune_learning_rate": finetune_learning_rate,
                 "n_classes": n_classes,
                 "input_shape": list(input_shape),
+                # Recorded only when used, so checkpoints from before the setting still match.
+                **({"dropout": float(dropout)} if dropout else {}),
             },
             config=config,
         )
