@@ -153,7 +153,7 @@ def test_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "--epochs EPOCHS (default: 10 for classifier; 30 for convolutional" in text
     assert "--learning_rate LEARNING_RATE (default: 0.001)" in text
-    assert "(default: 0.4 for classifier)" in text  # --dropout
+    assert "(default: 0.4 for classifier; 0 for stacked)" in text  # --dropout
     assert main(["score", "--help"]) == 0
     assert "(default: 99.0)" in " ".join(capsys.readouterr().out.split())
     assert main(["sample", "--help"]) == 0
