@@ -15,6 +15,7 @@ from aekit.estimator import Estimator, RunConfig
 from aekit.estimator.optimizers import adam
 from aekit.memory import build_within_memory
 from aekit.models.heads import as_images, classifier_model_fn
+from aekit.models.layers import check_drop_rate
 from aekit.models.layers import image_shape as to_image_shape
 
 
@@ -118,8 +119,7 @@ class Classifier(Estimator):
         model_dir: str | Path | None = None,
         config: RunConfig | None = None,
     ) -> None:
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"dropout is a drop rate in [0, 1), got {dropout!r}")
+        check_drop_rate(dropout)
         if learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {learning_rate!r}")
         config = config or RunConfig()

@@ -116,6 +116,13 @@ def check_example_size(x: torch.Tensor, size: int, shape: Sequence[int]) -> None
         )
 
 
+def check_drop_rate(rate: float) -> float:
+    """A dropout probability in [0, 1) as a float, or a ConfigError."""
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1:
+        raise ConfigError(f"dropout is a drop rate in [0, 1), got {rate!r}")
+    return float(rate)
+
+
 def check_units(name: str, units: Sequence[int]) -> list[int]:
     """A non-empty list of positive layer sizes (numpy integers too), or a ConfigError."""
     sizes = _positive_ints(units) if isinstance(units, Sequence | np.ndarray) else None

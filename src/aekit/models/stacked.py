@@ -32,7 +32,7 @@ from aekit.estimator.inputs import InputFn
 from aekit.estimator.optimizers import adam
 from aekit.memory import build_within_memory
 from aekit.models.heads import classifier_model_fn
-from aekit.models.layers import check_example_size, check_shape, check_units
+from aekit.models.layers import check_drop_rate, check_example_size, check_shape, check_units
 
 _log = logging.getLogger("aekit")
 
@@ -200,9 +200,7 @@ class StackedDenoisingAutoencoder(Estimator):
                 "give one positive pretraining learning rate per layer (or one for all) and a "
                 "positive fine-tuning rate"
             )
-        is_rate = isinstance(dropout, int | float) and not isinstance(dropout, bool)
-        if not is_rate or not 0 <= dropout < 1:
-            raise ConfigError(f"dropout is a drop rate in [0, 1), got {dropout!r}")
+        dropout = check_drop_rate(dropout)
         if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
             raise ConfigError(f"n_classes must be an integer >= 2, got {n_classes!r}")
         config = config or RunConfig()
@@ -230,7 +228,7 @@ class StackedDenoisingAutoencoder(Estimator):
                 "n_classes": n_classes,
                 "input_shape": list(input_shape),
                 # Recorded only when used, so checkpoints from before the setting still match.
-                **({"dropout": float(dropout)} if dropout else {}),
+                **({"dropout": dropout} if dropout else {}),
             },
             config=config,
         )
