@@ -86,6 +86,22 @@ def test_seeds_ensemble_averages_and_the_callers_random_state_is_kept() -> None:
     np.testing.assert_allclose(det.score_samples(x), -np.mean(each, axis=0), rtol=1e-12)
 
 
+def test_a_random_state_gives_the_same_scores_whatever_the_callers_thread_count() -> None:
+    # Training pins one thread: float sums in another order would end early stopping elsewhere.
+    x = correlated(2000, seed=6)  # batches large enough for torch to split sums over threads
+    before = torch.get_num_threads()
+    scores = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            detector = AutoencoderOutlierDetector(epochs=3, random_state=4).fit(x)
+            scores.append(detector.score_samples(x))
+            assert torch.get_num_threads() == threads  # and gave the caller's count back
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
 @pytest.mark.parametrize(
     ("setting", "says"),
     [

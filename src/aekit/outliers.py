@@ -225,6 +225,10 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
             save_checkpoints_secs=None,
             save_checkpoints_steps=10**9,
             progress_bar=False,
+            # One thread: with more, float sums run in another order, early stopping can end
+            # at another epoch and the same random_state gives other scores. These networks
+            # are too small for a second thread to pay (12% faster on the largest tables).
+            cpu_threads=1,
         )
         network = TabularAutoencoder(train.shape[1], units)
         with tempfile.TemporaryDirectory(prefix="aekit-outliers-") as model_dir:
