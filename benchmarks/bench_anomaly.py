@@ -2,7 +2,7 @@
 
     python benchmarks/bench_anomaly.py [--data ../shared/data/adbench] [--splits 5]
         [--max-rows 20000] [--sets cardio thyroid ...] [--pyod-python PEER/bin/python]
-        [--variants normal unsupervised]
+        [--variants normal unsupervised] [--reconstruction-only]
 
 For each data set (`X`, `y` with 1 = anomaly) and each of `--splits` stratified 60/40
 splits, every detector is fitted on the training part, on its normal rows only ("normal")
@@ -15,7 +15,9 @@ many rows, which keeps the three largest (http, cover, celeba) within minutes.
 Detectors: aekit's `AutoencoderOutlierDetector` at its defaults; scikit-learn's
 `IsolationForest` at its defaults; PCA reconstruction error (standardised features, the
 components keeping 90% of the variance); and, with `--pyod-python`, PyOD's `AutoEncoder`
-at its defaults run in its own environment (see benchmarks/peers/pyod_scores.py).
+at its defaults run in its own environment (see benchmarks/peers/pyod_scores.py). With
+`--reconstruction-only`, aekit's detector scored by its reconstruction error alone
+(`code_weight=0`) runs too, to show what the code's distance adds.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ TIE = 0.005
 
 def aekit_scores(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
     detector = AutoencoderOutlierDetector(random_state=seed).fit(train)
+    scores: np.ndarray = -detector.score_samples(test)
+    return scores
+
+
+def aekit_reconstruction_scores(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+    detector = AutoencoderOutlierDetector(code_weight=0.0, random_state=seed).fit(train)
     scores: np.ndarray = -detector.score_samples(test)
     return scores
 
@@ -95,9 +103,16 @@ def main() -> None:
     p.add_argument("--pyod-python", help="python of an environment with pyod installed")
     p.add_argument("--variants", nargs="+", default=["normal", "unsupervised"],
                    choices=["normal", "unsupervised"])  # fmt: skip
+    p.add_argument(
+        "--reconstruction-only",
+        action="store_true",
+        help="also aekit scored by its reconstruction error alone (code_weight=0)",
+    )
     args = p.parse_args()
     logging.getLogger("aekit").setLevel(logging.ERROR)
     detectors: dict[str, Scorer] = {"aekit": aekit_scores}
+    if args.reconstruction_only:
+        detectors["aekit-rec"] = aekit_reconstruction_scores
     if args.pyod_python:
         detectors["pyod"] = pyod_scorer(args.pyod_python)
     detectors |= {"iforest": iforest_scores, "pca": pca_scores}

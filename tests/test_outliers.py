@@ -23,11 +23,13 @@ def test_scikit_learn_estimator_checks(
     check(estimator)  # type: ignore[operator]
 
 
+PLANE = np.random.default_rng(0).normal(size=(2, 8))  # one plane for every seed
+
+
 def correlated(n: int, seed: int) -> np.ndarray:
     """Rows on a 2-d plane in 8 features: what an autoencoder learns to reconstruct."""
-    plane = np.random.default_rng(0).normal(size=(2, 8))  # one plane for every seed
     rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, 2)) @ plane + 0.05 * rng.normal(size=(n, 8))
+    return rng.normal(size=(n, 2)) @ PLANE + 0.05 * rng.normal(size=(n, 8))
 
 
 def test_rows_off_the_normal_pattern_score_lower() -> None:
@@ -80,20 +82,49 @@ def test_seeds_ensemble_averages_and_the_callers_random_state_is_kept() -> None:
     det = AutoencoderOutlierDetector(n_estimators=3, epochs=2, random_state=0).fit(x)
     assert np.random.rand() == expected  # fitting left numpy's global generator alone
     rows = torch.from_numpy(det.scaler_.transform(x))
-    with torch.no_grad():
-        each = [row_errors(net, rows).numpy() for net in det.networks_]
+    each = []
+    for net, codes, error_mean, distance_mean in zip(
+        det.networks_, det.code_distributions_, det.error_means_, det.distance_means_,
+        strict=True,
+    ):  # fmt: skip
+        with torch.no_grad():
+            errors = row_errors(net, rows).numpy()
+            distances = codes.mahalanobis(net.encoder(rows).numpy())
+        # Each part in units of its mean over the training rows.
+        np.testing.assert_allclose([errors.mean(), distances.mean()], [error_mean, distance_mean])
+        each.append(errors / error_mean + distances / distance_mean)
     assert len(each) == 3 and not np.allclose(each[0], each[1])  # three seeds, three models
     np.testing.assert_allclose(det.score_samples(x), -np.mean(each, axis=0), rtol=1e-12)
 
 
-def test_a_random_state_gives_the_same_scores_whatever_the_callers_thread_count() -> None:
+def test_the_code_distance_finds_rows_that_follow_the_pattern_too_far() -> None:
+    # Rows on the normal rows' plane but 3.5 standard deviations out in every direction:
+    # reconstructed about as well as normal rows, while their codes lie far out.
+    normal = correlated(600, seed=7)
+    test_normal = correlated(200, seed=11)
+    rng = np.random.default_rng(12)
+    angle = rng.uniform(0, 2 * np.pi, size=40)
+    on_plane = 3.5 * np.c_[np.cos(angle), np.sin(angle)] @ PLANE
+    far = on_plane + 0.05 * rng.normal(size=(40, 8))
+    x = np.vstack([test_normal, far])
+    flags = np.r_[np.zeros(len(test_normal)), np.ones(len(far))]
+    auroc = {}
+    for weight in (0.0, 1.0):
+        detector = AutoencoderOutlierDetector(code_weight=weight, random_state=0).fit(normal)
+        auroc[weight] = roc_auc_score(flags, -detector.score_samples(x))
+    assert auroc[0.0] < 0.85 and auroc[1.0] > 0.95
+
+
+def test_a_random_state_gives_the_same_scores_whatever_the_callers_threads_and_seeds() -> None:
     # Training pins one thread: float sums in another order would end early stopping elsewhere.
+    # And the initial weights come from random_state, not from torch's global generator.
     x = correlated(2000, seed=6)  # batches large enough for torch to split sums over threads
     before = torch.get_num_threads()
     scores = []
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
+            torch.manual_seed(threads)
             detector = AutoencoderOutlierDetector(epochs=3, random_state=4).fit(x)
             scores.append(detector.score_samples(x))
             assert torch.get_num_threads() == threads  # and gave the caller's count back
@@ -112,6 +143,7 @@ def test_a_random_state_gives_the_same_scores_whatever_the_callers_thread_count(
         ({"contamination": 0.7}, r"contamination must be a number in \(0.0, 0.5\]"),
         ({"validation_fraction": -0.1}, "validation_fraction must be a number"),
         ({"learning_rate": 0}, "learning_rate must be a positive number"),
+        ({"code_weight": -1}, "code_weight must be a number >= 0"),
         ({"random_state": -1}, "random_state must be None or an int"),
     ],
 )
