@@ -12,6 +12,7 @@ from PIL import Image
 import aekit
 from aekit.anomaly import (
     AnomalyDetector,
+    ErrorAndCodeScore,
     auroc,
     read_scores_csv,
     reconstruction_errors,
@@ -38,9 +39,9 @@ def test_a_held_out_digit_class_is_detected(
     )
     est.train(aekit.data.numpy_input_fn(normal, batch_size=64, num_epochs=8, seed=0))
     detector = AnomalyDetector(est, percentile=95).calibrate(normal)
-    assert detector.training_errors is not None and detector.threshold is not None
+    assert detector.training_scores is not None and detector.threshold is not None
     # The threshold flags the chosen share of the training data.
-    assert (detector.training_errors > detector.threshold).mean() == pytest.approx(0.05, abs=0.01)
+    assert (detector.training_scores > detector.threshold).mean() == pytest.approx(0.05, abs=0.01)
     is_anomaly = np.asarray(y_test) == HELD_OUT
     area = auroc(detector.score(x_test), is_anomaly)
     record_property("auroc", area)
@@ -86,6 +87,28 @@ def test_every_reconstruction_model_scores(tmp_path: Path) -> None:
     classifier.save_checkpoint()
     with pytest.raises(aekit.ConfigError, match="cannot score anomalies"):
         reconstruction_errors(classifier, x)
+
+
+def test_the_two_part_score_counts_each_part_in_training_means() -> None:
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(500, 3)) * [1.0, 10.0, 0.1]  # units the distance takes out
+    errors = rng.random(500) * 1e-3
+    scorer = ErrorAndCodeScore(code_weight=2.0).fit(errors, codes)
+    scores = scorer(errors, codes)
+    # Error and distance each average 1 over the training examples: with weight 2, 1 + 2.
+    assert scores.mean() == pytest.approx(3.0)
+    far = scorer(np.array([errors.mean()]), np.array([[0.0, 0.0, 1.0]]))  # 10 sd on the 3rd
+    near = scorer(np.array([errors.mean()]), np.array([[0.0, 5.0, 0.0]]))  # 0.5 sd on the 2nd
+    assert far[0] > 20 and near[0] < 2
+    np.testing.assert_allclose(ErrorAndCodeScore(0).fit(errors, codes)(errors, codes),
+                               errors / errors.mean())  # fmt: skip
+    for bad in (-1, "1", True):
+        with pytest.raises(aekit.ConfigError, match="code_weight must be a number >= 0"):
+            ErrorAndCodeScore(bad)  # type: ignore[arg-type]
+    with pytest.raises(aekit.ConfigError, match="calibrate"):
+        AnomalyDetector(aekit.AutoEncoder([4], input_shape=(8,)), code_weight=1).score(
+            np.zeros((2, 8))
+        )
 
 
 def test_scores_csv_and_histogram(tmp_path: Path) -> None:

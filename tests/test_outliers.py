@@ -83,16 +83,15 @@ def test_seeds_ensemble_averages_and_the_callers_random_state_is_kept() -> None:
     assert np.random.rand() == expected  # fitting left numpy's global generator alone
     rows = torch.from_numpy(det.scaler_.transform(x))
     each = []
-    for net, codes, error_mean, distance_mean in zip(
-        det.networks_, det.code_distributions_, det.error_means_, det.distance_means_,
-        strict=True,
-    ):  # fmt: skip
+    for net, scorer in zip(det.networks_, det.scorers_, strict=True):
         with torch.no_grad():
             errors = row_errors(net, rows).numpy()
-            distances = codes.mahalanobis(net.encoder(rows).numpy())
+            distances = scorer.distances(net.encoder(rows).numpy())
         # Each part in units of its mean over the training rows.
-        np.testing.assert_allclose([errors.mean(), distances.mean()], [error_mean, distance_mean])
-        each.append(errors / error_mean + distances / distance_mean)
+        np.testing.assert_allclose(
+            [errors.mean(), distances.mean()], [scorer.error_mean_, scorer.distance_mean_]
+        )
+        each.append(errors / scorer.error_mean_ + distances / scorer.distance_mean_)
     assert len(each) == 3 and not np.allclose(each[0], each[1])  # three seeds, three models
     np.testing.assert_allclose(det.score_samples(x), -np.mean(each, axis=0), rtol=1e-12)
 

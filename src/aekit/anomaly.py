@@ -3,7 +3,11 @@ reconstructs normal examples well and unusual ones badly.
 
 Any model whose predictions include `reconstruction_error` (every reconstruction model in
 the zoo, the variational one included) can score. The threshold is a percentile of the
-errors on the training data: at 99, about 1% of normal examples are flagged.
+scores on the training data: at 99, about 1% of normal examples are flagged.
+
+With a `code_weight`, the score also counts how far an example's code lies from the
+training examples' codes (`ErrorAndCodeScore`): an example that follows the normal pattern
+to values the normal ones never reach is reconstructed well, but its code lies far out.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from sklearn.covariance import LedoitWolf
 
 from aekit._io import atomic_write_text, ensure_dir
 from aekit.data.dataset import Array
@@ -25,6 +30,7 @@ SCORE_KEY = "reconstruction_error"
 __all__ = [
     "SCORE_KEY",
     "AnomalyDetector",
+    "ErrorAndCodeScore",
     "auroc",
     "reconstruction_errors",
     "threshold_at",
@@ -32,21 +38,80 @@ __all__ = [
 ]
 
 
+CODE_KEY = "embedding"
+_TINY = 1e-12  # the least a training mean may be: a perfect fit must not divide by zero
+
+
 def reconstruction_errors(estimator: Estimator, x: Array, batch_size: int = 1000) -> np.ndarray:
     """Per-example reconstruction error (mean squared, pixels in [0, 1]) of every row of `x`."""
+    return _predicted(estimator, x, batch_size, [SCORE_KEY])[SCORE_KEY].reshape(-1)
+
+
+def errors_and_codes(
+    estimator: Estimator, x: Array, batch_size: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example reconstruction errors and codes (flattened) of every row of `x`."""
+    predicted = _predicted(estimator, x, batch_size, [SCORE_KEY, CODE_KEY])
+    return predicted[SCORE_KEY].reshape(-1), predicted[CODE_KEY]
+
+
+def _predicted(
+    estimator: Estimator, x: Array, batch_size: int, keys: list[str]
+) -> dict[str, np.ndarray]:
+    """The `keys` predictions of every row of `x`, each flattened to (N, -1), in float64."""
     batches = estimator.predict(
         numpy_input_fn(x, batch_size=batch_size, shuffle=False),
-        predict_keys=[SCORE_KEY],
+        predict_keys=keys,
         yield_single_examples=False,
     )
     try:
-        errors = [b[SCORE_KEY].reshape(-1) for b in batches]
+        parts = [{k: b[k].reshape(len(b[k]), -1) for k in keys} for b in batches]
     except SpecError:
         raise ConfigError(
-            f"this model does not predict {SCORE_KEY!r}, so it cannot score anomalies; use a "
-            "reconstruction model (fully_connected, convolutional, variational)"
+            f"this model does not predict {' and '.join(map(repr, keys))}, so it cannot score "
+            "anomalies; use a reconstruction model (fully_connected, convolutional, variational)"
         ) from None
-    return np.concatenate(errors).astype(np.float64)
+    return {k: np.concatenate([p[k] for p in parts]).astype(np.float64) for k in keys}
+
+
+class ErrorAndCodeScore:
+    """Reconstruction error plus the code's Mahalanobis distance, each in training means.
+
+    `fit` takes the errors and codes of the training examples: the mean error, each code
+    unit's standard deviation, the Ledoit-Wolf covariance of the codes in those units
+    (shrinkage keeps its inverse stable for correlated codes; standardising first keeps it
+    from inflating the narrow units) and the mean distance. A score is then error / mean
+    error + code_weight * distance / mean distance, so both parts count alike whatever their
+    units.
+    """
+
+    def __init__(self, code_weight: float = 1.0) -> None:
+        if isinstance(code_weight, bool) or not isinstance(code_weight, int | float):
+            raise ConfigError(f"code_weight must be a number >= 0, got {code_weight!r}")
+        if not code_weight >= 0:
+            raise ConfigError(f"code_weight must be a number >= 0, got {code_weight!r}")
+        self.code_weight = float(code_weight)
+
+    def fit(self, errors: np.ndarray, codes: np.ndarray) -> ErrorAndCodeScore:
+        """Fit on the training examples' errors, (N,), and codes, (N, code size)."""
+        self.error_mean_ = max(float(np.mean(errors)), _TINY)
+        spread = np.std(codes, axis=0)
+        self.code_scale_ = np.where(spread > _TINY, spread, 1.0)  # a constant unit stays as is
+        self.codes_ = LedoitWolf().fit(codes / self.code_scale_)
+        self.distance_mean_ = max(float(self.distances(codes).mean()), _TINY)
+        return self
+
+    def distances(self, codes: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of each code from the training codes."""
+        distances: np.ndarray = self.codes_.mahalanobis(codes / self.code_scale_)
+        return distances
+
+    def __call__(self, errors: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """The scores of examples with these errors and codes: higher is more abnormal."""
+        scores: np.ndarray = errors / self.error_mean_
+        if self.code_weight:
+            scores = scores + self.code_weight * self.distances(codes) / self.distance_mean_
+        return scores
 
 
 def threshold_at(errors: np.ndarray, percentile: float) -> float:
@@ -78,26 +143,43 @@ class AnomalyDetector:
     """Scores examples with a trained model; flags those above a percentile of training errors.
 
     Args:
-        estimator: a trained model predicting `reconstruction_error`.
-        percentile: where among the training errors the threshold lies, in (0, 100).
+        estimator: a trained model predicting `reconstruction_error` (and `embedding`,
+            with a code_weight).
+        percentile: where among the training scores the threshold lies, in (0, 100).
+        code_weight: 0 scores by the reconstruction error; above 0, by `ErrorAndCodeScore`
+            with this weight, fitted on the training data by `calibrate`.
     """
 
-    def __init__(self, estimator: Estimator, percentile: float = 99.0) -> None:
+    def __init__(
+        self, estimator: Estimator, percentile: float = 99.0, code_weight: float = 0.0
+    ) -> None:
         threshold_at(np.zeros(1), percentile)  # validates the percentile now
         self.estimator = estimator
         self.percentile = float(percentile)
+        self.code_weight = code_weight
+        self._two_part = ErrorAndCodeScore(code_weight) if code_weight else None
         self.threshold: float | None = None
-        self.training_errors: np.ndarray | None = None
+        self.training_scores: np.ndarray | None = None
 
     def calibrate(self, x_train: Array) -> AnomalyDetector:
-        """Set the threshold from the errors on (normal) training data; returns self."""
-        self.training_errors = reconstruction_errors(self.estimator, x_train)
-        self.threshold = threshold_at(self.training_errors, self.percentile)
+        """Set the threshold from the scores of (normal) training data; returns self."""
+        if self._two_part is None:
+            self.training_scores = reconstruction_errors(self.estimator, x_train)
+        else:
+            errors, codes = errors_and_codes(self.estimator, x_train)
+            self.training_scores = self._two_part.fit(errors, codes)(errors, codes)
+        self.threshold = threshold_at(self.training_scores, self.percentile)
         return self
 
     def score(self, x: Array) -> np.ndarray:
-        """The anomaly score of every example: its reconstruction error."""
-        return reconstruction_errors(self.estimator, x)
+        """The anomaly score of every example: its reconstruction error, or the two-part score."""
+        if self._two_part is None:
+            return reconstruction_errors(self.estimator, x)
+        if self.training_scores is None:
+            raise ConfigError(
+                "a code_weight needs the training codes; call calibrate(x_train) first"
+            )
+        return self._two_part(*errors_and_codes(self.estimator, x))
 
     def is_anomaly(self, x: Array) -> np.ndarray:
         """Whether each example scores above the threshold (call `calibrate` first)."""

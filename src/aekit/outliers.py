@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
-from sklearn.covariance import LedoitWolf
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from aekit.anomaly import ErrorAndCodeScore
 from aekit.data.checks import shown
 from aekit.data.input_fn import numpy_input_fn
 from aekit.errors import ConfigError
@@ -52,7 +52,6 @@ SCALERS = {"standard": StandardScaler, "robust": RobustScaler, "minmax": MinMaxS
 SCORE_KEY = "reconstruction_error"
 _CLIP = 1e4  # scaled values beyond this (a heavy tail after robust scaling) are clipped
 _BATCH = 8192  # rows per forward pass when scoring
-_TINY = 1e-12  # the least a training mean may be: a perfect fit must not divide by zero
 
 
 class TabularAutoencoder(nn.Module):
@@ -217,15 +216,10 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
             rng_state.set_state(saved)
         self.hidden_units_ = units
         scaled = torch.from_numpy(self._scaled(X))
-        self.code_distributions_, self.error_means_, self.distance_means_ = [], [], []
-        for network in self.networks_:
-            errors, codes = self._errors_and_codes(network, scaled)
-            # Ledoit-Wolf shrinkage keeps the inverse covariance stable for correlated codes.
-            code_distribution = LedoitWolf().fit(codes)
-            self.code_distributions_.append(code_distribution)
-            distances = code_distribution.mahalanobis(codes)
-            self.error_means_.append(max(float(errors.mean()), _TINY))
-            self.distance_means_.append(max(float(distances.mean()), _TINY))
+        self.scorers_ = [
+            ErrorAndCodeScore(self.code_weight).fit(*self._errors_and_codes(network, scaled))
+            for network in self.networks_
+        ]
         self.offset_ = float(np.percentile(self.score_samples(X), 100 * self.contamination))
         return self
 
@@ -295,17 +289,11 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         Each part is divided by its mean over the training rows; the ensemble's scores are
         averaged.
         """
-        check_is_fitted(self, "code_distributions_")
+        check_is_fitted(self, "scorers_")
         rows = torch.from_numpy(self._scaled(self._validate(X, reset=False)))
         total = np.zeros(len(rows))
-        for network, code_distribution, error_mean, distance_mean in zip(
-            self.networks_, self.code_distributions_, self.error_means_, self.distance_means_,
-            strict=True,
-        ):  # fmt: skip
-            errors, codes = self._errors_and_codes(network, rows)
-            total += errors / error_mean
-            if self.code_weight:
-                total += self.code_weight * code_distribution.mahalanobis(codes) / distance_mean
+        for network, scorer in zip(self.networks_, self.scorers_, strict=True):
+            total += scorer(*self._errors_and_codes(network, rows))
         scores: np.ndarray = -total / len(self.networks_)
         return scores
 
@@ -356,9 +344,7 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         rate = self.learning_rate
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
             raise ConfigError(f"learning_rate must be a positive number, got {shown(rate)}")
-        weight = self.code_weight
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
-            raise ConfigError(f"code_weight must be a number >= 0, got {shown(weight)}")
+        ErrorAndCodeScore(self.code_weight)  # checks the weight
         seed = self.random_state
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int | np.integer)

@@ -91,6 +91,31 @@ def test_score_writes_every_row_and_separates_the_anomalies(
     assert sum(r["label"] == "1" for r in flagged) > 0.8 * len(flagged)
 
 
+def test_score_adds_the_code_distance_for_rows_beyond_the_normal_range(
+    csv_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Rows on the normal rows' plane, 3.5 standard deviations out: reconstructed well, so
+    # the error alone misses many of them; their codes lie far from the training codes.
+    _, model_dir = csv_run
+    rng = np.random.default_rng(5)
+    mixing = np.random.default_rng(0).normal(size=(2, FEATURES))  # the plane of table()
+    angle = rng.uniform(0, 2 * np.pi, size=40)
+    on_plane = np.r_[rng.normal(size=(200, 2)), 3.5 * np.c_[np.cos(angle), np.sin(angle)]]
+    rows = on_plane @ mixing + 0.05 * rng.normal(size=(240, FEATURES))
+    units = np.logspace(-2, 3, FEATURES)
+    far = write_csv(model_dir.parent / "far.csv", rows * units + 5 * units,
+                    np.r_[np.zeros(200, int), np.ones(40, int)])  # fmt: skip
+    auroc = {}
+    for weight in ("0", "1", None):  # None: the default
+        chosen = ["--code-weight", weight] if weight else []
+        status, out, _ = run(capsys, "score", "--model-dir", model_dir, "--dataset", far,
+                             *chosen, "--output", model_dir.parent / f"w{weight}")  # fmt: skip
+        assert status == 0, out
+        auroc[weight] = float(out.split("auroc=")[1].split()[0])
+    assert auroc[None] == auroc["1"]  # a table's default
+    assert auroc["1"] > 0.95 and auroc["1"] > auroc["0"] + 0.1, auroc
+
+
 def test_embed_writes_no_sprite_and_reconstruct_refuses_a_table(
     csv_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

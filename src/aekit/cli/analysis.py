@@ -156,7 +156,7 @@ class ScoreReport:
     def summary(self) -> str:
         """One line for the terminal."""
         text = (
-            f"threshold={self.threshold:.5g} (percentile {self.percentile:g} of training errors) "
+            f"threshold={self.threshold:.5g} (percentile {self.percentile:g} of training scores) "
             f"flagged={self.flagged}/{self.examples}"
         )
         return text + (f" auroc={self.auroc:.4f}" if self.auroc is not None else "")
@@ -168,13 +168,16 @@ def score(
     dataset: str | None = None,
     data_dir: str | None = None,
     output: str | Path | None = None,
+    code_weight: float | None = None,
 ) -> ScoreReport:
     """Anomaly scores of a data set: a CSV, a histogram PNG, the threshold, maybe the AUROC.
 
-    The threshold is the `percentile` of the errors on the run's own training data. Scored
+    The threshold is the `percentile` of the scores of the run's own training data. Scored
     are the run's test split with every class (those left out by `--exclude-classes`
     included), or every example of `dataset`. When the run left classes out and the scored
-    data have labels, those classes count as the anomalies for the AUROC.
+    data have labels, those classes count as the anomalies for the AUROC. The score is the
+    reconstruction error, plus `code_weight` times the code's distance (`ErrorAndCodeScore`);
+    None weighs it 1 for a table's rows and 0 for images.
     """
     from aekit.anomaly import AnomalyDetector, auroc, write_scores_csv
     from aekit.viz import histogram_plot, log_figure
@@ -186,22 +189,27 @@ def score(
     out = Path(output or Path(model_dir) / "scores")
     scored: list[tuple[np.ndarray, np.ndarray | None]] = []
 
+    def weight(estimator: Estimator) -> float:
+        if code_weight is not None:
+            return code_weight
+        return 1.0 if estimator.params.get("scaling") else 0.0  # a table's rows: scaled
+
     def precheck(settings: dict[str, Any], estimator: Estimator, data: Splits) -> None:
-        AnomalyDetector(estimator, percentile)  # checks the percentile
+        AnomalyDetector(estimator, percentile, weight(estimator))  # checks both
         check_output_dir("--output", out)
         scored.append(_scored_data(settings, data[0][0], dataset, data_dir))
 
     settings, estimator, ((x_train, _), _) = open_run(model_dir, precheck, data_dir=run_data_dir)
     x, y = scored[0]
-    detector = AnomalyDetector(estimator, percentile).calibrate(x_train)
-    assert detector.threshold is not None and detector.training_errors is not None
+    detector = AnomalyDetector(estimator, percentile, weight(estimator)).calibrate(x_train)
+    assert detector.threshold is not None and detector.training_scores is not None
     scores = detector.score(x)
     labels = None if y is None else np.asarray(y)
     with writing(out / "scores.csv"):
         csv_path = write_scores_csv(out / "scores.csv", scores, detector.threshold, labels)
     excluded = settings.get("exclude_classes")
     area = None
-    groups = {"training": detector.training_errors}
+    groups = {"training": detector.training_scores}
     if excluded and labels is not None:
         anomalous = np.isin(labels, excluded)
         if anomalous.any() and not anomalous.all():
@@ -215,7 +223,11 @@ def score(
             out / "histogram.png",
             threshold=detector.threshold,
             title="anomaly scores",
-            xlabel="reconstruction error (mean squared)",
+            xlabel=(
+                f"error + {detector.code_weight:g} × code distance (in training means)"
+                if detector.code_weight
+                else "reconstruction error (mean squared)"
+            ),
         )
         log_figure(estimator.event_writers, "anomaly/histogram", figure, estimator.global_step)
         estimator.event_writers.flush()

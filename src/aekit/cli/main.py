@@ -235,7 +235,7 @@ def _parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser(
         "score",
-        help="anomaly scores (reconstruction errors) of a data set",
+        help="anomaly scores (reconstruction errors, and for tables code distances) of a data set",
         formatter_class=_Formatter,
     )
     _flag(score, "model-dir", required=True)
@@ -244,7 +244,15 @@ def _parser() -> argparse.ArgumentParser:
         "percentile",
         type=float,
         default=99.0,
-        help="threshold: this percentile of the training errors",
+        help="threshold: this percentile of the training scores",
+    )
+    _flag(
+        score,
+        "code-weight",
+        type=float,
+        help="weight of the code's Mahalanobis distance in the score, against 1 for the "
+        "reconstruction error, each in units of its training mean (default: 1 for a table, "
+        "0 for images)",
     )
     _flag(score, "dataset", help="data set to score (default: the run's test split, all classes)")
     _flag(
@@ -367,7 +375,12 @@ def _run(args: argparse.Namespace) -> None:
         ),
         "score": lambda: _print_score(
             analysis.score(
-                args.model_dir, args.percentile, args.dataset, args.data_dir, args.output
+                args.model_dir,
+                args.percentile,
+                args.dataset,
+                args.data_dir,
+                args.output,
+                args.code_weight,
             )
         ),
     }
