@@ -168,7 +168,7 @@ def score(
     dataset: str | None = None,
     data_dir: str | None = None,
     output: str | Path | None = None,
-    code_weight: float | None = None,
+    code_weight: float = 0.0,
 ) -> ScoreReport:
     """Anomaly scores of a data set: a CSV, a histogram PNG, the threshold, maybe the AUROC.
 
@@ -176,8 +176,7 @@ def score(
     are the run's test split with every class (those left out by `--exclude-classes`
     included), or every example of `dataset`. When the run left classes out and the scored
     data have labels, those classes count as the anomalies for the AUROC. The score is the
-    reconstruction error, plus `code_weight` times the code's distance (`ErrorAndCodeScore`);
-    None weighs it 1 for a table's rows and 0 for images.
+    reconstruction error, or with a `code_weight` the two-part `ErrorAndCodeScore`.
     """
     from aekit.anomaly import AnomalyDetector, auroc, write_scores_csv
     from aekit.viz import histogram_plot, log_figure
@@ -189,19 +188,14 @@ def score(
     out = Path(output or Path(model_dir) / "scores")
     scored: list[tuple[np.ndarray, np.ndarray | None]] = []
 
-    def weight(estimator: Estimator) -> float:
-        if code_weight is not None:
-            return code_weight
-        return 1.0 if estimator.params.get("scaling") else 0.0  # a table's rows: scaled
-
     def precheck(settings: dict[str, Any], estimator: Estimator, data: Splits) -> None:
-        AnomalyDetector(estimator, percentile, weight(estimator))  # checks both
+        AnomalyDetector(estimator, percentile, code_weight)  # checks both
         check_output_dir("--output", out)
         scored.append(_scored_data(settings, data[0][0], dataset, data_dir))
 
     settings, estimator, ((x_train, _), _) = open_run(model_dir, precheck, data_dir=run_data_dir)
     x, y = scored[0]
-    detector = AnomalyDetector(estimator, percentile, weight(estimator)).calibrate(x_train)
+    detector = AnomalyDetector(estimator, percentile, code_weight).calibrate(x_train)
     assert detector.threshold is not None and detector.training_scores is not None
     scores = detector.score(x)
     labels = None if y is None else np.asarray(y)

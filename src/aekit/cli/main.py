@@ -235,7 +235,7 @@ def _parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser(
         "score",
-        help="anomaly scores (reconstruction errors, and for tables code distances) of a data set",
+        help="anomaly scores (reconstruction errors) of a data set",
         formatter_class=_Formatter,
     )
     _flag(score, "model-dir", required=True)
@@ -250,9 +250,9 @@ def _parser() -> argparse.ArgumentParser:
         score,
         "code-weight",
         type=float,
+        default=0.0,
         help="weight of the code's Mahalanobis distance in the score, against 1 for the "
-        "reconstruction error, each in units of its training mean (default: 1 for a table, "
-        "0 for images)",
+        "reconstruction error, each in units of its training mean (0: the error alone)",
     )
     _flag(score, "dataset", help="data set to score (default: the run's test split, all classes)")
     _flag(
