@@ -102,8 +102,8 @@ def test_the_two_part_score_counts_each_part_in_training_means() -> None:
     assert far[0] > 20 and near[0] < 2
     np.testing.assert_allclose(ErrorAndCodeScore(0).fit(errors, codes)(errors, codes),
                                errors / errors.mean())  # fmt: skip
-    for bad in (-1, "1", True):
-        with pytest.raises(aekit.ConfigError, match="code_weight must be a number >= 0"):
+    for bad in (-1, "1", True, float("inf"), float("nan")):
+        with pytest.raises(aekit.ConfigError, match="code_weight must be a finite number >= 0"):
             ErrorAndCodeScore(bad)  # type: ignore[arg-type]
     with pytest.raises(aekit.ConfigError, match="calibrate"):
         AnomalyDetector(aekit.AutoEncoder([4], input_shape=(8,)), code_weight=1).score(

@@ -142,7 +142,7 @@ def test_a_random_state_gives_the_same_scores_whatever_the_callers_threads_and_s
         ({"contamination": 0.7}, r"contamination must be a number in \(0.0, 0.5\]"),
         ({"validation_fraction": -0.1}, "validation_fraction must be a number"),
         ({"learning_rate": 0}, "learning_rate must be a positive number"),
-        ({"code_weight": -1}, "code_weight must be a number >= 0"),
+        ({"code_weight": -1}, "code_weight must be a finite number >= 0"),
         ({"random_state": -1}, "random_state must be None or an int"),
     ],
 )

@@ -86,10 +86,12 @@ class ErrorAndCodeScore:
     """
 
     def __init__(self, code_weight: float = 1.0) -> None:
-        if isinstance(code_weight, bool) or not isinstance(code_weight, int | float):
-            raise ConfigError(f"code_weight must be a number >= 0, got {code_weight!r}")
-        if not code_weight >= 0:
-            raise ConfigError(f"code_weight must be a number >= 0, got {code_weight!r}")
+        if (
+            isinstance(code_weight, bool)
+            or not isinstance(code_weight, int | float)
+            or not 0 <= code_weight < np.inf
+        ):
+            raise ConfigError(f"code_weight must be a finite number >= 0, got {code_weight!r}")
         self.code_weight = float(code_weight)
 
     def fit(self, errors: np.ndarray, codes: np.ndarray) -> ErrorAndCodeScore:
@@ -140,7 +142,7 @@ def auroc(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
 
 
 class AnomalyDetector:
-    """Scores examples with a trained model; flags those above a percentile of training errors.
+    """Scores examples with a trained model; flags those above a percentile of training scores.
 
     Args:
         estimator: a trained model predicting `reconstruction_error` (and `embedding`,

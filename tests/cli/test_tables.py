@@ -116,6 +116,19 @@ def test_score_adds_the_code_distance_for_rows_beyond_the_normal_range(
     assert auroc["1"] > 0.95 and auroc["1"] > auroc["0"] + 0.1, auroc
 
 
+@pytest.mark.parametrize("weight", ["-1", "inf", "nan"])
+def test_a_bad_code_weight_is_one_line_and_writes_nothing(
+    csv_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str], weight: str
+) -> None:
+    _, model_dir = csv_run
+    out_dir = model_dir.parent / f"bad-weight-{weight}"
+    status, _, err = run(capsys, "score", "--model-dir", model_dir, "--code-weight", weight,
+                         "--output", out_dir)  # fmt: skip
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert "code_weight must be a finite number >= 0" in err
+    assert not out_dir.exists()
+
+
 def test_embed_writes_no_sprite_and_reconstruct_refuses_a_table(
     csv_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
