@@ -68,11 +68,21 @@ def competing_process_on_two_cores() -> Iterator[None]:
     os.sched_setaffinity(0, sorted(before)[:2])
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
+        # Until the child has started and burnt CPU: a slow start (a cold cache on a fresh
+        # machine) would otherwise leave the cores free at the watch's first look.
+        while _cpu_seconds(child.pid) < 0.1 and child.poll() is None:
+            spin(0.01)
         yield
     finally:
         child.kill()
         child.wait()
         os.sched_setaffinity(0, before)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process `pid` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spin(seconds: float) -> None:
