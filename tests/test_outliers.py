@@ -11,8 +11,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
+from aekit.anomaly.outliers import row_errors, sized_batch, sized_epochs
 from aekit.models.fully_connected import sized_hidden_units
-from aekit.outliers import row_errors, sized_batch, sized_epochs
 from aekit.sklearn import AutoencoderOutlierDetector
 
 

@@ -20,7 +20,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from aekit.errors import ConfigError, InputError
-from aekit.plots import (
+from aekit.summary import EventWriters
+from aekit.viz.plots import (
     PALETTE,
     Plot,
     figure_pixels,
@@ -30,7 +31,6 @@ from aekit.plots import (
     save_figure,
     scatter_plot,
 )
-from aekit.summary import EventWriters
 
 rng = np.random.default_rng(0)
 

@@ -18,9 +18,9 @@ from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 from tensorboard.plugins.projector.projector_plugin import ProjectorPlugin
 from werkzeug.test import Client
 
-from aekit import projector
 from aekit.errors import ConfigError, InputError
-from aekit.projector import write_projector
+from aekit.viz import projector
+from aekit.viz.projector import write_projector
 
 # protobuf ships no type hints; by name, mypy takes it as Any.
 text_format: Any = importlib.import_module("google.protobuf.text_format")

@@ -13,9 +13,9 @@ import sklearn.manifold  # noqa: F401
 import torch
 from PIL import GifImagePlugin, Image
 
-from aekit import plots, viz
+from aekit import viz
 from aekit.errors import ConfigError, InputError
-from aekit.viz import caption, image_grid, project_2d, save_gif, save_png
+from aekit.viz import caption, image_grid, plots, project_2d, save_gif, save_png
 
 rng = np.random.default_rng(0)
 

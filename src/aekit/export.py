@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from aekit import summary
-from aekit._io import (
+from aekit.errors import ConfigError, StorageError
+from aekit.files import (
     atomic_write,
     ensure_dir,
     os_reason,
@@ -30,7 +31,6 @@ from aekit._io import (
     remove_stale_temporaries,
     storage_error,
 )
-from aekit.errors import ConfigError, StorageError
 from aekit.models.fully_connected import FullyConnectedAutoencoder
 from aekit.models.heads import ReconstructionNetwork
 

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from aekit.anomaly.outliers import AutoencoderOutlierDetector, validate_data
 from aekit.data.checks import shown
 from aekit.data.input_fn import numpy_input_fn
 from aekit.errors import ConfigError
@@ -32,7 +33,6 @@ from aekit.estimator import Estimator, RunConfig
 from aekit.estimator import rng as rng_state
 from aekit.estimator.run_config import resolve_device
 from aekit.models.heads import ReconstructionNetwork
-from aekit.outliers import AutoencoderOutlierDetector, validate_data
 
 __all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer"]
 

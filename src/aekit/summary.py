@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from aekit._io import process_running
 from aekit.errors import StorageError
+from aekit.files import process_running
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from aekit.cli import limits
-from aekit.cli.storage import check_output_dir, check_output_file, make_dir, writing
 from aekit.errors import ConfigError, StorageError
+from aekit.files import check_output_dir, check_output_file, ensure_dir, writing
 
 
 def test_shared_objects_count_once_per_use() -> None:
@@ -29,7 +29,7 @@ def test_writing_turns_os_errors_into_one_storage_line(tmp_path: Path) -> None:
     a_file = tmp_path / "file"
     a_file.write_text("")
     with pytest.raises(StorageError, match="cannot write") as info:
-        make_dir(a_file / "sub")
+        ensure_dir(a_file / "sub")
     assert "\n" not in str(info.value)
     with pytest.raises(StorageError), writing(a_file / "x"):
         (a_file / "x").write_text("")

@@ -267,11 +267,11 @@ def test_writing_commands_on_a_read_only_model_dir(
 
 def write_each(kind: str, directory: Path, scale: float = 1.0) -> None:
     """Write one output of the library function `kind` into `directory`."""
-    from aekit._io import atomic_write_text
     from aekit.anomaly import write_scores_csv
     from aekit.export import export_model
+    from aekit.files import atomic_write_text
     from aekit.models import FullyConnectedAutoencoder
-    from aekit.projector import write_projector
+    from aekit.viz import write_projector
 
     if kind == "atomic_write":
         atomic_write_text(directory / "notes.txt", f"{scale}")
@@ -345,7 +345,7 @@ def test_writing_commands_on_a_full_disk(
 
 def test_disk_filling_while_the_projector_writes(tmp_path: Path) -> None:
     """The probe of the event file passes, then tensors.tsv runs out of space midway."""
-    from aekit.projector import write_projector
+    from aekit.viz import write_projector
 
     with small_disk(tmp_path / "disk", "1m") as disk:
         log_dir = disk / "projector"

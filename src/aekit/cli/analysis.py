@@ -14,9 +14,9 @@ from aekit.cli import limits
 from aekit.cli.commands import eval_input_fn, open_run
 from aekit.cli.data import Splits, load_images, with_data
 from aekit.cli.settings import RULES
-from aekit.cli.storage import check_output_dir, check_output_file, writing
 from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator
+from aekit.files import check_output_dir, check_output_file, writing
 
 if TYPE_CHECKING:
     from aekit.models.variational import VariationalAutoencoder

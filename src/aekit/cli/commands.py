@@ -19,7 +19,6 @@ from aekit.cli import settings as run_settings
 from aekit.cli.data import Splits, anomaly_labels, is_table, with_data
 from aekit.cli.data import load_images as load_images  # re-exported: tests call it here
 from aekit.cli.progress import EpochProgress
-from aekit.cli.storage import check_output_dir, check_output_file, writing
 from aekit.data.binarize import Binarization
 from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import numpy_input_fn, to_float
@@ -34,6 +33,7 @@ from aekit.estimator import (
 )
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator.lock import writer_lock
+from aekit.files import check_output_dir, check_output_file, writing
 from aekit.hooks import CheckpointSaverListener
 from aekit.models.fully_connected import SCALINGS, AutoEncoder, sized_hidden_units
 from aekit.models.heads import ReconstructionNetwork
@@ -477,8 +477,7 @@ def embed(
 
     `dataset`/`data_dir` replace the run's saved ones (see `open_run`).
     """
-    from aekit.projector import write_projector
-    from aekit.viz import log_figure, project_2d, scatter_plot
+    from aekit.viz import log_figure, project_2d, scatter_plot, write_projector
 
     projector = Path(model_dir) / "projector"
     path = Path(output or Path(model_dir) / f"embedding_{plot}.png") if plot else None

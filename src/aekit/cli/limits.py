@@ -3,7 +3,7 @@
 Settings come from files anyone may edit: a config file or a saved hparams.json is bounded
 in bytes, nesting depth and node count, and the batches and pictures the settings describe
 are counted from the settings alone, so a size nobody could allocate is one clear error.
-(The network itself is checked by the model constructors, on the meta device: aekit.memory.)
+(The network itself is checked by the model constructors, on the meta device: aekit.models.memory.)
 """
 
 from __future__ import annotations

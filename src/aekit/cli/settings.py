@@ -21,11 +21,10 @@ from typing import Any
 import torch
 import yaml
 
-from aekit._io import atomic_write_text, os_reason
 from aekit.cli import limits, registry
-from aekit.cli.storage import make_dir, writing
 from aekit.data.sources import DATASET_NAMES
 from aekit.errors import ConfigError
+from aekit.files import atomic_write_text, ensure_dir, os_reason, writing
 
 HPARAMS_FILE = "hparams.json"
 RESUMABLE = frozenset(
@@ -284,7 +283,7 @@ def _is_data_path(dataset: str) -> bool:
 # What each setting must be, checked before anything is loaded or written; the models
 # check their own finer rules (a keep probability, say) when they are built. Sizes that
 # allocate (layer widths, classes) are bounded together when the network is built: its
-# constructor counts the parameters on the meta device first (aekit.memory).
+# constructor counts the parameters on the meta device first (aekit.models.memory).
 Check = Callable[[str, Any], None]
 MAX_LIST = 64  # layers, filters, pretraining rates: real runs use a handful
 MAX_EXCLUDED = 1_000
@@ -465,7 +464,7 @@ def _show(value: Any) -> str:
 
 def save(model_dir: str | Path, settings: Mapping[str, Any]) -> None:
     """Write the settings into the model dir (atomically); StorageError if it cannot."""
-    path = make_dir(model_dir) / HPARAMS_FILE
+    path = ensure_dir(model_dir) / HPARAMS_FILE
     with writing(path):
         atomic_write_text(path, json.dumps(dict(settings), indent=2) + "\n")
 

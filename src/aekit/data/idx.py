@@ -19,8 +19,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from aekit._io import atomic_write
 from aekit.errors import InputError
+from aekit.files import atomic_write
 
 __all__ = ["MAX_BYTES", "MAX_NDIM", "IDXError", "read_idx", "write_idx"]
 

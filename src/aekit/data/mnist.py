@@ -20,9 +20,9 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from aekit._io import atomic_write
 from aekit.data.idx import read_idx
 from aekit.errors import AekitError, ConfigError, InputError
+from aekit.files import atomic_write
 
 __all__ = [
     "DATASETS",

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from aekit._io import atomic_write, os_reason
-from aekit._io import remove_stale_temporaries as remove_stale_temporaries_in
 from aekit.errors import CheckpointError, CheckpointWriteError
+from aekit.files import atomic_write, os_reason
+from aekit.files import remove_stale_temporaries as remove_stale_temporaries_in
 
 FORMAT = "aekit-checkpoint"
 VERSION = 1

@@ -11,12 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aekit._io import atomic_write, atomic_write_text
 from aekit.errors import ConfigError
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator import distributed
 from aekit.estimator.estimator import Estimator
 from aekit.estimator.inputs import InputFn
+from aekit.files import atomic_write, atomic_write_text
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
 
 _log = logging.getLogger("aekit")

@@ -13,10 +13,10 @@ from torch import nn
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
 from aekit.estimator.optimizers import adam
-from aekit.memory import build_within_memory
 from aekit.models.heads import as_images, classifier_model_fn
 from aekit.models.layers import check_drop_rate
 from aekit.models.layers import image_shape as to_image_shape
+from aekit.models.memory import build_within_memory
 
 
 class ConvClassifierNetwork(nn.Module):

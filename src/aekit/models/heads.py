@@ -16,8 +16,8 @@ from aekit.data.input_fn import to_float
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator.optimizers import adam
-from aekit.memory import build_within_memory
 from aekit.models.layers import check_example_size
+from aekit.models.memory import build_within_memory
 
 if TYPE_CHECKING:
     from aekit.models.fully_connected import FullyConnectedAutoencoder

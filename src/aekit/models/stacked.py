@@ -30,9 +30,9 @@ from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator.inputs import InputFn
 from aekit.estimator.optimizers import adam
-from aekit.memory import build_within_memory
 from aekit.models.heads import classifier_model_fn
 from aekit.models.layers import check_drop_rate, check_example_size, check_shape, check_units
+from aekit.models.memory import build_within_memory
 
 _log = logging.getLogger("aekit")
 

@@ -30,11 +30,11 @@ from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator.inputs import InputContext, InputFn, iterate_batches, to_device
 from aekit.estimator.optimizers import adam
-from aekit.memory import build_within_memory, check_fits
 from aekit.models.convolutional import ConvolutionalNetwork, Downsample
 from aekit.models.fully_connected import FullyConnectedAutoencoder
 from aekit.models.heads import IMAGES_IN_SUMMARY, ReconstructionNetwork, as_images
 from aekit.models.layers import Activation, ActivationLayer, check_shape, check_units
+from aekit.models.memory import build_within_memory, check_fits
 
 EncoderKind = Literal["fully_connected", "convolutional"]
 Likelihood = Literal["bernoulli", "gaussian"]

@@ -1,55 +1,24 @@
-"""Pictures for people: image grids, GIFs of training progress, 2-D projections of embeddings.
+"""Plain pictures with Pillow: image grids, captions, GIFs of training progress.
 
-Plain pictures (grids of images, their captions, GIFs) are Pillow's; plots with axes
-(scatter, histogram, latent manifold) are matplotlib's, in `aekit.plots`, and re-exported
-here. Every file is written atomically: a viewer polling a training run sees the previous
-picture or the new one, never half of one.
+Plots with axes are matplotlib's, in `aekit.viz.plots`. Every file is written atomically:
+a viewer polling a training run sees the previous picture or the new one, never half of one.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from aekit._io import atomic_write, ensure_dir
 from aekit.errors import ConfigError, InputError
-from aekit.plots import (
-    PALETTE,
-    Plot,
-    figure_pixels,
-    histogram_plot,
-    label_color,
-    log_figure,
-    manifold_plot,
-    save_figure,
-    scatter_plot,
-)
-from aekit.plots import float_matrix as _float_matrix
+from aekit.files import atomic_write, ensure_dir
 
-__all__ = [
-    "PALETTE",
-    "Plot",
-    "caption",
-    "figure_pixels",
-    "histogram_plot",
-    "image_grid",
-    "label_color",
-    "log_figure",
-    "manifold_plot",
-    "project_2d",
-    "save_figure",
-    "save_gif",
-    "save_png",
-    "scatter_plot",
-    "tile_images",
-]
+__all__ = ["caption", "image_grid", "save_gif", "save_png", "tile_images"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -263,59 +232,6 @@ def _load_frame(frame: Image.Image | str | Path) -> Image.Image:
         raise InputError(f"frame {frame} does not exist") from None
     except OSError as e:
         raise InputError(f"frame {frame} is not an image Pillow can read: {e}") from None
-
-
-# --------------------------------------------------------------------------- projections
-
-
-def project_2d(
-    embeddings: ArrayLike, method: Literal["pca", "tsne"] | str = "pca", seed: int = 0
-) -> np.ndarray:
-    """(N, 2) coordinates of `embeddings` for a scatter plot: PCA or t-SNE.
-
-    Embeddings are (N, D); (N,) counts as D = 1 and (N, C, H, W) is flattened. With D <= 2
-    there is nothing to project: the points come back as they are, padded with zeros to two
-    columns. PCA's signs are fixed (largest loading positive) so reruns agree; t-SNE is
-    scikit-learn's, started from PCA, with perplexity min(30, (N - 1) / 3) and `seed`.
-    """
-    if method not in ("pca", "tsne"):
-        raise ConfigError(f"unknown projection {method!r}; use 'pca' or 'tsne'")
-    x = _float_matrix(embeddings, "embeddings")
-    if x.shape[1] <= 2:
-        return np.pad(x, ((0, 0), (0, 2 - x.shape[1])))
-    if method == "pca":
-        return _pca(x)
-    if len(x) < 2:
-        raise InputError("t-SNE needs at least 2 points; use method='pca' for one")
-    from sklearn.manifold import TSNE  # imported here: it takes a second and few calls need it
-
-    tsne = TSNE(
-        n_components=2, init="pca", perplexity=min(30.0, (len(x) - 1) / 3), random_state=seed
-    )
-    # threadpoolctl comes with scikit-learn; imported by name as it ships no type hints.
-    threadpoolctl = importlib.import_module("threadpoolctl")
-    # t-SNE's OpenMP threads meet at a barrier every iteration; on a busy machine those waits
-    # made 60 points take 40 s instead of 0.3 s (2 cores, load 4). Below a few thousand points
-    # one thread takes seconds at most, so only larger sets get the parallel version.
-    threads = 1 if len(x) <= _TSNE_SERIAL_POINTS else None
-    with threadpoolctl.threadpool_limits(limits=threads, user_api="openmp"):
-        result = np.asarray(tsne.fit_transform(x), dtype=np.float64)
-    return result
-
-
-_TSNE_SERIAL_POINTS = 2000
-
-
-def _pca(x: np.ndarray) -> np.ndarray:
-    centred = x - x.mean(axis=0)
-    u, s, vt = np.linalg.svd(centred, full_matrices=False)
-    # An SVD's singular vectors have arbitrary signs; pin them so reruns plot the same picture.
-    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
-    signs[signs == 0] = 1.0
-    coords = (u * s * signs)[:, :2]
-    # Fewer than two points leave fewer than two components.
-    result: np.ndarray = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
-    return result
 
 
 # --------------------------------------------------------------------------- tiles and captions

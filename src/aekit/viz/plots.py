@@ -22,9 +22,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
-from aekit._io import atomic_write, ensure_dir
 from aekit.errors import ConfigError, InputError
+from aekit.files import atomic_write, ensure_dir
 from aekit.summary import EventWriters
+from aekit.viz.embedding import float_matrix
+from aekit.viz.images import tile_images
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -153,23 +155,6 @@ def log_figure(
 
 
 # --------------------------------------------------------------------------- values and labels
-
-
-def float_matrix(x: ArrayLike, what: str) -> np.ndarray:
-    """(N, D) float64 of finite values."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().double().numpy()
-    a = np.asarray(x)
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise InputError(f"{what} must be numbers, not {a.dtype}")
-    a = a.astype(np.float64)
-    if a.ndim == 0 or a.size == 0:
-        raise InputError(f"{what} must be (N, D) with N, D >= 1, not {a.shape}")
-    # (N,) is one number per point; (N, C, H, W) feature maps are read as flat vectors.
-    a = a.reshape(len(a), -1)
-    if not np.isfinite(a).all():
-        raise InputError(f"{what} hold NaN or infinite values")
-    return a
 
 
 def label_color(label: object, labels: Sequence[object] = ()) -> tuple[int, int, int]:
@@ -363,7 +348,6 @@ def manifold_plot(
     N(0, 1) prior on each axis, z₁ growing to the right and z₂ upwards; the ticks name
     those z values. `size` defaults to room for every pixel of the mosaic. Returns the figure.
     """
-    from aekit.viz import tile_images  # here: aekit.viz imports this module
 
     n = len(images)
     per_side = math.isqrt(n)

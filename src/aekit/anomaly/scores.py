@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.covariance import LedoitWolf
 
-from aekit._io import atomic_write_text, ensure_dir
 from aekit.data.dataset import Array
 from aekit.data.input_fn import numpy_input_fn
 from aekit.errors import ConfigError, InputError, SpecError
 from aekit.estimator import Estimator
+from aekit.files import atomic_write_text, ensure_dir
 
 SCORE_KEY = "reconstruction_error"
 

@@ -31,7 +31,7 @@ from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from aekit.anomaly import ErrorAndCodeScore
+from aekit.anomaly.scores import ErrorAndCodeScore
 from aekit.data.checks import shown
 from aekit.data.input_fn import numpy_input_fn
 from aekit.errors import ConfigError

@@ -1,4 +1,10 @@
-"""Atomic file writes: a reader sees the old file or the complete new one."""
+"""Writing files safely: outputs checked before any work, atomic writes, one error for the disk.
+
+Every file aekit writes goes through `atomic_write` (a reader sees the old file or the whole
+new one) or `publish_dir` (the same for a folder of files); output paths are checked with
+`check_output_file` / `check_output_dir` before work starts; and a full disk or unwritable
+folder is one StorageError, raised by `writing` around any write.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,12 @@ import errno
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from aekit.errors import StorageError
+from aekit.errors import AekitError, ConfigError, StorageError
 
 # A full disk, a read-only or foreign directory, a file-size limit: the user's to fix.
 DISK_ERRNOS = frozenset(
@@ -52,18 +59,27 @@ def storage_error(path: str | Path, exc: OSError) -> StorageError:
     if isinstance(exc, StorageError):
         return exc
     return StorageError(
-        f"cannot write {path} ({os_reason(exc)}); free disk space or make "
-        f"{Path(path).parent} writable, or choose another output"
+        f"cannot write {path} ({os_reason(exc)}); make it writable, free disk space or "
+        "write somewhere else"
     )
+
+
+@contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an OSError of the block (one that is not already an AekitError) into a StorageError."""
+    try:
+        yield
+    except AekitError:
+        raise
+    except OSError as exc:
+        raise storage_error(path, exc) from exc
 
 
 def ensure_dir(directory: str | Path) -> Path:
     """Create `directory` and its parents as needed; a failure is one StorageError."""
     directory = Path(directory)
-    try:
+    with writing(directory):
         directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise storage_error(directory, exc) from exc
     return directory
 
 
@@ -198,3 +214,39 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def check_output_file(flag: str, path: str | Path) -> Path:
+    """`path` as a file to (over)write: not a directory, inside a writable directory."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{flag} {path} is a directory; give a file name such as {path / 'picture.png'}"
+        )
+    _check_creatable(flag, path.parent)
+    return path
+
+
+def check_output_dir(flag: str, path: str | Path) -> Path:
+    """`path` as a directory to write into: a writable directory, or one that can be made."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a directory; give a directory path")
+    _check_creatable(flag, path)
+    return path
+
+
+def _check_creatable(flag: str, directory: Path) -> None:
+    # The nearest existing ancestor decides: it must be a directory this process may write.
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"{flag} {directory}: {existing} is a file, not a directory; give another path"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"cannot write {directory} ({existing} is not writable); make it writable or "
+            f"give another {flag}"
+        )

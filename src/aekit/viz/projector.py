@@ -18,15 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from aekit._io import (
+from aekit.errors import ConfigError, InputError, StorageError
+from aekit.files import (
     atomic_write_text,
     ensure_dir,
     os_reason,
     publish_dir,
     remove_stale_temporaries,
 )
-from aekit.errors import ConfigError, InputError, StorageError
 from aekit.summary import EventWriters
+from aekit.viz.embedding import float_matrix
 
 __all__ = ["CONFIG_FILENAME", "MAX_SPRITE_SIDE", "write_projector"]
 
@@ -60,7 +61,7 @@ def write_projector(
     text_format = importlib.import_module("google.protobuf.text_format")
 
     _check_tag_and_step(tag, step)
-    matrix = _embedding_matrix(embeddings)
+    matrix = float_matrix(embeddings, "embeddings")
     n = len(matrix)
     metadata = _metadata(labels, n)
     label_img = _sprite_images(images, n)
@@ -146,22 +147,6 @@ def _check_tag_and_step(tag: str, step: int) -> None:
         raise ConfigError(f"tag must be a printable name other than '.' and '..', not {tag!r}")
     if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
         raise ConfigError(f"step must be a whole number >= 0, not {step!r}")
-
-
-def _embedding_matrix(embeddings: ArrayLike) -> np.ndarray:
-    if isinstance(embeddings, torch.Tensor):
-        embeddings = embeddings.detach().cpu().double().numpy()
-    a = np.asarray(embeddings)
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-        raise InputError(f"embeddings must be numbers, not {a.dtype}")
-    if a.ndim == 0 or a.size == 0:
-        raise InputError(f"embeddings must be (N, D) with N, D >= 1, not shape {a.shape}")
-    # (N,) is one number per point; (N, C, H, W) feature maps are shown as flat vectors.
-    a = a.astype(np.float64).reshape(len(a), -1)
-    if not np.isfinite(a).all():
-        bad = int((~np.isfinite(a)).any(axis=1).sum())
-        raise InputError(f"{bad} of {len(a)} embeddings hold NaN or infinite values")
-    return a
 
 
 def _metadata(labels: ArrayLike | Sequence[object] | None, n: int) -> list[str] | None:
