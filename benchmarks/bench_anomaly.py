@@ -2,7 +2,7 @@
 
     python benchmarks/bench_anomaly.py [--data ../shared/data/adbench] [--splits 5]
         [--max-rows 20000] [--sets cardio thyroid ...] [--pyod-python PEER/bin/python]
-        [--variants normal unsupervised] [--reconstruction-only]
+        [--variants normal unsupervised] [--reconstruction-only] [--command-line]
 
 For each data set (`X`, `y` with 1 = anomaly) and each of `--splits` stratified 60/40
 splits, every detector is fitted on the training part, on its normal rows only ("normal")
@@ -17,12 +17,16 @@ Detectors: aekit's `AutoencoderOutlierDetector` at its defaults; scikit-learn's
 components keeping 90% of the variance); and, with `--pyod-python`, PyOD's `AutoEncoder`
 at its defaults run in its own environment (see benchmarks/peers/pyod_scores.py). With
 `--reconstruction-only`, aekit's detector scored by its reconstruction error alone
-(`code_weight=0`) runs too, to show what the code's distance adds.
+(`code_weight=0`) runs too, to show what the code's distance adds. With `--command-line`,
+`aekit train fully_connected` + `aekit score` on each split (as .npz files with their own
+split) run too: the same model and score as the detector, through the command line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import statistics
@@ -39,7 +43,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedShuffleSplit, train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from aekit.sklearn import AutoencoderOutlierDetector
+from aekit.anomaly import AutoencoderOutlierDetector, read_scores_csv
+from aekit.cli.main import main as aekit_command
 
 Scorer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 TIE = 0.005
@@ -55,6 +60,24 @@ def aekit_reconstruction_scores(train: np.ndarray, test: np.ndarray, seed: int) 
     detector = AutoencoderOutlierDetector(code_weight=0.0, random_state=seed).fit(train)
     scores: np.ndarray = -detector.score_samples(test)
     return scores
+
+
+def command_line_scores(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+    """`aekit train fully_connected` on the split, then `aekit score` of its test rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        split = Path(tmp) / "split.npz"
+        labels = np.zeros(len(train), int)  # every training row counts as normal
+        np.savez(split, x_train=train, y_train=labels, x_test=test, y_test=np.zeros(len(test)))
+        run, out = Path(tmp) / "run", Path(tmp) / "scores"
+        for args in (
+            ["train", "fully_connected", "--dataset", split, "--seed", seed, "--model-dir", run],
+            ["score", "--model-dir", run, "--output", out],
+        ):
+            with contextlib.redirect_stdout(io.StringIO()):
+                if aekit_command([str(a) for a in args]) != 0:
+                    raise RuntimeError(f"aekit {args[0]} failed")
+        rows = read_scores_csv(out / "scores.csv")
+    return np.array([float(row["score"]) for row in rows])
 
 
 def iforest_scores(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
@@ -108,11 +131,19 @@ def main() -> None:
         action="store_true",
         help="also aekit scored by its reconstruction error alone (code_weight=0)",
     )
+    p.add_argument(
+        "--command-line",
+        action="store_true",
+        help="also aekit train fully_connected + aekit score on each split",
+    )
     args = p.parse_args()
     logging.getLogger("aekit").setLevel(logging.ERROR)
+    logging.getLogger("aekit").propagate = False  # the command line configures the root logger
     detectors: dict[str, Scorer] = {"aekit": aekit_scores}
     if args.reconstruction_only:
         detectors["aekit-rec"] = aekit_reconstruction_scores
+    if args.command_line:
+        detectors["aekit-cli"] = command_line_scores
     if args.pyod_python:
         detectors["pyod"] = pyod_scorer(args.pyod_python)
     detectors |= {"iforest": iforest_scores, "pca": pca_scores}

@@ -35,14 +35,16 @@ def worker(model: str, batch: int, steps: int, model_dir: str, find_unused: bool
 
     import aekit
     from aekit.data import numpy_input_fn
-    from aekit.estimator import distributed
+    from aekit.estimator.distributed import Strategy
 
     if find_unused:
 
-        def wrap(module: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
+        def wrap(
+            self: Strategy, module: torch.nn.Module, device: torch.device
+        ) -> DistributedDataParallel:
             return DistributedDataParallel(module, find_unused_parameters=True)
 
-        distributed.wrap = wrap
+        Strategy.wrap = wrap  # type: ignore[method-assign]
 
     config = aekit.RunConfig(
         random_seed=0,

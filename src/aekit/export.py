@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 import os
 import shutil
 import warnings
@@ -31,7 +30,6 @@ from aekit.files import (
     remove_stale_temporaries,
     storage_error,
 )
-from aekit.models.fully_connected import FullyConnectedAutoencoder
 from aekit.models.heads import ReconstructionNetwork
 
 FORMATS = {"torchscript": "pt", "onnx": "onnx"}
@@ -49,18 +47,16 @@ class _Part(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.part == "decoder":
-            return torch.sigmoid(self.network.decode(x))
+            return self.network.output_of(self.network.decode(x))
         code = self.network.encode(x)
         if self.part == "encoder":
             return code
-        return torch.sigmoid(self.network.decode(code)).reshape(x.shape)
+        return self.network.output_of(self.network.decode(code)).reshape(x.shape)
 
 
 def example_input(network: ReconstructionNetwork, batch: int) -> torch.Tensor:
     """A random input batch in the layout the exported files take."""
-    if isinstance(network, FullyConnectedAutoencoder):
-        return torch.rand(batch, math.prod(network.input_shape))
-    return torch.rand(batch, *network.image_shape)
+    return torch.rand(batch, *network.example_shape)
 
 
 def export_model(

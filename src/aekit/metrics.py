@@ -76,3 +76,15 @@ def accuracy(labels: torch.Tensor, predictions: torch.Tensor) -> MetricUpdate:
             f"{tuple(labels.shape)} and {tuple(predictions.shape)}"
         )
     return mean((labels == predictions).to(torch.float64))
+
+
+def example_mse(labels: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
+    """Each example's mean squared error over all its values (at least float32): (N,).
+
+    Not a streaming metric but a score per example: the reconstruction error that anomaly
+    detection ranks examples by.
+    """
+    difference = predictions.flatten(1) - labels.flatten(1)
+    if difference.dtype not in (torch.float32, torch.float64):
+        difference = difference.float()  # a low-precision forward still sums in float32
+    return difference.square().mean(dim=1)

@@ -1,14 +1,15 @@
-"""aekit's autoencoders as a scikit-learn transformer: fit, transform, inverse_transform, score.
+"""aekit in scikit-learn: `AutoencoderTransformer`, and the outlier detector re-exported.
 
 `AutoencoderTransformer` trains an aekit estimator inside `fit` and keeps the trained network;
 `transform` gives the codes, `inverse_transform` decodes codes back to feature space, and
 `score` is the negative mean squared reconstruction error (higher is better, as scikit-learn
 expects), so a `GridSearchCV` over the transformer alone picks the best reconstruction. It
-works as a step of a `Pipeline`, e.g. before a classifier.
+works as a step of a `Pipeline`, e.g. before a classifier. For an anomaly score per row use
+`AutoencoderOutlierDetector` (aekit.anomaly), whose model and score are built for that.
 
-Features are scaled to [0, 1] per feature with the training minimum and range, because the
-decoder's sigmoid output lives there; `inverse_transform` undoes the scaling. The range is
-taken in halves, so finite data spanning more than float64 can hold (±1e308) scale too.
+Features are scaled to [0, 1] per feature with the training minimum and range (min-max, the
+one scaling of aekit.anomaly.tabular), because the decoder's sigmoid output lives there;
+`inverse_transform` undoes the scaling.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from aekit import metrics
 from aekit.anomaly.outliers import AutoencoderOutlierDetector, validate_data
-from aekit.data.checks import shown
+from aekit.anomaly.tabular import fit_scaling
+from aekit.checks import shown
 from aekit.data.input_fn import numpy_input_fn
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
@@ -96,12 +99,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
         # Settings first: a bad one is reported before the data are validated or copied.
         units, seed = self._check_params()
         X = self._validate(X, reset=True)
-        self.data_min_ = X.min(axis=0)
-        # Half the range: max/2 - min/2 cannot overflow, where max - min can (±1e308 data).
-        half_range = X.max(axis=0) / 2 - self.data_min_ / 2
-        # A constant feature has no range; a half range of 0.5 (range 1) keeps it at 0 after
-        # scaling instead of dividing by 0.
-        self.data_half_range_ = np.where(half_range > 0, half_range, 0.5)
+        self.center_, self.scale_ = fit_scaling(X, "minmax")
         scaled = self._scale(X).astype(np.float32)
         # Training seeds the global generators; a library call should leave the caller's alone.
         saved = rng_state.get_state()
@@ -255,24 +253,15 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
                 "give the output of transform"
             )
         decoded = self._map(codes, lambda z: torch.sigmoid(self.network_.decode(z)))
-        # min + decoded * range, in halves so that a range beyond float64's reach stays finite.
-        half: np.ndarray = decoded.reshape(len(codes), -1) * self.data_half_range_
-        rows: np.ndarray = (self.data_min_ / 2 + half) * 2
+        rows: np.ndarray = decoded.reshape(len(codes), -1) * self.scale_ + self.center_
         return rows
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Negative squared reconstruction error of each row, averaged over its features."""
-        check_is_fitted(self, "network_")
-        X = self._validate(X, reset=False)
-        decoded = self.inverse_transform(self.transform(X))
-        # Differences of halves cannot overflow; an error beyond float64 itself is -inf.
-        with np.errstate(over="ignore"):
-            errors: np.ndarray = ((decoded / 2 - X / 2) ** 2).mean(axis=1) * 4
-        return -errors
 
     def score(self, X: Any, y: Any = None) -> float:
         """Negative mean squared reconstruction error of X in its own units: higher is better."""
-        return float(self.score_samples(X).mean())
+        check_is_fitted(self, "network_")
+        X = self._validate(X, reset=False)
+        rebuilt = torch.from_numpy(self.inverse_transform(self.transform(X)))
+        return -float(metrics.example_mse(torch.from_numpy(X), rebuilt).mean())
 
     def _validate(self, X: Any, reset: bool) -> np.ndarray:
         # scikit-learn's finiteness check sums X first: finite data near ±1e308 make that sum
@@ -282,7 +271,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
         return checked
 
     def _scale(self, X: np.ndarray) -> np.ndarray:
-        scaled: np.ndarray = (X / 2 - self.data_min_ / 2) / self.data_half_range_
+        scaled: np.ndarray = (X - self.center_) / self.scale_
         return scaled
 
     def _map(self, rows: np.ndarray, fn: Any) -> np.ndarray:

@@ -151,8 +151,10 @@ def test_train_without_a_model_is_a_usage_error_naming_the_models(
 def test_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "--epochs EPOCHS (default: 10 for classifier; 30 for convolutional" in text
-    assert "--learning_rate LEARNING_RATE (default: 0.001)" in text
+    epochs = text[text.index("--epochs EPOCHS passes") :]
+    assert epochs.index("(default: 10 for classifier; 30 for convolutional, stacked") < 200
+    assert "auto for fully_connected" in epochs[:300]
+    assert "--learning_rate LEARNING_RATE Adam's rate" in text and "(default: 0.001)" in text
     assert "(default: 0.4 for classifier; 0 for stacked)" in text  # --dropout
     assert main(["score", "--help"]) == 0
     assert "(default: 99.0)" in " ".join(capsys.readouterr().out.split())

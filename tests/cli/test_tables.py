@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from aekit.anomaly import AutoencoderOutlierDetector
+from aekit.anomaly.tabular import TabularAutoencoder, set_scaling, tabular_estimator
 from aekit.cli.main import main
+from aekit.data import numpy_input_fn
+from aekit.errors import ConfigError
 from aekit.estimator import checkpoint as ckpt
-from aekit.models.fully_connected import AutoEncoder, FullyConnectedAutoencoder
+from aekit.models.fully_connected import AutoEncoder
 
 FEATURES = 12
 
@@ -112,7 +116,7 @@ def test_score_adds_the_code_distance_for_rows_beyond_the_normal_range(
                              *chosen, "--output", model_dir.parent / f"w{weight}")  # fmt: skip
         assert status == 0, out
         auroc[weight] = float(out.split("auroc=")[1].split()[0])
-    assert auroc[None] == auroc["0"]  # the error alone unless asked
+    assert auroc[None] == auroc["1"]  # on a table the outlier detector's two-part score
     assert auroc["1"] > 0.95 and auroc["1"] > auroc["0"] + 0.1, auroc
 
 
@@ -125,7 +129,7 @@ def test_a_bad_code_weight_is_one_line_and_writes_nothing(
     status, _, err = run(capsys, "score", "--model-dir", model_dir, "--code-weight", weight,
                          "--output", out_dir)  # fmt: skip
     assert status == 2 and len(err.strip().splitlines()) == 1
-    assert "code_weight must be a finite number >= 0" in err
+    assert "--code-weight must be a finite number >= 0" in err
     assert not out_dir.exists()
 
 
@@ -180,14 +184,11 @@ def test_bad_table_settings_are_one_line_errors(
 
 def test_the_python_api_scales_and_reconstructs_in_the_features_units(tmp_path: Path) -> None:
     x, _ = table(300, 0)
-    est = AutoEncoder(hidden_units=[8, 3], input_shape=(FEATURES,), scaling="minmax",
-                      weight_decay=None, model_dir=tmp_path)  # fmt: skip
-    est.fit_scaling(x)
+    est = tabular_estimator(FEATURES, [8, 3], model_dir=tmp_path)
+    set_scaling(est.network, x, "minmax")
     network = est.network
-    assert isinstance(network, FullyConnectedAutoencoder)
+    assert isinstance(network, TabularAutoencoder)
     np.testing.assert_allclose(network.center.numpy(), x.min(0), rtol=1e-6)
-    from aekit.data import numpy_input_fn
-
     est.train(numpy_input_fn(x.astype(np.float32), batch_size=50, num_epochs=30))
     first = next(est.predict(numpy_input_fn(x[:1].astype(np.float32), shuffle=False)))
     # The reconstruction is in the features' own units; its error in the [0, 1] scaled space.
@@ -195,7 +196,31 @@ def test_the_python_api_scales_and_reconstructs_in_the_features_units(tmp_path: 
     back = (first["prediction"] - x.min(0)) / (x.max(0) - x.min(0))
     assert first["reconstruction_error"] == pytest.approx(np.mean((back - scaled) ** 2), rel=1e-3)
     assert np.abs(first["prediction"] - x[0]).max() > 1  # raw units, not the scaled ones
-    with pytest.raises(Exception, match="fit_scaling needs an AutoEncoder built with scaling"):
-        AutoEncoder(input_shape=(FEATURES,), model_dir=tmp_path / "p").fit_scaling(x)
+    with pytest.raises(ConfigError, match="set_scaling needs the network of a tabular_estimator"):
+        set_scaling(AutoEncoder(input_shape=(FEATURES,), model_dir=tmp_path / "p").network, x,
+                    "minmax")  # fmt: skip
     with torch.no_grad():
         assert network.scale_rows(torch.from_numpy(x[:2]).float()).abs().max() <= 1 + 1e-5
+
+
+def test_the_command_line_and_the_detector_give_the_same_scores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x, y = table(400, 30, seed=3)
+    train_rows, test_rows = x[:300][y[:300] == 0], x[300:]
+    np.savez(tmp_path / "split.npz", x_train=train_rows, y_train=np.zeros(len(train_rows), int),
+             x_test=test_rows, y_test=y[300:])  # fmt: skip
+    model_dir, out_dir = tmp_path / "run", tmp_path / "scores"
+    assert main(["train", "fully_connected", "--dataset", str(tmp_path / "split.npz"),
+                 "--seed", "7", "--model-dir", str(model_dir)]) == 0  # fmt: skip
+    status, out, _ = run(capsys, "score", "--model-dir", model_dir, "--output", out_dir)
+    assert status == 0, out
+    with (out_dir / "scores.csv").open() as f:
+        from_cli = np.array([float(r["score"]) for r in csv.DictReader(f)])
+    detector = AutoencoderOutlierDetector(random_state=7).fit(train_rows)
+    from_python = -detector.score_samples(test_rows)
+    # The same model and score; the command line predicts in float32, the detector in float64.
+    np.testing.assert_allclose(from_cli, from_python, rtol=1e-4, atol=1e-6)
+    settings = json.loads((model_dir / "hparams.json").read_text())
+    assert settings["hidden_units"] == detector.hidden_units_
+    assert settings["weight_decay"] is None

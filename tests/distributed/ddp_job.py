@@ -23,7 +23,6 @@ import numpy as np
 
 import aekit
 from aekit.data import numpy_input_fn
-from aekit.estimator import distributed
 
 
 def images() -> np.ndarray:
@@ -77,9 +76,9 @@ def main() -> None:
         args.model_dir = f"{args.model_dir}-{os.environ['RANK']}"
     est = estimator(args.model_dir)
     hooks: list[aekit.hooks.Hook] = [
-        RecordStart(Path(args.model_dir) / f"starts-{distributed.rank()}.txt")
+        RecordStart(Path(args.model_dir) / f"starts-{est.strategy.rank}.txt")
     ]
-    if args.kill and args.kill[0] == distributed.rank():
+    if args.kill and args.kill[0] == est.strategy.rank:
         hooks.append(KillAt(args.kill[1]))
     x = images()
     est.train(
@@ -88,7 +87,7 @@ def main() -> None:
         max_steps=args.steps,
     )
     metrics = est.evaluate(numpy_input_fn(x[:37], batch_size=5, shuffle=False))
-    if distributed.is_chief():
+    if est.strategy.is_chief:
         (Path(args.model_dir) / "eval.json").write_text(json.dumps(metrics))
 
 

@@ -161,12 +161,13 @@ class RecordRandomState(Hook):
     state the final checkpoint then takes).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shuffle_rng: torch.Generator) -> None:
         self.seen: dict[str, str] = {}
+        self.shuffle_rng = shuffle_rng
 
     def _record(self, when: str, context: RunContext) -> None:
         self.seen[when] = digest(torch.get_rng_state())
-        self.seen[f"shuffle_{when}"] = digest(context.estimator._shuffle_rng.get_state())
+        self.seen[f"shuffle_{when}"] = digest(self.shuffle_rng.get_state())
 
     def after_create_session(self, context: RunContext) -> None:
         self._record("start", context)
@@ -298,12 +299,17 @@ def run_zoo(out: Path) -> None:
     rank = launched_rank()
     weights = out / "weights"
     figures: dict[str, Any] = {"eval": {}, "host_reads": {}}
-    recorder = RecordRandomState()
+    recorder: RecordRandomState | None = None
     for name in ("fc", "denoising", "conv", "vae", "cnn", "frozen", "tuned"):
-        estimator = train(name, out / name, BATCH, [recorder] if name == "denoising" else [])
+        estimator = build(name, out / name)
+        if name == "denoising":  # the shared shuffle generator is the estimator's own
+            recorder = RecordRandomState(estimator._state.shuffle_rng)
+        hooks = [recorder] if recorder is not None and name == "denoising" else []
+        estimator.train(train_input(name, BATCH), hooks=hooks, max_steps=STEPS)
         save_weights(estimator.network, weights / f"{name}-rank{rank}.pt")
         if name in EVALUATED:
             figures["eval"][name] = estimator.evaluate(eval_input(name))
+    assert recorder is not None
     figures["rng"] = recorder.seen
 
     stacked = build("stacked", out / "stacked")

@@ -16,7 +16,7 @@ import torch
 
 import aekit
 from aekit.estimator import cpu
-from aekit.hooks import Hook, RunContext, StepResult, cpu_threads
+from aekit.hooks import Hook, RunContext, StepResult
 from tiny import tiny_autoencoder_fn, tiny_network
 
 linux_only = pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads /proc/stat")
@@ -131,7 +131,7 @@ def test_training_drops_to_one_thread_while_another_process_is_busy(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An earlier run in this process that found the cores busy would start this one on 1.
-    monkeypatch.setattr(cpu_threads, "_busy_at", None)
+    monkeypatch.setattr(cpu, "_busy_at", None)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

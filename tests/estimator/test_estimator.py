@@ -193,7 +193,7 @@ def test_hook_request_stop_and_call_order(tmp_path: Path) -> None:
     calls: list[str] = []
 
     class StopAtThree(Hook):
-        def begin(self, estimator: aekit.Estimator) -> None:
+        def begin(self, context: RunContext) -> None:
             calls.append("begin")
 
         def after_create_session(self, context: RunContext) -> None:

@@ -199,8 +199,8 @@ def test_mixed_precision_trains_float32_weights_to_float32_figures(
             config=config(precision=precision),
         )  # fmt: skip
         resumed.restore()
-        assert resumed._scaler is not None
-        assert resumed._scaler.get_scale() == state["grad_scaler"]["scale"]
+        assert resumed._state.grad_scaler is not None
+        assert resumed._state.grad_scaler.get_scale() == state["grad_scaler"]["scale"]
     else:
         assert state["grad_scaler"] is None
 
@@ -248,23 +248,24 @@ def test_summary_steps_record_activations_through_hooks_only(tmp_path: Path) -> 
 
 
 def test_device_faults_are_named() -> None:
-    from aekit.estimator import distributed
-    from aekit.hooks.basic import synchronize
+    from aekit.estimator.distributed import Strategy
+    from aekit.estimator.loop import synchronize
 
+    strategy = Strategy()
     oom = RuntimeError("NCCL error in: ProcessGroupNCCL.cpp: CUDA out of memory. Tried 2 GiB")
-    message = str(distributed.describe_failure(oom, "runs/x"))
+    message = str(strategy.describe_failure(oom, "runs/x"))
     assert "ran out of device memory" in message and "lower the batch size" in message
     lost = RuntimeError("[gloo] Connection closed by peer")
-    assert "lost the other processes" in str(distributed.describe_failure(lost, "runs/x"))
-    assert distributed.describe_failure(ValueError("a model bug"), "runs/x") is None
+    assert "lost the other processes" in str(strategy.describe_failure(lost, "runs/x"))
+    assert strategy.describe_failure(ValueError("a model bug"), "runs/x") is None
     synchronize(torch.device("cpu"))
     synchronize(torch.device("meta"))  # no torch.cuda call for a device that is not CUDA
 
 
 def test_one_gpu_for_every_process_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aekit.estimator import distributed
+    from aekit.estimator.distributed import Strategy
 
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(aekit.ConfigError, match="CUDA_VISIBLE_DEVICES"):
-        distributed.join("cuda:1", 10)
+        Strategy.join("cuda:1", 10)

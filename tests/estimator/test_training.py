@@ -22,7 +22,7 @@ class Steps(CheckpointSaverListener):
     def __init__(self) -> None:
         self.saved: list[int] = []
 
-    def after_save(self, estimator: aekit.Estimator, step: int, path: Path) -> None:
+    def after_save(self, context: aekit.hooks.RunContext, step: int, path: Path) -> None:
         self.saved.append(step)
 
 

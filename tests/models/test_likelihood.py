@@ -132,8 +132,8 @@ def test_the_command_line_trains_binarized_and_reports_the_likelihood(
     capsys.readouterr()
     for args, phrase in (
         (["--model-dir", str(fc)], "cannot give a likelihood"),
-        (["--model-dir", str(vae), "--samples", "0"], "--samples must be positive"),
-        (["--model-dir", str(vae), "--images", "0"], "--images must be positive"),
+        (["--model-dir", str(vae), "--samples", "0"], "--samples must be an integer >= 1"),
+        (["--model-dir", str(vae), "--images", "0"], "--images must be an integer >= 1"),
     ):
         assert main(["likelihood", *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -174,7 +174,7 @@ def test_bad_hyper_parameters() -> None:
 
 def test_learning_rate_decays_in_stairs(tmp_path: Path) -> None:
     est = aekit.AutoEncoder([4], input_shape=(8, 8), learning_rate=0.1, model_dir=tmp_path)
-    scheduler = est._lr_scheduler
+    scheduler = est._state.lr_scheduler
     assert scheduler is not None
     for _ in range(999):
         est.optimizer.step()  # no gradients: changes nothing, keeps the scheduler's order check

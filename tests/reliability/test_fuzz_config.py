@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aekit.cli import commands, limits
+from aekit.cli import config as run_config
 from aekit.cli import settings as run_settings
 from aekit.errors import AekitError, ConfigError
 from fuzzing import Bounded, fuzz
@@ -24,7 +25,7 @@ from fuzzing import Bounded, fuzz
 MEMORY_LIMIT = 32 << 20  # a settings file may cost a few MiB to read, never gigabytes
 SECONDS = 5.0
 
-KEYS = [*sorted(run_settings.RULES), "model", "unknown_key", "hidden-units", "exclude-classes",
+KEYS = [*sorted(run_settings.BY_NAME), "model", "unknown_key", "hidden-units", "exclude-classes",
         "bad\nkey"]  # fmt: skip
 SIZES = st.sampled_from([1, 2, 8, 10**9, 2**40, 10**30, -1, 0])
 SCALARS = (
@@ -63,7 +64,7 @@ def imports_done(tmp_path_factory: pytest.TempPathFactory) -> None:
     model_dir = tmp_path_factory.mktemp("warm")
     for model in ("fully_connected", "convolutional", "variational", "stacked", "classifier"):
         hparams = {**run_settings.model_settings(model), "example_shape": [8, 8]}
-        (model_dir / run_settings.HPARAMS_FILE).write_text(json.dumps(hparams))
+        (model_dir / run_config.HPARAMS_FILE).write_text(json.dumps(hparams))
         with pytest.raises(ConfigError, match="no checkpoint"):
             commands.open_run(model_dir)
 
@@ -149,7 +150,7 @@ def test_fuzz_config_files(tmp_path: Path, case: tuple[str, str], model: str) ->
     model_dir = tmp_path / "model"
     try:
         with Bounded(MEMORY_LIMIT, SECONDS):
-            resolved = run_settings.resolve(model, model_dir, {}, path)
+            resolved = run_config.resolve(model, model_dir, {}, path)
             accepted(resolved)
     except ConfigError as exc:
         one_line(exc)
@@ -193,27 +194,27 @@ def hparams_edits(draw: st.DrawFn) -> str:
 def test_fuzz_hparams_json(tmp_path: Path, text: str) -> None:
     model_dir = tmp_path / "run"
     model_dir.mkdir(exist_ok=True)
-    path = model_dir / run_settings.HPARAMS_FILE
+    path = model_dir / run_config.HPARAMS_FILE
     path.write_bytes(text.encode("utf-8"))
     with Bounded(MEMORY_LIMIT, SECONDS), pytest.raises(AekitError) as info:
         # The dir holds no checkpoint: the best an hparams.json can get is that error.
         commands.open_run(model_dir)
     one_line(info.value)
-    assert sorted(p.name for p in model_dir.iterdir()) == [run_settings.HPARAMS_FILE]
+    assert sorted(p.name for p in model_dir.iterdir()) == [run_config.HPARAMS_FILE]
     assert path.read_bytes() == text.encode("utf-8")
 
 
 @fuzz
 @given(
     given_=st.dictionaries(
-        st.sampled_from(sorted(run_settings.RULES)), nested(3), min_size=1, max_size=4
+        st.sampled_from(sorted(run_settings.BY_NAME)), nested(3), min_size=1, max_size=4
     )
 )
 def test_fuzz_settings_given_in_python(tmp_path: Path, given_: dict[str, Any]) -> None:
     """Settings handed to `resolve` directly, as a program driving the CLI would."""
     try:
         with Bounded(MEMORY_LIMIT, SECONDS):
-            resolved = run_settings.resolve("fully_connected", tmp_path / "m", given_)
+            resolved = run_config.resolve("fully_connected", tmp_path / "m", given_)
             accepted(resolved)
     except ConfigError as exc:
         one_line(exc)

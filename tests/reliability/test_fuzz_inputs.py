@@ -26,7 +26,7 @@ from hypothesis.extra import numpy as hnp
 
 import aekit
 from aekit.cli import commands
-from aekit.cli import settings as run_settings
+from aekit.cli import config as run_config
 from aekit.cli.main import _parser
 from aekit.data import idx, mnist, numpy_input_fn
 from aekit.data.idx import IDXError, read_idx
@@ -276,7 +276,7 @@ def test_fuzz_config_files(tmp_path: Path, content: tuple[str, Any]) -> None:
         path.write_text(body)
     model_dir = tmp_path / "model"
     try:
-        resolved = run_settings.resolve("fully_connected", model_dir, {}, path)
+        resolved = run_config.resolve("fully_connected", model_dir, {}, path)
         resolved["example_shape"] = [8, 8]
         commands.build(resolved, model_dir)
     except ConfigError as exc:
@@ -307,7 +307,7 @@ def test_fuzz_train_flags(tmp_path: Path, flags: list[tuple[str, str]]) -> None:
     skip = {"command", "model", "config", "preset", "verbose", "model_dir"}
     given_ = {k: v for k, v in vars(args).items() if k not in skip}
     try:
-        resolved = run_settings.resolve("fully_connected", args.model_dir, given_)
+        resolved = run_config.resolve("fully_connected", args.model_dir, given_)
         resolved["example_shape"] = [8, 8]
         est = commands.build(resolved, args.model_dir)
     except ConfigError as exc:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from aekit.cli import settings as run_settings
+from aekit.cli import config as run_config
 from aekit.cli.main import main
 from aekit.data import mnist, sources
 from aekit.errors import AekitError, CheckpointError, ConfigError, InputError
@@ -55,10 +55,10 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 
 def settings_file(model_dir: Path, **changes: object) -> None:
     """The hparams.json `aekit train fully_connected --dataset digits` writes."""
-    settings = run_settings.resolve("fully_connected", model_dir, {"dataset": "digits"})
+    settings = run_config.resolve("fully_connected", model_dir, {"dataset": "digits"})
     settings["example_shape"] = [8, 8]
     model_dir.mkdir(parents=True, exist_ok=True)
-    run_settings.save(model_dir, {**settings, **changes})
+    run_config.save(model_dir, {**settings, **changes})
 
 
 @pytest.mark.parametrize("command", ["evaluate", "export", "reconstruct"])
@@ -192,7 +192,7 @@ def test_yaml_config_cannot_build_python_objects(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text(f"epochs: !!python/object/apply:pathlib.Path.touch ['{marker}']\n")
     with pytest.raises(ConfigError, match="cannot be parsed"):
-        run_settings.load_config_file(config)
+        run_config.load_config_file(config)
     assert not marker.exists()
 
 

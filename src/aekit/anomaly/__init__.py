@@ -1,12 +1,17 @@
-"""Anomaly detection: scores from reconstruction errors and codes, thresholds, detectors."""
+"""Anomaly detection: scores from reconstruction errors and codes, thresholds, detectors.
 
+`AutoencoderOutlierDetector` (scikit-learn's outlier API) detects anomalies among the rows
+of a table; `aekit train fully_connected` on a table trains the same model. `AnomalyDetector`
+scores with any trained reconstruction Estimator (images too).
+"""
+
+from aekit.anomaly.detector import AnomalyDetector, errors_and_codes, reconstruction_errors
+from aekit.anomaly.outliers import AutoencoderOutlierDetector
 from aekit.anomaly.scores import (
     SCORE_KEY,
-    AnomalyDetector,
     ErrorAndCodeScore,
     auroc,
     read_scores_csv,
-    reconstruction_errors,
     threshold_at,
     write_scores_csv,
 )
@@ -14,8 +19,10 @@ from aekit.anomaly.scores import (
 __all__ = [
     "SCORE_KEY",
     "AnomalyDetector",
+    "AutoencoderOutlierDetector",
     "ErrorAndCodeScore",
     "auroc",
+    "errors_and_codes",
     "read_scores_csv",
     "reconstruction_errors",
     "threshold_at",

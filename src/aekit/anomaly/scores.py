@@ -1,13 +1,12 @@
-"""Anomaly scores from reconstruction errors: an autoencoder trained on normal data
-reconstructs normal examples well and unusual ones badly.
+"""Anomaly scores: per-row errors, the error-plus-code-distance score, thresholds, AUROC.
 
-Any model whose predictions include `reconstruction_error` (every reconstruction model in
-the zoo, the variational one included) can score. The threshold is a percentile of the
-scores on the training data: at 99, about 1% of normal examples are flagged.
-
-With a `code_weight`, the score also counts how far an example's code lies from the
-training examples' codes (`ErrorAndCodeScore`): an example that follows the normal pattern
-to values the normal ones never reach is reconstructed well, but its code lies far out.
+An autoencoder trained on normal data reconstructs normal examples well and unusual ones
+badly, so a row's reconstruction error scores it. With a `code_weight` the score also
+counts how far the row's code lies from the training rows' codes (`ErrorAndCodeScore`): a
+row that follows the normal pattern to values the normal ones never reach is reconstructed
+well, but its code lies far out. The threshold is a percentile of the training rows'
+scores: at 99, about 1% of normal rows are flagged. Every door (the scikit-learn detector,
+`AnomalyDetector` over an Estimator, `aekit score`) scores with these functions.
 """
 
 from __future__ import annotations
@@ -19,59 +18,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.covariance import LedoitWolf
 
-from aekit.data.dataset import Array
-from aekit.data.input_fn import numpy_input_fn
-from aekit.errors import ConfigError, InputError, SpecError
-from aekit.estimator import Estimator
+from aekit.errors import ConfigError, InputError
 from aekit.files import atomic_write_text, ensure_dir
 
 SCORE_KEY = "reconstruction_error"
-
-__all__ = [
-    "SCORE_KEY",
-    "AnomalyDetector",
-    "ErrorAndCodeScore",
-    "auroc",
-    "reconstruction_errors",
-    "threshold_at",
-    "write_scores_csv",
-]
-
-
+"""The prediction key of a row's reconstruction error, in every reconstruction model."""
 CODE_KEY = "embedding"
+"""The prediction key of a row's code."""
 _TINY = 1e-12  # the least a training mean may be: a perfect fit must not divide by zero
-
-
-def reconstruction_errors(estimator: Estimator, x: Array, batch_size: int = 1000) -> np.ndarray:
-    """Per-example reconstruction error (mean squared, pixels in [0, 1]) of every row of `x`."""
-    return _predicted(estimator, x, batch_size, [SCORE_KEY])[SCORE_KEY].reshape(-1)
-
-
-def errors_and_codes(
-    estimator: Estimator, x: Array, batch_size: int = 1000
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-example reconstruction errors and codes (flattened) of every row of `x`."""
-    predicted = _predicted(estimator, x, batch_size, [SCORE_KEY, CODE_KEY])
-    return predicted[SCORE_KEY].reshape(-1), predicted[CODE_KEY]
-
-
-def _predicted(
-    estimator: Estimator, x: Array, batch_size: int, keys: list[str]
-) -> dict[str, np.ndarray]:
-    """The `keys` predictions of every row of `x`, each flattened to (N, -1), in float64."""
-    batches = estimator.predict(
-        numpy_input_fn(x, batch_size=batch_size, shuffle=False),
-        predict_keys=keys,
-        yield_single_examples=False,
-    )
-    try:
-        parts = [{k: b[k].reshape(len(b[k]), -1) for k in keys} for b in batches]
-    except SpecError:
-        raise ConfigError(
-            f"this model does not predict {' and '.join(map(repr, keys))}, so it cannot score "
-            "anomalies; use a reconstruction model (fully_connected, convolutional, variational)"
-        ) from None
-    return {k: np.concatenate([p[k] for p in parts]).astype(np.float64) for k in keys}
 
 
 class ErrorAndCodeScore:
@@ -117,7 +71,10 @@ class ErrorAndCodeScore:
 
 
 def threshold_at(errors: np.ndarray, percentile: float) -> float:
-    """The `percentile`-th percentile of `errors`: scores above it are anomalies."""
+    """The `percentile`-th percentile of `errors`: scores above it are anomalies.
+
+    The scores must be finite numbers: a NaN would make the threshold NaN, flagging nothing.
+    """
     if isinstance(percentile, bool) or not isinstance(percentile, int | float):
         raise ConfigError(f"percentile must be a number in (0, 100), got {percentile!r}")
     if not 0 < percentile < 100:
@@ -125,6 +82,12 @@ def threshold_at(errors: np.ndarray, percentile: float) -> float:
     values = np.asarray(errors, dtype=np.float64).reshape(-1)
     if values.size == 0:
         raise InputError("no errors to take a percentile of; give at least one training example")
+    if not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise InputError(
+            f"{bad} of {values.size} training scores are NaN or infinite, so no threshold can "
+            "be set; check the training data and the model for NaN"
+        )
     return float(np.percentile(values, percentile))
 
 
@@ -139,56 +102,6 @@ def auroc(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score  # imported here: it takes a moment
 
     return float(roc_auc_score(flags, values))
-
-
-class AnomalyDetector:
-    """Scores examples with a trained model; flags those above a percentile of training scores.
-
-    Args:
-        estimator: a trained model predicting `reconstruction_error` (and `embedding`,
-            with a code_weight).
-        percentile: where among the training scores the threshold lies, in (0, 100).
-        code_weight: 0 scores by the reconstruction error; above 0, by `ErrorAndCodeScore`
-            with this weight, fitted on the training data by `calibrate`.
-    """
-
-    def __init__(
-        self, estimator: Estimator, percentile: float = 99.0, code_weight: float = 0.0
-    ) -> None:
-        threshold_at(np.zeros(1), percentile)  # validates the percentile now
-        self.estimator = estimator
-        self.percentile = float(percentile)
-        self.code_weight = code_weight
-        self._two_part = ErrorAndCodeScore(code_weight) if code_weight else None
-        self.threshold: float | None = None
-        self.training_scores: np.ndarray | None = None
-
-    def calibrate(self, x_train: Array) -> AnomalyDetector:
-        """Set the threshold from the scores of (normal) training data; returns self."""
-        if self._two_part is None:
-            self.training_scores = reconstruction_errors(self.estimator, x_train)
-        else:
-            errors, codes = errors_and_codes(self.estimator, x_train)
-            self.training_scores = self._two_part.fit(errors, codes)(errors, codes)
-        self.threshold = threshold_at(self.training_scores, self.percentile)
-        return self
-
-    def score(self, x: Array) -> np.ndarray:
-        """The anomaly score of every example: its reconstruction error, or the two-part score."""
-        if self._two_part is None:
-            return reconstruction_errors(self.estimator, x)
-        if self.training_scores is None:
-            raise ConfigError(
-                "a code_weight needs the training codes; call calibrate(x_train) first"
-            )
-        return self._two_part(*errors_and_codes(self.estimator, x))
-
-    def is_anomaly(self, x: Array) -> np.ndarray:
-        """Whether each example scores above the threshold (call `calibrate` first)."""
-        if self.threshold is None:
-            raise ConfigError("the detector has no threshold yet; call calibrate(x_train) first")
-        flags: np.ndarray = self.score(x) > self.threshold
-        return flags
 
 
 def write_scores_csv(

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aekit.cli import limits
+from aekit.cli import limits, registry
 from aekit.cli.commands import eval_input_fn, open_run
 from aekit.cli.data import Splits, load_images, with_data
-from aekit.cli.settings import RULES
+from aekit.cli.settings import BY_NAME
 from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator
 from aekit.files import check_output_dir, check_output_file, writing
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from aekit.models.variational import VariationalAutoencoder
 
 MANIFOLD_FILE = "manifold.png"
+MAX_SAMPLES = 1_000_000
+"""The most codes `aekit likelihood` draws per image (papers use 5,000)."""
+TABLE_CODE_WEIGHT = 1.0
+"""`aekit score`'s code weight on a table: the outlier detector's."""
 
 
 def sample(
@@ -42,7 +46,7 @@ def sample(
         vae = _variational(settings, estimator, model_dir, "generate images")
         if images <= 0:
             raise ConfigError(f"--images must be positive, got {images}")
-        RULES["seed"]("--seed", seed)
+        BY_NAME["seed"].check("--seed", seed)
         shape = vae.vae.image_shape
         limits.check_picture("--images", images, shape, _scale(shape))
         check_output_file("--output", path)
@@ -91,7 +95,7 @@ def likelihood(
             raise ConfigError(f"--samples must be positive, got {samples}")
         if images is not None and images <= 0:
             raise ConfigError(f"--images must be positive, got {images}")
-        RULES["seed"]("--seed", seed)
+        BY_NAME["seed"].check("--seed", seed)
 
     settings, estimator, (_, (x_test, _)) = open_run(model_dir, precheck, dataset, data_dir)
     assert isinstance(estimator, VariationalAutoencoder)  # the precheck refused anything else
@@ -168,7 +172,7 @@ def score(
     dataset: str | None = None,
     data_dir: str | None = None,
     output: str | Path | None = None,
-    code_weight: float = 0.0,
+    code_weight: float | None = None,
 ) -> ScoreReport:
     """Anomaly scores of a data set: a CSV, a histogram PNG, the threshold, maybe the AUROC.
 
@@ -176,7 +180,9 @@ def score(
     are the run's test split with every class (those left out by `--exclude-classes`
     included), or every example of `dataset`. When the run left classes out and the scored
     data have labels, those classes count as the anomalies for the AUROC. The score is the
-    reconstruction error, or with a `code_weight` the two-part `ErrorAndCodeScore`.
+    reconstruction error, or with a `code_weight` the two-part `ErrorAndCodeScore`; by
+    default 1 on a table (the outlier detector's score, the same figures for the same seed)
+    and 0 on images.
     """
     from aekit.anomaly import AnomalyDetector, auroc, write_scores_csv
     from aekit.viz import histogram_plot, log_figure
@@ -188,14 +194,18 @@ def score(
     out = Path(output or Path(model_dir) / "scores")
     scored: list[tuple[np.ndarray, np.ndarray | None]] = []
 
+    weights: list[float] = []
+
     def precheck(settings: dict[str, Any], estimator: Estimator, data: Splits) -> None:
-        AnomalyDetector(estimator, percentile, code_weight)  # checks both
+        default = TABLE_CODE_WEIGHT if registry.is_table_run(settings) else 0.0
+        weights.append(default if code_weight is None else code_weight)
+        AnomalyDetector(estimator, percentile, weights[0])  # checks both
         check_output_dir("--output", out)
         scored.append(_scored_data(settings, data[0][0], dataset, data_dir))
 
     settings, estimator, ((x_train, _), _) = open_run(model_dir, precheck, data_dir=run_data_dir)
     x, y = scored[0]
-    detector = AnomalyDetector(estimator, percentile, code_weight).calibrate(x_train)
+    detector = AnomalyDetector(estimator, percentile, weights[0]).calibrate(x_train)
     assert detector.threshold is not None and detector.training_scores is not None
     scores = detector.score(x)
     labels = None if y is None else np.asarray(y)

@@ -14,28 +14,22 @@ import torch
 from PIL import Image
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from aekit.cli import limits, registry
-from aekit.cli import settings as run_settings
+from aekit.anomaly.tabular import TabularRecipe, set_scaling, sized_hidden_units
+from aekit.cli import config, limits, registry
 from aekit.cli.data import Splits, anomaly_labels, is_table, with_data
 from aekit.cli.data import load_images as load_images  # re-exported: tests call it here
 from aekit.cli.progress import EpochProgress
+from aekit.cli.settings import run_config_args
 from aekit.data.binarize import Binarization
 from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import numpy_input_fn, to_float
 from aekit.errors import CheckpointError, ConfigError, InputError
-from aekit.estimator import (
-    Estimator,
-    EvalSpec,
-    RunConfig,
-    TrainSpec,
-    distributed,
-    train_and_evaluate,
-)
+from aekit.estimator import Estimator, EvalSpec, RunConfig, TrainSpec, train_and_evaluate
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator.lock import writer_lock
+from aekit.estimator.distributed import launched_world_size
+from aekit.estimator.lock import RunLock
 from aekit.files import check_output_dir, check_output_file, writing
-from aekit.hooks import CheckpointSaverListener
-from aekit.models.fully_connected import SCALINGS, AutoEncoder, sized_hidden_units
+from aekit.hooks import CheckpointSaverListener, RunContext
 from aekit.models.heads import ReconstructionNetwork
 from aekit.models.layers import image_shape
 from aekit.models.stacked import StackedDenoisingAutoencoder
@@ -46,17 +40,19 @@ Precheck = Callable[[dict[str, Any], Estimator, Splits], None]
 
 
 def build(
-    settings: Mapping[str, Any], model_dir: str | Path, steps_per_epoch: int = 100
+    settings: Mapping[str, Any],
+    model_dir: str | Path,
+    steps_per_epoch: int = 100,
+    distributed: bool = True,
 ) -> Estimator:
-    """The estimator the settings describe, in `model_dir`."""
+    """The estimator the settings describe, in `model_dir` (alone without `distributed`)."""
     entry = registry.get(settings["model"])
     config = RunConfig(
         model_dir=str(model_dir),
-        random_seed=settings["seed"],
-        device=settings["device"],
         save_checkpoints_steps=steps_per_epoch,
         log_step_count_steps=settings.get("log_every") or min(100, steps_per_epoch),
-        clip_grad_norm=settings.get("clip_grad_norm"),
+        distributed=distributed,
+        **run_config_args(settings),
     )
     return entry.build(settings, tuple(settings["example_shape"]), config)
 
@@ -64,7 +60,8 @@ def build(
 def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     """Train and evaluate after every epoch; resumes the run in `model_dir`."""
     entry = registry.get(settings["model"])
-    (x_train, y_train), (x_test, y_test) = _table_settings(settings, load_images(settings))
+    splits, recipe = _from_the_data(settings, load_images(settings))
+    (x_train, y_train), (_, y_test) = splits
     if entry.supervised and (y_train is None or y_test is None):
         raise InputError(f"the {entry.name} model needs labels, and {settings['dataset']} has none")
     if entry.supervised:
@@ -82,44 +79,63 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     check_output_dir("--model-dir", model_dir)
     if settings.get("save_images") and not entry.supervised:
         check_output_dir("--save-images", settings["save_images"])
-    steps_per_epoch = _steps_per_epoch(len(x_train), settings["batch_size"])
+    steps_per_epoch = (
+        recipe.steps_per_epoch if recipe else _steps_per_epoch(len(x_train), settings["batch_size"])
+    )
     # Validates every hyper-parameter; the network's size is checked before it is allocated.
     estimator = build(settings, model_dir, steps_per_epoch)
     limits.check_batch_size(settings, shape)
     # Locked before the settings are written: a second run must not touch a running one's dir.
     with ExitStack() as locked:
         with writing(model_dir):  # taking the lock creates the dir and its lock file
-            locked.enter_context(writer_lock(model_dir))
+            if estimator.strategy.is_chief:  # the process that writes the dir
+                locked.enter_context(RunLock(model_dir))
         _check_checkpoint_fits(estimator, settings, model_dir)
-        return _train(
-            estimator, settings, model_dir, steps_per_epoch, x_train, y_train, x_test, y_test
-        )
+        return _train(estimator, settings, model_dir, steps_per_epoch, recipe, splits)
 
 
-def _table_settings(settings: dict[str, Any], splits: Splits) -> Splits:
-    """Resolve fully_connected's "auto" settings from the data; the splits to train on.
+def _from_the_data(settings: dict[str, Any], splits: Splits) -> tuple[Splits, TabularRecipe | None]:
+    """Resolve the settings that are "auto" until the data are seen; the splits to train on.
 
-    Rows of a table (values beyond [0, 1]) are standardised and get hidden units sized
-    from their features; when the table has labels, those other than 0 mark anomalies,
-    which are left out of training (as --exclude-classes would) and scored by `score`.
+    Rows of a table (values beyond [0, 1]) get the outlier detector's model and recipe:
+    scaled features, hidden units, batch size and epochs sized from the table, early
+    stopping on held-out rows (the recipe, returned). When the table has labels, those other
+    than 0 mark anomalies, left out of training (as --exclude-classes would) and scored by
+    `score`. Images get seed 000's defaults.
     """
     (x_train, y_train), (x_test, y_test) = splits
     if settings.get("scaling") == "auto":
         settings["scaling"] = "standard" if is_table(x_train) or is_table(x_test) else "none"
-    table = _is_table_run(settings)
+    table = registry.is_table_run(settings)
     if settings.get("hidden_units") == "auto":
         n_features = math.prod(x_train.shape[1:])
         settings["hidden_units"] = sized_hidden_units(n_features) if table else registry.IMAGE_UNITS
-    if table and settings.get("save_images"):
+    if settings.get("weight_decay") == "auto":
+        settings["weight_decay"] = None if table else registry.IMAGE_WEIGHT_DECAY
+    if not table:
+        for key, value in (("batch_size", registry.IMAGE_BATCH), ("epochs", registry.IMAGE_EPOCHS)):
+            if settings.get(key) == "auto":
+                settings[key] = value
+        return splits, None
+    if settings.get("save_images"):
         raise ConfigError("--save-images draws images, and this run's rows are a table; drop it")
-    if not table or y_train is None or y_test is None or settings.get("exclude_classes"):
-        return splits
-    anomalies = anomaly_labels(y_train, y_test)
-    if not anomalies:  # every row is normal
-        return splits
-    settings["exclude_classes"] = anomalies
-    _log.info("labels %s mark anomalies: training leaves them out", anomalies)
-    return load_images(settings)
+    anomalies = (
+        anomaly_labels(y_train, y_test)
+        if y_train is not None and y_test is not None and not settings.get("exclude_classes")
+        else []
+    )
+    if anomalies:
+        settings["exclude_classes"] = anomalies
+        _log.info("labels %s mark anomalies: training leaves them out", anomalies)
+    splits = load_images(settings)  # the normal rows, as numbers (not pixels)
+    recipe = TabularRecipe.of(
+        splits[0][0],
+        settings["seed"],
+        None if settings["batch_size"] == "auto" else settings["batch_size"],
+        None if settings["epochs"] == "auto" else settings["epochs"],
+    )
+    settings["batch_size"], settings["epochs"] = recipe.batch_size, recipe.epochs
+    return splits, recipe
 
 
 def _check_checkpoint_fits(
@@ -164,25 +180,22 @@ def _train(
     settings: dict[str, Any],
     model_dir: str | Path,
     steps_per_epoch: int,
-    x_train: np.ndarray,
-    y_train: np.ndarray | None,
-    x_test: np.ndarray,
-    y_test: np.ndarray | None,
+    recipe: TabularRecipe | None,
+    splits: Splits,
 ) -> dict[str, float]:
     entry = registry.get(settings["model"])
-    if distributed.is_chief():
-        run_settings.save(model_dir, settings)
+    (x_train, y_train), (x_test, y_test) = splits
+    if estimator.strategy.is_chief:
+        config.save(model_dir, settings)
     listeners: list[CheckpointSaverListener] = []
     if settings.get("save_images") and not entry.supervised:
-        listeners.append(ReconstructionSnapshots(x_test[:10], settings["save_images"], settings))
+        listeners.append(
+            ReconstructionSnapshots(estimator, x_test[:10], settings["save_images"], settings)
+        )
     labels = (y_train, y_test) if entry.supervised else (None, None)
-    batch_size = settings["batch_size"]
-    if (
-        isinstance(estimator, AutoEncoder)
-        and estimator.params.get("scaling")
-        and estimator.latest_checkpoint() is None  # a resumed run keeps its fitted scaling
-    ):
-        estimator.fit_scaling(x_train)
+    batch_size, epochs = settings["batch_size"], settings["epochs"]
+    if recipe is not None and estimator.latest_checkpoint() is None:
+        set_scaling(estimator.network, x_train, settings["scaling"])  # checkpoints keep it
     if isinstance(estimator, StackedDenoisingAutoencoder):
         estimator.pretrain(
             numpy_input_fn(
@@ -194,37 +207,29 @@ def _train(
             ),
             steps=settings["pretrain_epochs"] * steps_per_epoch,
         )
-    return _train_and_evaluate(
-        estimator, settings, steps_per_epoch, x_train, x_test, labels, listeners
+    progress = EpochProgress(
+        steps_per_epoch, epochs, bar=None if estimator.strategy.is_chief else False
     )
-
-
-def _train_and_evaluate(
-    estimator: Estimator,
-    settings: Mapping[str, Any],
-    steps_per_epoch: int,
-    x_train: np.ndarray,
-    x_test: np.ndarray,
-    labels: tuple[np.ndarray | None, np.ndarray | None],
-    listeners: list[CheckpointSaverListener],
-) -> dict[str, float]:
-    batch_size, epochs = settings["batch_size"], settings["epochs"]
-    progress = EpochProgress(steps_per_epoch, epochs, bar=None if distributed.is_chief() else False)
+    if recipe is not None:  # the outlier detector's recipe: its batches and early stopping
+        train_input, max_steps, hooks = recipe.input_fn(), recipe.max_steps, recipe.hooks()
+    else:
+        train_input = numpy_input_fn(
+            x_train,
+            labels[0],
+            batch_size=batch_size,
+            num_epochs=None,
+            seed=settings["seed"],
+            binarize=settings.get("binarize"),
+        )
+        max_steps, hooks = steps_per_epoch * epochs, []
     # Log lines (a checkpoint's, a warning) go above the bar instead of through it.
     with logging_redirect_tqdm():
         return train_and_evaluate(
             estimator,
             TrainSpec(
-                numpy_input_fn(
-                    x_train,
-                    labels[0],
-                    batch_size=batch_size,
-                    num_epochs=None,
-                    seed=settings["seed"],
-                    binarize=settings.get("binarize"),
-                ),
-                max_steps=steps_per_epoch * epochs,
-                hooks=[progress],
+                train_input,
+                max_steps=max_steps,
+                hooks=[progress, *hooks],
                 saving_listeners=listeners,
             ),
             EvalSpec(
@@ -243,14 +248,9 @@ def eval_input_fn(
     return numpy_input_fn(x, y, batch_size=1000, shuffle=False, binarize=binarize)
 
 
-def _is_table_run(settings: Mapping[str, Any]) -> bool:
-    """Whether the run models rows of a table (scaled features) rather than images."""
-    return settings.get("scaling") in SCALINGS
-
-
 def _steps_per_epoch(examples: int, batch_size: int) -> int:
     """Steps to show every example once: under torchrun each process takes its own batch."""
-    return math.ceil(examples / (batch_size * distributed.launched_world_size()))
+    return math.ceil(examples / (batch_size * launched_world_size()))
 
 
 def _check_class_ids(y: np.ndarray | None, n_classes: int, name: str) -> None:
@@ -280,27 +280,31 @@ def open_run(
     dataset: str | None = None,
     data_dir: str | None = None,
     read_data: bool = True,
+    distributed: bool = False,
 ) -> tuple[dict[str, Any], Estimator, Splits]:
     """Settings, estimator and data of a trained model dir.
 
     `dataset` and `data_dir` replace the saved ones (data moved since training, or other
     data of the same example shape). Commands that need no data pass `read_data=False` and
-    get empty splits. `precheck` sees all three before the checkpoint is restored (slow,
-    and logged), so that a command's own bad input is refused first, in one line.
+    get empty splits. Only `evaluate` runs on every process of a torchrun job
+    (`distributed`); the other commands run on rank 0 alone. `precheck` sees all three
+    before the checkpoint is restored (slow, and logged), so that a command's own bad input
+    is refused first, in one line.
     """
-    settings = run_settings.saved_settings(model_dir)
+    settings = config.saved_settings(model_dir)
     if settings is None:
         raise ConfigError(
-            f"{model_dir} holds no aekit run (no {run_settings.HPARAMS_FILE}); train one with "
+            f"{model_dir} holds no aekit run (no {config.HPARAMS_FILE}); train one with "
             f"`aekit train MODEL --model-dir {model_dir}`"
         )
     if "example_shape" not in settings:
         raise ConfigError(
-            f"{model_dir}/{run_settings.HPARAMS_FILE} lacks example_shape; it was not written "
+            f"{model_dir}/{config.HPARAMS_FILE} lacks example_shape; it was not written "
             "by `aekit train`, train the model again"
         )
     # saved_settings checked every value; the file may still describe a huge network.
-    estimator = build(settings, model_dir)  # the network's size is checked before allocating
+    # The network's size is checked before it is allocated.
+    estimator = build(settings, model_dir, distributed=distributed)
     limits.check_batch_size(settings, settings["example_shape"])
     if estimator.latest_checkpoint() is None:
         raise ConfigError(f"{model_dir} holds no checkpoint yet; train it first")
@@ -345,7 +349,7 @@ def evaluate(
         _check_probe_labels(data[0][1], data[1][1], settings["dataset"])
 
     settings, estimator, ((x_train, y_train), (x_test, y_test)) = open_run(
-        model_dir, precheck, dataset, data_dir
+        model_dir, precheck, dataset, data_dir, distributed=True
     )
     supervised = registry.get(settings["model"]).supervised
     result = estimator.evaluate(
@@ -407,25 +411,30 @@ class ReconstructionSnapshots(CheckpointSaverListener):
     """After every checkpoint, a PNG grid of the same test images; at the end, a GIF of them all."""
 
     def __init__(
-        self, images: np.ndarray, out_dir: str | Path, settings: Mapping[str, Any]
+        self,
+        estimator: Estimator,
+        images: np.ndarray,
+        out_dir: str | Path,
+        settings: Mapping[str, Any],
     ) -> None:
+        self.estimator = estimator
         self.images = images
         self.out_dir = Path(out_dir)
         self.settings = settings
 
-    def after_save(self, estimator: Estimator, step: int, path: Path) -> None:
+    def after_save(self, context: RunContext, step: int, path: Path) -> None:
         from aekit.viz import caption, save_png
 
-        if not distributed.is_chief():  # predict needs no other rank: rank 0 draws alone
+        if not context.is_chief:  # predict needs no other rank: rank 0 draws alone
             return
-        grid = reconstruction_grid(estimator, self.images, self.settings)
+        grid = reconstruction_grid(self.estimator, self.images, self.settings)
         with writing(self._frame(step)):
             save_png(caption(grid, f"step {step}"), self._frame(step))
 
-    def end(self, estimator: Estimator, step: int) -> None:
+    def end(self, context: RunContext, step: int) -> None:
         from aekit.viz import save_gif
 
-        if not distributed.is_chief():
+        if not context.is_chief:
             return
         frames = sorted(self.out_dir.glob("step-*.png"))
         if frames:
@@ -449,7 +458,7 @@ def reconstruct(
     path = Path(output or Path(model_dir) / "reconstruction.png")
 
     def precheck(settings: dict[str, Any], __: Estimator, data: Splits) -> None:
-        if _is_table_run(settings):
+        if registry.is_table_run(settings):
             raise ConfigError(
                 f"{model_dir} models the rows of a table, which are not images to draw; "
                 "`aekit score` gives each row's reconstruction error"
@@ -498,15 +507,18 @@ def embed(
     )
     embedding = np.concatenate([b["embedding"] for b in batches])
     with writing(projector):
-        sprite = None if _is_table_run(settings) else x  # a table's rows have no picture
+        sprite = None if registry.is_table_run(settings) else x  # a table's rows have no picture
         written = [write_projector(projector, embedding, labels, sprite)]
     if plot and path is not None:
         points = project_2d(embedding, plot)
         with writing(path):
             figure = scatter_plot(
-                points, labels, path, title=f"{plot} of the embedding",
+                points,
+                labels,
+                path,
+                title=f"{plot} of the embedding",
                 axis_labels=(f"{plot} 1", f"{plot} 2"),
-            )  # fmt: skip
+            )
             log_figure(estimator.event_writers, f"embedding/{plot}", figure, estimator.global_step)
             estimator.event_writers.flush()
         written.append(path)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from aekit.cli import settings as run_settings
+from aekit.cli.settings import absolute, check_values
 from aekit.data import mnist
 from aekit.data.sources import DATASET_NAMES, load_dataset
 from aekit.errors import ConfigError, InputError
@@ -26,15 +26,16 @@ def with_data(
     if dataset is None and data_dir is None:
         return settings
     chosen = {"dataset": dataset or settings["dataset"], "data_dir": data_dir}
-    run_settings.check_values(chosen)
-    return {**settings, **run_settings.absolute_paths(chosen)}
+    check_values(chosen)
+    return {**settings, **absolute(chosen)}
 
 
 def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Splits:
     """The run's data set, images as (N, H, W) or (N, C, H, W), pixels checked.
 
     The classes in the setting `exclude_classes` are left out of both splits (a model of
-    the normal classes, for anomaly detection) unless `with_excluded` is true.
+    the normal classes, for anomaly detection) unless `with_excluded` is true. The rows of
+    a table run (a `scaling` setting) are numbers as they are (float64), never pixels.
     """
     data_dir = settings["data_dir"]
     if data_dir is not None and not Path(data_dir).is_dir():
@@ -70,6 +71,9 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
         keep_test = ~np.isin(y_test, excluded)
         x_train, y_train = x_train[keep_train], y_train[keep_train]
         x_test, y_test = x_test[keep_test], y_test[keep_test]
+    if settings.get("scaling") in ("standard", "robust", "minmax"):  # rows, not pixels
+        # float64, as the outlier detector reads them: the same seed gives the same model.
+        x_train, x_test = x_train.astype(np.float64), x_test.astype(np.float64)
     x_train, x_test = _channels_first(x_train), _channels_first(x_test)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise InputError(

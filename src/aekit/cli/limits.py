@@ -113,7 +113,8 @@ def activation_count(settings: Mapping[str, Any], example_shape: Sequence[int]) 
 
 def check_batch_size(settings: Mapping[str, Any], example_shape: Sequence[int]) -> None:
     """ConfigError naming batch_size and the sizes when one batch's activations are too many."""
-    batch = max(settings["batch_size"], EVAL_BATCH)
+    given = settings["batch_size"]  # "auto": sized from the data, at most 512 rows
+    batch = max(given if isinstance(given, int) else 0, EVAL_BATCH)
     count = batch * activation_count(settings, example_shape)
     if count > MAX_BATCH_VALUES:
         sizes = ", ".join(

@@ -1,4 +1,9 @@
-"""`aekit`: parse the command line, call one library function, report errors in one line."""
+"""`aekit`: parse the command line, call one library function, report errors in one line.
+
+`aekit train`'s flags are derived from the settings' declarations (aekit.cli.settings);
+the other commands' options are declared in COMMANDS below, beside the function each
+command calls.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from aekit import __version__
-from aekit.errors import AekitError
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a list of integers like 128,64,32"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("give at least one integer")
-    return values
+from aekit.checks import Check, Integer, Number, Optional, shown
+from aekit.errors import AekitError, ConfigError
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -31,8 +26,8 @@ class _Formatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         hidden = action.default is None or action.default is False
-        shown = not hidden and action.default != argparse.SUPPRESS and action.option_strings
-        if shown and "default" not in text:
+        shown_ = not hidden and action.default != argparse.SUPPRESS and action.option_strings
+        if shown_ and "default" not in text:
             text += " (default: %(default)s)"
         return text
 
@@ -44,10 +39,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"aekit: error: {message}; see `{self.prog} --help`\n")
 
 
+def _typed(check: Check, flag: str) -> Callable[[str], Any]:
+    """An argparse type: the word read as `check` reads it, then checked (bounds included)."""
+
+    def read(text: str) -> Any:
+        try:
+            return check(flag, check.parse(text))
+        except (ValueError, ConfigError) as exc:
+            if isinstance(exc, ConfigError):
+                raise argparse.ArgumentTypeError(str(exc)) from None
+            raise argparse.ArgumentTypeError(f"cannot read {shown(text)}") from None
+
+    read.__name__ = flag  # argparse names the type in some messages
+    return read
+
+
 def _flag(parser: argparse._ActionsContainer, name: str, **kwargs: Any) -> None:
     """An option spelled --with-dashes, also accepted as --with_underscores (the seeds' form)."""
-    spellings = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
-    parser.add_argument(*spellings, dest=name.replace("-", "_"), **kwargs)
+    dashed = name.replace("_", "-")
+    spellings = [f"--{dashed}"] + ([f"--{name}"] if "_" in name else [])
+    parser.add_argument(*spellings, dest=name, **kwargs)
 
 
 def _shown(value: Any) -> str:
@@ -58,252 +69,266 @@ def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _model_defaults(key: str) -> str:
+def _model_defaults(name: str) -> str:
     """ "(default: ...)" of a training setting: one value, or the models of each value."""
-    from aekit.cli import registry, settings
+    from aekit.cli import registry
+    from aekit.cli.settings import BY_NAME
 
+    setting = BY_NAME[name]
     models: dict[str, list[str]] = {}
-    for name in registry.names():
-        defaults = settings.model_settings(name)
-        if key in defaults:
-            models.setdefault(_shown(defaults[key]), []).append(name)
-    if not models:
-        return ""
+    for model in registry.names():
+        if setting.takes(model):
+            models.setdefault(_shown(setting.default_for(model)), []).append(model)
+    if not models or "default" in setting.help or set(models) == {"none"}:
+        return ""  # the help says it, or there is nothing to say
     if len(models) == 1 and len(next(iter(models.values()))) == len(registry.names()):
         return f"(default: {next(iter(models))})"
     return "(default: " + "; ".join(f"{v} for {', '.join(n)}" for v, n in models.items()) + ")"
 
 
-def _setting(parser: argparse._ActionsContainer, name: str, help: str = "", **kw: Any) -> None:
-    """A training setting's flag, its help ending in the models' defaults."""
-    text = " ".join(t for t in (help, _model_defaults(name.replace("-", "_"))) if t)
-    _flag(parser, name, help=text.replace("%", "%%"), **kw)
+def _train_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`aekit train`: a flag for every declared setting that has one."""
+    from aekit.cli import registry
+    from aekit.cli.settings import SETTINGS
+
+    train = commands.add_parser(
+        "train", help="train a model (resumes a run in --model-dir)", formatter_class=_Formatter
+    )
+    train.add_argument("model", nargs="?", help=f"one of: {', '.join(registry.names())}")
+    _flag(train, "model_dir", help="where the run lives (default: runs/MODEL)")
+    _flag(train, "config", help="TOML or YAML file of settings; flags override it")
+    _flag(train, "preset", help="named settings, e.g. seed_002 (the stacked model of seed 002)")
+    groups: dict[str, argparse._ActionsContainer] = {}
+    for setting in SETTINGS:
+        if not setting.flag:
+            continue
+        where: argparse._ActionsContainer = train
+        if setting.exclusive:  # one group for settings that exclude each other
+            key = "/".join(sorted((setting.name, *setting.exclusive)))
+            if key not in groups:
+                groups[key] = train.add_mutually_exclusive_group()
+            where = groups[key]
+        text = " ".join(t for t in (setting.help, _model_defaults(setting.name)) if t)
+        flag = f"--{setting.name.replace('_', '-')}"
+        _flag(
+            where,
+            setting.name,
+            type=_typed(setting.check, flag),
+            choices=setting.check.choices,
+            help=text.replace("%", "%%"),
+        )
+
+
+def _data_options(scored: bool = False) -> tuple[Option, ...]:
+    """--dataset and --data-dir of a command that reads a trained run's data."""
+    if scored:
+        return (
+            Option(
+                "dataset", help="data set to score (default: the run's test split, all classes)"
+            ),
+            Option(
+                "data_dir",
+                help="directory holding --dataset's files; without --dataset, "
+                "where the run's own data now are (default: the saved one)",
+            ),
+        )
+    return (
+        Option(
+            "dataset",
+            help="read this data set instead of the run's, of the same example "
+            "shape (default: the saved one)",
+        ),
+        Option(
+            "data_dir",
+            help="directory holding the data set's files, e.g. when they moved "
+            "since training (default: the saved one)",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Option:
+    """A flag of a command other than train; `check` bounds it as it is read."""
+
+    name: str
+    check: Check | None = None
+    help: str = ""
+    default: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)  # argparse's other arguments
+
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command: its help, its options (besides --model-dir) and what it runs."""
+
+    help: str
+    options: tuple[Option, ...]
+    run: Callable[[argparse.Namespace], None]
+
+
+IMAGES_MOST = 100_000  # pictures of more are refused by their pixel count anyway
+SEED = Integer(0, below=2**32)
+
+
+def _commands() -> dict[str, Command]:
+    from aekit.cli import analysis, commands
+
+    def images(default: int | None, text: str) -> Option:
+        count = Integer(1, below=IMAGES_MOST + 1)
+        return Option("images", count if default else Optional(count), text, default)
+
+    return {
+        "evaluate": Command(
+            "metrics of the latest checkpoint on the test set",
+            (
+                *_data_options(),
+                Option(
+                    "linear_probe",
+                    help="also fit a linear classifier",
+                    extra={"action": "store_true"},
+                ),
+            ),
+            lambda a: _print_metrics(
+                commands.evaluate(a.model_dir, a.linear_probe, a.dataset, a.data_dir)
+            ),
+        ),
+        "reconstruct": Command(
+            "PNG grid of test images and their reconstructions",
+            (
+                *_data_options(),
+                images(10, "how many test images"),
+                Option("output", help="output file (default inside the model dir)"),
+            ),
+            lambda a: print(
+                commands.reconstruct(a.model_dir, a.images, a.output, a.dataset, a.data_dir)
+            ),
+        ),
+        "embed": Command(
+            "projector run (and optional 2-D plot) of the test images' embedding",
+            (
+                *_data_options(),
+                images(500, "how many test images"),
+                Option("output", help="output file (default inside the model dir)"),
+                Option(
+                    "plot", help="also write a 2-D scatter PNG", extra={"choices": ["pca", "tsne"]}
+                ),
+            ),
+            lambda a: print(
+                *commands.embed(a.model_dir, a.images, a.plot, a.output, a.dataset, a.data_dir),
+                sep="\n",
+            ),
+        ),
+        "export": Command(
+            "TorchScript and ONNX files of encoder, decoder and model",
+            (
+                Option("output", help="output directory (default MODEL_DIR/export)"),
+                Option(
+                    "format",
+                    help="file formats to write",
+                    default=["torchscript", "onnx"],
+                    extra={"nargs": "+", "choices": ["torchscript", "onnx"]},
+                ),
+            ),
+            lambda a: print(*commands.export(a.model_dir, a.output, a.format), sep="\n"),
+        ),
+        "sample": Command(
+            "PNG grid of images generated by a variational model",
+            (
+                images(64, "how many images to generate"),
+                Option(
+                    "output",
+                    help="PNG file (default MODEL_DIR/samples.png); manifold.png beside it",
+                ),
+                Option("seed", SEED, "random seed of the codes drawn", 0),
+                Option("manifold_size", Integer(2, below=1001), "images per side (2-D codes)", 20),
+            ),
+            lambda a: print(
+                *analysis.sample(a.model_dir, a.images, a.output, a.seed, a.manifold_size),
+                sep="\n",
+            ),
+        ),
+        "likelihood": Command(
+            "test log-likelihood of a variational model, importance-weighted (nats)",
+            (
+                *_data_options(),
+                Option(
+                    "samples",
+                    Integer(1, below=analysis.MAX_SAMPLES + 1),
+                    "codes drawn per image (k)",
+                    5000,
+                ),
+                images(None, "score only the first N test images (default all)"),
+                Option("seed", SEED, "random seed of the codes drawn", 0),
+            ),
+            lambda a: _print_metrics(
+                analysis.likelihood(a.model_dir, a.samples, a.images, a.seed, a.dataset, a.data_dir)
+            ),
+        ),
+        "score": Command(
+            "anomaly scores of a data set (reconstruction errors, and on a table the codes' "
+            "distances)",
+            (
+                Option(
+                    "percentile",
+                    Number(positive=True, most=100),
+                    "threshold: this percentile of the training scores",
+                    99.0,
+                ),
+                Option(
+                    "code_weight",
+                    Optional(Number()),
+                    "weight of the code's Mahalanobis "
+                    "distance in the score, against 1 for the reconstruction error, each in "
+                    "units of its training mean (default: 1 on a table, as the outlier "
+                    "detector scores; 0, the error alone, on images)",
+                ),
+                *_data_options(scored=True),
+                Option("output", help="output directory (default MODEL_DIR/scores)"),
+            ),
+            lambda a: _print_score(
+                analysis.score(
+                    a.model_dir, a.percentile, a.dataset, a.data_dir, a.output, a.code_weight
+                )
+            ),
+        ),
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
-    from aekit.cli import registry
-
     parser = _Parser(
         prog="aekit", description="Autoencoders with an Estimator API.", formatter_class=_Formatter
     )
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every detail")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    train = commands.add_parser(
-        "train", help="train a model (resumes a run in --model-dir)", formatter_class=_Formatter
-    )
-    train.add_argument("model", nargs="?", help=f"one of: {', '.join(registry.names())}")
-    _flag(train, "model-dir", help="where the run lives (default: runs/MODEL)")
-    _flag(train, "config", help="TOML or YAML file of settings; flags override it")
-    _setting(
-        train,
-        "dataset",
-        help="mnist, fashion_mnist, kmnist, digits, or a .npz/.npy/.csv/folder path",
-    )
-    _flag(
-        train,
-        "data-dir",
-        help="directory holding the data set's files (default: $AEKIT_DATA_DIR/DATASET or "
-        "~/.cache/aekit/DATASET, downloaded there if missing)",
-    )
-    _setting(train, "epochs", type=int)
-    _setting(train, "batch-size", type=int)
-    _setting(train, "learning-rate", type=float)
-    _setting(train, "weight-decay", type=float)
-    dropout = train.add_mutually_exclusive_group()
-    _setting(
-        dropout,
-        "dropout",
-        type=float,
-        help="probability of dropping a unit (fully_connected keeps 1 - this: --keep-prob)",
-    )
-    _setting(
-        dropout,
-        "keep-prob",
-        type=float,
-        help="probability of keeping a unit, seed 000's form of --dropout",
-    )
-    _setting(
-        train, "noise-factor", type=float, help="Gaussian input noise: a denoising autoencoder"
-    )
-    _setting(
-        train,
-        "hidden-units",
-        type=_int_list,
-        help="e.g. 128,64,32; auto: 128,64,32 on images, sized from the features on a table",
-    )
-    _setting(train, "num-filters", type=_int_list, help="e.g. 16,8,8")
-    _setting(train, "downsample", choices=["max_pool", "strided"])
-    _setting(train, "activation", help="relu, elu, leaky_relu, gelu, tanh or sigmoid")
-    _setting(train, "save-images", help="write a PNG of reconstructions per epoch and a GIF here")
-    _flag(train, "preset", help="named settings, e.g. seed_002 (the stacked model of seed 002)")
-    _setting(train, "noise", choices=["masking", "gaussian", "salt_and_pepper"])
-    _setting(train, "pretrain-epochs", type=int, help="epochs of pretraining per layer")
-    _setting(train, "pretrain-learning-rate", type=float)
-    _setting(train, "dense-units", type=int)
-    _setting(train, "n-classes", type=int)
-    _setting(train, "latent-dim", type=int, help="size of the code z")
-    _setting(train, "encoder", choices=["fully_connected", "convolutional"])
-    _setting(train, "decoder", choices=["bernoulli", "gaussian"], help="likelihood")
-    _setting(train, "beta", type=float, help="weight of the KL term")
-    _setting(
-        train,
-        "exclude-classes",
-        type=_int_list,
-        help="leave these labels out of training and evaluation (e.g. 9, for `aekit score`)",
-    )
-    _setting(
-        train,
-        "scaling",
-        choices=["auto", "none", "standard", "robust", "minmax"],
-        help="fully_connected on a table: scale each feature, reconstruct linearly, score "
-        "squared errors; auto: standard when the values are not pixels in [0, 1]",
-    )
-    _setting(
-        train,
-        "label-column",
-        help="the labels' CSV column (header name or index) or .npz array; on a table, rows "
-        "with a label other than 0 are anomalies, left out of training",
-    )
-    _setting(
-        train,
-        "binarize",
-        choices=["dynamic", "fixed"],
-        help="0/1 pixels drawn with their intensity as p: anew every batch, or once; the "
-        "test images are drawn once (seed 0)",
-    )
-    _setting(train, "seed", type=int)
-    _setting(train, "device", help="auto, cpu, cuda, cuda:N")
-    _flag(train, "log-every", type=int, help="log every N steps (default: min(100, an epoch))")
-    _setting(train, "clip-grad-norm", type=float, help="clip the gradients' global norm to this")
-
-    for name, text in (
-        ("evaluate", "metrics of the latest checkpoint on the test set"),
-        ("reconstruct", "PNG grid of test images and their reconstructions"),
-        ("embed", "projector run (and optional 2-D plot) of the test images' embedding"),
-        ("export", "TorchScript and ONNX files of encoder, decoder and model"),
-    ):
-        sub = commands.add_parser(name, help=text, formatter_class=_Formatter)
-        _flag(sub, "model-dir", required=True)
-        if name != "export":
-            _data_flags(sub)
-        if name in ("reconstruct", "embed"):
+    _train_parser(commands)
+    for name, command in _commands().items():
+        sub = commands.add_parser(name, help=command.help, formatter_class=_Formatter)
+        _flag(sub, "model_dir", required=True)
+        for option in command.options:
+            typed = {}
+            if option.check is not None:
+                typed["type"] = _typed(option.check, f"--{option.name.replace('_', '-')}")
             _flag(
-                sub,
-                "images",
-                type=int,
-                default=10 if name == "reconstruct" else 500,
-                help="how many test images",
+                sub, option.name, default=option.default, help=option.help, **typed, **option.extra
             )
-            _flag(sub, "output", help="output file (default inside the model dir)")
-        if name == "evaluate":
-            _flag(sub, "linear-probe", action="store_true", help="also fit a linear classifier")
-        if name == "embed":
-            _flag(sub, "plot", choices=["pca", "tsne"], help="also write a 2-D scatter PNG")
-        if name == "export":
-            _flag(sub, "output", help="output directory (default MODEL_DIR/export)")
-            _flag(
-                sub,
-                "format",
-                nargs="+",
-                choices=["torchscript", "onnx"],
-                default=["torchscript", "onnx"],
-                help="file formats to write",
-            )
-    sample = commands.add_parser(
-        "sample",
-        help="PNG grid of images generated by a variational model",
-        formatter_class=_Formatter,
-    )
-    _flag(sample, "model-dir", required=True)
-    _flag(sample, "images", type=int, default=64, help="how many images to generate")
-    _flag(sample, "output", help="PNG file (default MODEL_DIR/samples.png); manifold.png beside it")
-    _flag(sample, "seed", type=int, default=0, help="random seed of the codes drawn")
-    _flag(sample, "manifold-size", type=int, default=20, help="images per side (2-D codes)")
-
-    likelihood = commands.add_parser(
-        "likelihood",
-        help="test log-likelihood of a variational model, importance-weighted (nats)",
-        formatter_class=_Formatter,
-    )
-    _flag(likelihood, "model-dir", required=True)
-    _data_flags(likelihood)
-    _flag(likelihood, "samples", type=int, default=5000, help="codes drawn per image (k)")
-    _flag(likelihood, "images", type=int, help="score only the first N test images (default all)")
-    _flag(likelihood, "seed", type=int, default=0, help="random seed of the codes drawn")
-
-    score = commands.add_parser(
-        "score",
-        help="anomaly scores (reconstruction errors) of a data set",
-        formatter_class=_Formatter,
-    )
-    _flag(score, "model-dir", required=True)
-    _flag(
-        score,
-        "percentile",
-        type=float,
-        default=99.0,
-        help="threshold: this percentile of the training scores",
-    )
-    _flag(
-        score,
-        "code-weight",
-        type=float,
-        default=0.0,
-        help="weight of the code's Mahalanobis distance in the score, against 1 for the "
-        "reconstruction error, each in units of its training mean (0: the error alone)",
-    )
-    _flag(score, "dataset", help="data set to score (default: the run's test split, all classes)")
-    _flag(
-        score,
-        "data-dir",
-        help="directory holding --dataset's files; without --dataset, where the run's own "
-        "data now are (default: the saved one)",
-    )
-    _flag(score, "output", help="output directory (default MODEL_DIR/scores)")
     return parser
 
 
-def _data_flags(parser: argparse.ArgumentParser) -> None:
-    """--dataset and --data-dir of a command that reads a trained run's data."""
-    _flag(
-        parser,
-        "dataset",
-        help="read this data set instead of the run's, of the same example shape "
-        "(default: the saved one)",
-    )
-    _flag(
-        parser,
-        "data-dir",
-        help="directory holding the data set's files, e.g. when they moved since training "
-        "(default: the saved one)",
-    )
-
-
 def _train(args: argparse.Namespace) -> None:
-    from aekit.cli import commands, settings
-    from aekit.estimator import distributed
+    from aekit.cli import commands, config
+    from aekit.cli.settings import SETTINGS
+    from aekit.estimator.distributed import launched_as_chief
 
     named = args.model or args.preset
     if named is None and args.config and args.model_dir is None:  # the config file names it
-        named = settings.load_config_file(args.config).get("model")
+        named = config.load_config_file(args.config).get("model")
     model_dir = args.model_dir or f"runs/{named if isinstance(named, str) else 'model'}"
-    given = {
-        key: getattr(args, key)
-        for key in (
-            "dataset", "data_dir", "epochs", "batch_size", "learning_rate", "weight_decay",
-            "dropout", "keep_prob", "noise_factor", "hidden_units", "num_filters", "downsample",
-            "activation", "save_images", "seed", "device", "log_every", "noise", "pretrain_epochs",
-            "pretrain_learning_rate", "dense_units", "n_classes", "latent_dim", "encoder",
-            "decoder", "beta", "exclude_classes", "clip_grad_norm", "binarize", "scaling",
-            "label_column",
-        )
-    }  # fmt: skip
-    resolved = settings.resolve(args.model, model_dir, given, args.config, args.preset)
+    given = {s.name: getattr(args, s.name) for s in SETTINGS if s.flag}
+    resolved = config.resolve(args.model, model_dir, given, args.config, args.preset)
     result = commands.train(resolved, model_dir)
     _print_metrics(result)
-    if distributed.is_chief():
+    if launched_as_chief():
         print(f"model dir: {model_dir}")
 
 
@@ -327,9 +352,9 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 
 
 def _print_metrics(result: dict[str, float]) -> None:
-    from aekit.estimator import distributed
+    from aekit.estimator.distributed import launched_as_chief
 
-    if distributed.is_chief():  # under torchrun every rank has the same figures
+    if launched_as_chief():  # under torchrun every rank has the same figures
         print(" ".join(f"{k}={v:.5g}" for k, v in result.items()))
 
 
@@ -340,55 +365,14 @@ def _print_score(report: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from aekit.cli import analysis, commands
-    from aekit.estimator import distributed
+    from aekit.estimator.distributed import launched_as_chief
 
-    actions: dict[str, Callable[[], Any]] = {
-        "train": lambda: _train(args),
-        "evaluate": lambda: _print_metrics(
-            commands.evaluate(args.model_dir, args.linear_probe, args.dataset, args.data_dir)
-        ),
-        "reconstruct": lambda: print(
-            commands.reconstruct(
-                args.model_dir, args.images, args.output, args.dataset, args.data_dir
-            )
-        ),
-        "embed": lambda: print(
-            *commands.embed(
-                args.model_dir, args.images, args.plot, args.output, args.dataset, args.data_dir
-            ),
-            sep="\n",
-        ),
-        "export": lambda: print(
-            *commands.export(args.model_dir, args.output, args.format), sep="\n"
-        ),
-        "sample": lambda: print(
-            *analysis.sample(
-                args.model_dir, args.images, args.output, args.seed, args.manifold_size
-            ),
-            sep="\n",
-        ),
-        "likelihood": lambda: _print_metrics(
-            analysis.likelihood(
-                args.model_dir, args.samples, args.images, args.seed, args.dataset, args.data_dir
-            )
-        ),
-        "score": lambda: _print_score(
-            analysis.score(
-                args.model_dir,
-                args.percentile,
-                args.dataset,
-                args.data_dir,
-                args.output,
-                args.code_weight,
-            )
-        ),
-    }
-    if args.command in ("train", "evaluate") or not distributed.launched():
-        actions[args.command]()
-    elif distributed.is_chief():  # under torchrun: files to write, nothing to share
-        with distributed.alone():
-            actions[args.command]()
+    # Under torchrun the other commands have files to write and nothing to share: rank 0
+    # runs them alone (their estimators do not join the job), the other ranks do nothing.
+    if args.command == "train":
+        _train(args)
+    elif args.command == "evaluate" or launched_as_chief():
+        _commands()[args.command].run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

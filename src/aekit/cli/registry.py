@@ -1,18 +1,25 @@
-"""Models by name, for the command line: how to build each and its default hyper-parameters.
+"""Models by name, for the command line: how each is built from the run's settings.
 
-One meaning per setting name: `dropout` is the probability of dropping a unit for every
-model, as in PyTorch. The fully_connected model's own argument is seed 000's keep
-probability, so its setting is `keep_prob`; `--dropout D` reaches it as `keep_prob = 1 - D`
-(see `aekit.cli.settings`).
+The settings themselves (types, defaults, which model takes which) are declared in
+`aekit.cli.settings`; a builder here turns them into the model's arguments. One meaning per
+setting name: `dropout` is the probability of dropping a unit for every model, as in
+PyTorch. The fully_connected model's own argument is seed 000's keep probability, so its
+setting is `keep_prob`; `--dropout D` reaches it as `keep_prob = 1 - D` (aekit.cli.config).
+On a table (a `scaling` other than none) fully_connected builds the outlier detector's
+model (aekit.anomaly.tabular), trained on one thread so that a seed gives the same model as
+`AutoencoderOutlierDetector(random_state=seed)`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from aekit.anomaly.tabular import SCALINGS, tabular_estimator
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
 from aekit.models.convolutional import ConvolutionalAutoencoder
@@ -24,21 +31,17 @@ Builder = Callable[[Mapping[str, Any], tuple[int, ...], RunConfig], Estimator]
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A named model: its builder, its hyper-parameters with defaults, a one-line description.
+    """A named model: its builder and a one-line description.
 
-    `build(hparams, example_shape, config)` gets every key of `defaults` (possibly
-    overridden) and the shape of one example, e.g. (28, 28) or (3, 32, 32).
+    `build(settings, example_shape, config)` gets the run's settings (those the model takes,
+    `aekit.cli.settings`) and the shape of one example, e.g. (28, 28) or (3, 32, 32).
     """
 
     name: str
     build: Builder
-    defaults: Mapping[str, Any]
     description: str
     needs_images: bool = False
     supervised: bool = False
-    training_defaults: Mapping[str, Any] = field(
-        default_factory=lambda: {"batch_size": 256, "epochs": 30}
-    )
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -73,40 +76,67 @@ IMAGE_UNITS = [128, 64, 32]
 """fully_connected's hidden units on images (seed 000's); a table's are sized from its features."""
 
 
+IMAGE_WEIGHT_DECAY = 1e-5
+"""fully_connected's L2 factor on images (seed 000's); a table's model has none."""
+IMAGE_BATCH, IMAGE_EPOCHS = 256, 30
+"""fully_connected's batch size and epochs on images; a table's follow its size."""
+
+
+def is_table_run(settings: Mapping[str, Any]) -> bool:
+    """Whether the run models rows of a table (scaled features) rather than images."""
+    return settings.get("scaling") in SCALINGS
+
+
 def hidden_units(hp: Mapping[str, Any]) -> list[int]:
     """The settings' hidden units; "auto" (not yet sized from the data) as on images."""
     units = hp.get("hidden_units")
     return IMAGE_UNITS if units == "auto" else list(units or [])
 
 
+def _weight_decay(hp: Mapping[str, Any]) -> float | None:
+    decay = hp.get("weight_decay")
+    if decay == "auto":
+        return None if is_table_run(hp) else IMAGE_WEIGHT_DECAY
+    return decay if isinstance(decay, float | int) else None
+
+
 def _noise(hp: Mapping[str, Any]) -> tuple[str, float] | None:
     return ("gaussian", hp["noise_factor"]) if hp.get("noise_factor") else None
+
+
+def _fully_connected(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig) -> Estimator:
+    if is_table_run(hp):
+        if hp.get("keep_prob") is not None or hp.get("noise_factor"):
+            raise ConfigError(
+                "--keep-prob and --noise-factor act on images; a table trains the outlier "
+                "detector's model without them: drop them, or give --scaling none for images"
+            )
+        return tabular_estimator(
+            n_features=math.prod(shape),
+            hidden_units=hidden_units(hp),
+            learning_rate=hp["learning_rate"],
+            activation_fn=hp["activation"],
+            weight_decay=_weight_decay(hp),
+            config=dataclasses.replace(config, cpu_threads=1),  # as the detector trains
+        )
+    return AutoEncoder(
+        hidden_units=hidden_units(hp),
+        activation_fn=hp["activation"],
+        dropout=hp["keep_prob"],  # AutoEncoder's `dropout` is seed 000's keep probability
+        weight_decay=_weight_decay(hp),
+        learning_rate=hp["learning_rate"],
+        input_shape=shape,
+        noise=_noise(hp),
+        config=config,
+    )
 
 
 register(
     ModelEntry(
         name="fully_connected",
-        description="seed 000: fully-connected autoencoder (denoising with --noise-factor)",
-        defaults={
-            "hidden_units": "auto",
-            "activation": "relu",
-            "keep_prob": None,
-            "weight_decay": 1e-5,
-            "learning_rate": 1e-3,
-            "noise_factor": None,
-            "scaling": "auto",
-        },
-        build=lambda hp, shape, config: AutoEncoder(
-            hidden_units=hidden_units(hp),
-            scaling=None if hp["scaling"] in ("auto", "none") else hp["scaling"],
-            activation_fn=hp["activation"],
-            dropout=hp["keep_prob"],  # AutoEncoder's `dropout` is seed 000's keep probability
-            weight_decay=hp["weight_decay"],
-            learning_rate=hp["learning_rate"],
-            input_shape=shape,
-            noise=_noise(hp),
-            config=config,
-        ),
+        description="seed 000: fully-connected autoencoder (denoising with --noise-factor); "
+        "on a table, the outlier detector's model",
+        build=_fully_connected,
     )
 )
 
@@ -114,14 +144,6 @@ register(
     ModelEntry(
         name="convolutional",
         description="seed 004: convolutional autoencoder (max-pool or strided down-sampling)",
-        defaults={
-            "num_filters": [16, 8, 8],
-            "downsample": "max_pool",
-            "activation": "relu",
-            "weight_decay": 1e-5,
-            "learning_rate": 1e-3,
-            "noise_factor": None,
-        },
         needs_images=True,
         build=lambda hp, shape, config: ConvolutionalAutoencoder(
             num_filters=hp["num_filters"],
@@ -192,18 +214,6 @@ register(
     ModelEntry(
         name="variational",
         description="variational autoencoder (fully-connected or convolutional encoder, beta-VAE)",
-        defaults={
-            "latent_dim": 16,
-            "encoder": "fully_connected",
-            "hidden_units": [256, 128],
-            "num_filters": [32, 64],
-            "downsample": "strided",
-            "activation": "relu",
-            "decoder": "bernoulli",
-            "beta": 1.0,
-            "learning_rate": 1e-3,
-        },
-        training_defaults={"batch_size": 128, "epochs": 30},
         build=_variational,
     )
 )
@@ -212,19 +222,7 @@ register(
     ModelEntry(
         name="stacked",
         description="seed 002: stacked denoising autoencoder, greedy pretraining + fine-tuning",
-        defaults={
-            "hidden_units": [2000, 2000, 2000],
-            "noise": "masking",
-            "noise_factor": 0.5,
-            "tied_weights": True,
-            "pretrain_learning_rate": 1e-3,
-            "pretrain_epochs": 10,
-            "learning_rate": 1e-3,
-            "dropout": 0.0,
-            "n_classes": 10,
-        },
         supervised=True,
-        training_defaults={"batch_size": 100, "epochs": 30},
         build=_stacked,
     )
 )
@@ -233,16 +231,8 @@ register(
     ModelEntry(
         name="classifier",
         description="seed 003: CNN classifier (5x5 conv/pool blocks, dense 1024, dropout 0.4)",
-        defaults={
-            "num_filters": [32, 64],
-            "dense_units": 1024,
-            "dropout": 0.4,
-            "learning_rate": 1e-3,
-            "n_classes": 10,
-        },
         needs_images=True,
         supervised=True,
-        training_defaults={"batch_size": 100, "epochs": 10},
         build=_classifier,
     )
 )

@@ -14,7 +14,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from aekit.data.checks import as_array, check_values, shown, to_float
+from aekit.checks import shown
+from aekit.data.checks import as_array, check_values, to_float
 from aekit.errors import ConfigError, InputError
 
 Binarization = Literal["dynamic", "fixed"]

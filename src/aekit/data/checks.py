@@ -8,7 +8,6 @@ tensor): a size is checked before it is allocated, integer data other than uint8
 from __future__ import annotations
 
 import os
-import reprlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,11 @@ from aekit.errors import ConfigError, InputError
 __all__ = [
     "MAX_BYTES_ENV",
     "as_array",
-    "check_bool",
-    "check_int",
     "check_size",
     "check_values",
     "existing_path",
     "format_bytes",
     "max_load_bytes",
-    "shown",
     "to_float",
 ]
 
@@ -58,15 +54,6 @@ def max_load_bytes() -> int:
     except (AttributeError, OSError, ValueError):
         return _DEFAULT_MAX_BYTES
     return min(_DEFAULT_MAX_BYTES, ram // 2)
-
-
-def shown(value: object) -> str:
-    """A short one-line repr of a bad value for an error message (arrays repr over lines)."""
-    return " ".join(_SHORT.repr(value).split())
-
-
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = _SHORT.maxother = 40
 
 
 def format_bytes(nbytes: int) -> str:
@@ -99,23 +86,6 @@ def existing_path(path: Any, kind: str) -> Path:
     if not resolved.exists():
         raise InputError(f"{resolved}: no such {kind}; check the path")
     return resolved
-
-
-def check_int(name: str, value: Any, *, low: int, high: int | None = None) -> int:
-    """`value` as an int (numpy integers too) in [low, high], else a ConfigError."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-        raise ConfigError(f"{name} must be an integer, got {shown(value)}")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ConfigError(f"{name} must be an integer {bound}, got {shown(value)}")
-    return int(value)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """`value` as a bool (numpy's too), else a ConfigError."""
-    if not isinstance(value, bool | np.bool_):
-        raise ConfigError(f"{name} must be True or False, got {shown(value)}")
-    return bool(value)
 
 
 def as_array(value: Any, name: str) -> np.ndarray | torch.Tensor:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from aekit.data.checks import shown, to_float
+from aekit.checks import shown
+from aekit.data.checks import to_float
 from aekit.errors import ConfigError
 
 

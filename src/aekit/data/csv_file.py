@@ -18,15 +18,8 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from aekit.data.checks import (
-    MAX_BYTES_ENV,
-    check_int,
-    check_size,
-    existing_path,
-    format_bytes,
-    max_load_bytes,
-    shown,
-)
+from aekit.checks import check_int, shown
+from aekit.data.checks import MAX_BYTES_ENV, check_size, existing_path, format_bytes, max_load_bytes
 from aekit.errors import ConfigError, InputError
 
 __all__ = ["LABEL_NAMES", "load_csv"]

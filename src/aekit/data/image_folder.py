@@ -16,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from aekit.data.checks import check_size, existing_path, shown
+from aekit.checks import shown
+from aekit.data.checks import check_size, existing_path
 from aekit.errors import ConfigError, InputError
 
 __all__ = ["IMAGE_SUFFIXES", "load_image_folder"]

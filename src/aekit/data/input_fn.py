@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from aekit.checks import check_bool, check_int, shown
 from aekit.data.binarize import Binarization, bernoulli_pixels, binarize, check_binarization
-from aekit.data.checks import as_array, check_bool, check_int, check_values, shown, to_float
+from aekit.data.checks import as_array, check_values, to_float
 from aekit.data.corruption import Corruption, GaussianNoise
 from aekit.data.dataset import Array, Dataset
 from aekit.errors import ConfigError, InputError

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from aekit.checks import check_bool, shown
 from aekit.data import mnist
-from aekit.data.checks import check_bool, check_size, existing_path, shown
+from aekit.data.checks import check_size, existing_path
 from aekit.data.csv_file import load_csv
 from aekit.data.image_folder import IMAGE_SUFFIXES, load_image_folder
 from aekit.errors import ConfigError, InputError

@@ -1,8 +1,10 @@
-"""Checkpoint files: `ckpt-<step>.pt` in a model_dir, written atomically, read safely.
+"""Checkpoints: the format, built from a training state, validated, restored; the files.
 
-A checkpoint is a plain dict of tensors, numbers and strings. Reading uses
-`torch.load(weights_only=True)`, which refuses any pickled object other than
-those, so opening a checkpoint can never run code from it.
+A checkpoint is `ckpt-<step>.pt` in a model_dir: a plain dict of tensors, numbers and
+strings (`build` lists its fields), written atomically. Reading uses
+`torch.load(weights_only=True)`, which refuses any pickled object other than those, so
+opening a checkpoint can never run code from it; `load` then checks every field `restore`
+reads, so a damaged or crafted file is one CheckpointError.
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ from __future__ import annotations
 import logging
 import random
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from aekit.errors import CheckpointError, CheckpointWriteError
+from aekit.errors import CheckpointError, CheckpointWriteError, ConfigError
+from aekit.estimator import params as run_params
+from aekit.estimator import rng
 from aekit.files import atomic_write, os_reason
 from aekit.files import remove_stale_temporaries as remove_stale_temporaries_in
 
@@ -24,6 +30,91 @@ FORMAT = "aekit-checkpoint"
 VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 _log = logging.getLogger("aekit")
+
+
+@dataclass
+class TrainingState:
+    """The live objects a checkpoint saves and restores, and the global step."""
+
+    network: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any  # a torch LR scheduler, or None
+    grad_scaler: torch.amp.GradScaler | None  # float16 training only
+    shuffle_rng: torch.Generator  # what shuffles without a seed draw from, in step on every rank
+    global_step: int = 0
+
+
+def build(
+    state: TrainingState,
+    params: Mapping[str, Any],
+    hooks: Mapping[str, dict[str, Any]],
+    rng_by_rank: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The checkpoint of `state`: every field `load` checks and `restore` reads."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "global_step": state.global_step,
+        "network": state.network.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "lr_scheduler": state.lr_scheduler.state_dict() if state.lr_scheduler else None,
+        "grad_scaler": state.grad_scaler.state_dict() if state.grad_scaler else None,
+        "rng": rng_by_rank[0],
+        "rng_by_rank": rng_by_rank,
+        "shuffle_rng": state.shuffle_rng.get_state(),
+        "hooks": dict(hooks),
+        "params": run_params.recorded(params),
+    }
+
+
+def restore(
+    checkpoint: dict[str, Any],
+    state: TrainingState,
+    params: run_params.ParamRules,
+    path: Path,
+    rank: int | None = None,
+) -> dict[str, Any]:
+    """Load a checkpoint that `load` returned into `state`; returns the hooks' states.
+
+    Refuses a checkpoint trained with other params (a new learning rate is applied) or
+    holding NaN weights. `rank` (training) also restores that rank's random generators.
+    """
+    changed_rate = params.compare(checkpoint.get("params"), path)
+    if not run_params.weights_finite(checkpoint["network"]):
+        raise CheckpointError(
+            f"checkpoint {path} holds NaN or infinite weights; delete it to go back to an "
+            "earlier checkpoint, or train from scratch in a new model_dir"
+        )
+    try:
+        state.network.load_state_dict(checkpoint["network"])
+        state.optimizer.load_state_dict(checkpoint["optimizer"])
+        _check_optimizer_state(state.optimizer, path)
+        if state.lr_scheduler is not None and checkpoint.get("lr_scheduler") is not None:
+            state.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        if state.grad_scaler is not None and checkpoint.get("grad_scaler"):
+            state.grad_scaler.load_state_dict(checkpoint["grad_scaler"])
+        if changed_rate is not None:
+            run_params.scale_learning_rate(state.optimizer, state.lr_scheduler, *changed_rate)
+    except CheckpointError:
+        raise
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise ConfigError(
+            f"checkpoint {path} does not fit this model ({str(exc).splitlines()[0][:200]}); "
+            "use a fresh model_dir or the model settings it was trained with"
+        ) from exc
+    state.global_step = int(checkpoint["global_step"])
+    if rank is not None and checkpoint.get("rng"):
+        try:
+            rng.set_rank_state(checkpoint.get("rng_by_rank") or [checkpoint["rng"]], rank)
+            if checkpoint.get("shuffle_rng") is not None:
+                # Loaded onto the training device; generators take their state from the CPU.
+                state.shuffle_rng.set_state(checkpoint["shuffle_rng"].cpu())
+        except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"checkpoint {path} holds a damaged random-generator state ({exc}); "
+                "delete it to resume from an earlier one"
+            ) from exc
+    return dict(checkpoint.get("hooks") or {})
 
 
 def checkpoint_path(model_dir: str | Path, step: int) -> Path:
@@ -54,9 +145,9 @@ def latest_checkpoint(model_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save(path: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` atomically: a reader sees the old file or the new one, whole."""
-    payload = {"format": FORMAT, "version": VERSION, **state}
+def save(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Write what `build` made to `path` atomically: a reader sees the old or the new file."""
+    payload = {"format": FORMAT, "version": VERSION, **checkpoint}
     try:
         atomic_write(path, lambda f: torch.save(payload, f))
     except OSError as exc:
@@ -112,8 +203,8 @@ def _kind(value: object) -> str:
 
 
 def _check_fields(state: dict[str, Any]) -> None:
-    # A file can carry the marker and still be crafted or damaged: check every field the
-    # Estimator reads (see Estimator.save_checkpoint), so that a bad one is this one error,
+    # A file can carry the marker and still be crafted or damaged: check every field
+    # `restore` reads, so that a bad one is this one error,
     # and load_latest falls back to an earlier checkpoint, instead of a TypeError mid-restore.
     step = state.get("global_step")
     if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point():
@@ -282,7 +373,7 @@ def prune(model_dir: str | Path, keep: int) -> list[Path]:
     return old
 
 
-def check_optimizer_state(optimizer: torch.optim.Optimizer, path: str | Path) -> None:
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, path: str | Path) -> None:
     """CheckpointError when a loaded optimizer's per-parameter state does not fit its parameter.
 
     `Optimizer.load_state_dict` copies moment estimates of any shape; a damaged file

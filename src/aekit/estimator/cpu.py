@@ -1,13 +1,18 @@
-"""Training on a CPU that other work shares: malloc's page reuse and who else uses the cores."""
+"""Training on a CPU that other work shares: malloc's page reuse, and threads under load.
+
+Several threads that each wait for the others at every operation collapse when one of them
+is descheduled: with one competing process the FC model kept 24% of its idle speed on 2
+pinned threads and 63% when training dropped to one thread while the other work ran
+(README, Speed). `ThreadCount` does that for the training loop.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
+import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +27,11 @@ MMAP_THRESHOLD = 64 << 20
 # Free memory at the top of the heap beyond this is returned to the system.
 TRIM_THRESHOLD = 256 << 20
 _heap_tuned = False
+_log = logging.getLogger("aekit")
+# When the last run in this process found the cores busy: the next one starts on one thread.
+_busy_at: float | None = None
+_REMEMBER_SECS = 10.0
+_explained = False  # the long explanation is logged once per process
 
 
 def reuse_heap_pages() -> bool:
@@ -54,14 +64,79 @@ def reuse_heap_pages() -> bool:
     return _heap_tuned
 
 
-@contextlib.contextmanager
-def thread_count_kept() -> Iterator[None]:
-    """Restore torch's CPU thread count on the way out, however training ends."""
-    threads = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+class ThreadCount:
+    """PyTorch's CPU threads during one training loop: pinned, or adapted to other load.
+
+    `threads="auto"` keeps torch's count while the cores are free; when other work uses
+    more than half a core that training's threads need, it trains on one thread until the
+    others have (almost) stopped. An integer pins that many; None leaves the count as it
+    is. Use it as a context manager
+    around the loop (the count in force before comes back however the loop ends) and call
+    `after_step` after every step: it looks at the cores after `first_secs`, then every
+    `every_secs`.
+    """
+
+    def __init__(
+        self, threads: int | str | None = "auto", first_secs: float = 0.25, every_secs: float = 1.0
+    ) -> None:
+        self.threads = threads
+        self.first_secs = first_secs  # short runs (a fast model, one epoch) need a quick look
+        self.every_secs = every_secs
+        self._watch: CoreWatch | None = None
+        self._before = torch.get_num_threads()
+        self._next = 0.0
+
+    def __enter__(self) -> ThreadCount:
+        self._before = torch.get_num_threads()
+        self._watch = None
+        if isinstance(self.threads, int):
+            torch.set_num_threads(self.threads)
+        elif self.threads == "auto" and self._before > 1:
+            self._watch = CoreWatch()
+            self._next = time.monotonic() + self.first_secs
+            if _busy_at is not None and time.monotonic() - _busy_at < _REMEMBER_SECS:
+                torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self._before)
+
+    def after_step(self) -> None:
+        """Drop to one thread while other work keeps the cores busy, and back after."""
+        global _busy_at
+        if self._watch is None or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.every_secs
+        others = self._watch.others()
+        if others is None:
+            self._watch = None  # no way to tell on this system
+            return
+        spare = len(self._watch.cores) - self._before  # cores training leaves free
+        busy = others > spare + (0.25 if torch.get_num_threads() == 1 else 0.5)
+        _busy_at = time.monotonic() if busy else None
+        if busy and torch.get_num_threads() > 1:
+            torch.set_num_threads(1)
+            self._explain(others, len(self._watch.cores))
+        elif not busy and torch.get_num_threads() == 1:
+            torch.set_num_threads(self._before)
+            _log.info("the cores are free again: training on %d threads", self._before)
+
+    def _explain(self, others: float, cores: int) -> None:
+        global _explained
+        if _explained:
+            _log.info("other work uses %.1f of %d cores: training on 1 thread", others, cores)
+            return
+        _explained = True
+        _log.warning(
+            "other work is using %.1f of the %d cores: training on 1 thread instead of %d "
+            "while it does, since waiting threads would spin against it "
+            "(RunConfig(cpu_threads=%d) keeps %d)",
+            others,
+            cores,
+            self._before,
+            self._before,
+            self._before,
+        )
 
 
 @dataclass(frozen=True)

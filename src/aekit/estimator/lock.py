@@ -5,7 +5,7 @@ The kernel drops a flock when its holder dies, however it dies, so a lock left b
 killed process is simply taken over; the PID and host written into the file only serve the
 error message (and, where flock is unsupported, a liveness check on the PID).
 
-Only the process that writes the model_dir takes the lock (`distributed.is_chief`): in a
+Only the process that writes the model_dir takes the lock (`Strategy.is_chief`): in a
 distributed job every rank trains into the same directory, but only rank 0 writes it.
 """
 
@@ -17,13 +17,11 @@ import logging
 import os
 import socket
 import threading
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aekit.errors import RunLockedError, StorageError
-from aekit.estimator.distributed import is_chief
 
 try:  # POSIX; where it is missing the PID check below is the lock
     import fcntl
@@ -36,11 +34,6 @@ _HELD: dict[Path, tuple[int, int, int]] = {}
 _HELD_GUARD = threading.Lock()
 _log = logging.getLogger("aekit")
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
-
-
-def writer_lock(model_dir: str | Path) -> AbstractContextManager[object]:
-    """The model_dir's RunLock for the writing process; a no-op context for the others."""
-    return RunLock(model_dir) if is_chief() else nullcontext()
 
 
 class RunLock:

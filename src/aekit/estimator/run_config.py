@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,12 +13,14 @@ from typing import Literal, get_args
 
 import torch
 
+from aekit.checks import Check, Choice, Flag, Integer, Number, Optional, OrAuto
 from aekit.errors import ConfigError
 
 _log = logging.getLogger("aekit")
 
 Precision = Literal["32", "bf16-mixed", "16-mixed"]
 HostSync = Literal["auto", "every_step", "intervals"]
+CORES = os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,10 @@ class RunConfig:
             moves the weights by a bounded amount instead of ruining them.
         cpu_threads: PyTorch's CPU threads while training on the CPU: "auto" keeps torch's
             count while the cores are free and trains on one thread while other work
-            keeps them busy (aekit.hooks.CpuThreadsHook; not with `compile`, whose graphs
-            guard on the count); an integer pins that many.
+            keeps them busy (aekit.estimator.cpu.ThreadCount; not with `compile`, whose
+            graphs guard on the count); an integer pins that many.
+        distributed: whether an Estimator started by torchrun joins the job's processes
+            (False: this process works alone, e.g. to draw pictures on rank 0 only).
     """
 
     model_dir: str | None = None
@@ -72,52 +75,14 @@ class RunConfig:
     precision: Precision = "32"
     host_sync: HostSync = "auto"
     cpu_threads: int | Literal["auto"] = "auto"
+    distributed: bool = True
 
     def __post_init__(self) -> None:
         if self.save_checkpoints_steps is not None and self.save_checkpoints_secs is not None:
             # Both given: steps win, as a user who sets steps explicitly expects.
             object.__setattr__(self, "save_checkpoints_secs", None)
-        steps = self.save_checkpoints_steps
-        if steps is not None and (
-            isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0
-        ):
-            raise ConfigError(
-                "RunConfig.save_checkpoints_steps must be a positive integer or None, "
-                f"got {steps!r}"
-            )
-        _check_positive("save_checkpoints_secs", self.save_checkpoints_secs)
-        _check_positive("collective_timeout_secs", self.collective_timeout_secs)
-        for name in ("save_summary_steps", "keep_checkpoint_max", "log_step_count_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"RunConfig.{name} must be an integer >= 0, got {value!r}")
-        if self.random_seed is not None and (
-            isinstance(self.random_seed, bool) or not isinstance(self.random_seed, int)
-        ):
-            raise ConfigError(f"RunConfig.random_seed must be an integer, got {self.random_seed!r}")
-        if self.compile is not None and not isinstance(self.compile, bool):
-            raise ConfigError(
-                f"RunConfig.compile must be True, False or None, got {self.compile!r}"
-            )
-        _check_positive("clip_grad_norm", self.clip_grad_norm)
-        if self.clip_grad_norm is not None and not math.isfinite(self.clip_grad_norm):
-            raise ConfigError(
-                f"RunConfig.clip_grad_norm must be finite, got {self.clip_grad_norm!r}; "
-                "give a positive number such as 1.0, or None"
-            )
-        for name, allowed in (("precision", Precision), ("host_sync", HostSync)):
-            if getattr(self, name) not in get_args(allowed):
-                raise ConfigError(
-                    f"RunConfig.{name} must be one of {list(get_args(allowed))}, "
-                    f"got {getattr(self, name)!r}"
-                )
-        threads = self.cpu_threads
-        if threads != "auto" and (
-            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
-        ):
-            raise ConfigError(
-                f"RunConfig.cpu_threads must be 'auto' or a positive integer, got {threads!r}"
-            )
+        for name, check in CHECKS.items():
+            object.__setattr__(self, name, check(f"RunConfig.{name}", getattr(self, name)))
         resolve_device(self.device)
 
     @property
@@ -136,6 +101,26 @@ class RunConfig:
     def compiles(self) -> bool:
         """Whether the training step is compiled (None: aekit's choice, off)."""
         return bool(self.compile)
+
+
+CHECKS: dict[str, Check] = {
+    "random_seed": Optional(Integer(0, below=2**63)),
+    "save_checkpoints_steps": Optional(Integer(1)),
+    "save_checkpoints_secs": Optional(Number(positive=True)),
+    "save_summary_steps": Integer(0),
+    "keep_checkpoint_max": Integer(0),
+    "log_step_count_steps": Integer(0),
+    "progress_bar": Optional(Flag()),
+    "compile": Optional(Flag()),
+    "collective_timeout_secs": Number(positive=True),
+    "clip_grad_norm": Optional(Number(positive=True)),
+    "precision": Choice(*get_args(Precision)),
+    "host_sync": Choice(*get_args(HostSync)),
+    # More threads than cores only spin against each other, and thousands fail to start.
+    "cpu_threads": OrAuto(Integer(1, below=CORES + 1, why="the cores of this machine")),
+    "distributed": Flag(),
+}
+"""How each RunConfig field is checked; the command line checks its settings with these."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -163,14 +148,6 @@ def resolve_device(name: str) -> torch.device:
         if not callable(available) or not available():
             raise ConfigError(f"device {name!r} is not available here; use 'cpu' or 'auto'")
     return device
-
-
-def _check_positive(name: str, value: float | None) -> None:
-    if value is None:
-        return
-    # `not value > 0` also refuses NaN, which every comparison answers with False.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"RunConfig.{name} must be a positive number or None, got {value!r}")
 
 
 def model_dir_of(model_dir: str | Path | None, config: RunConfig) -> str:

@@ -88,3 +88,16 @@ class EstimatorSpec:
                 "EstimatorSpec.loss in TRAIN mode does not require grad, so nothing can "
                 "be trained; compute it from the network's outputs (not under no_grad)"
             )
+
+
+def check_spec(spec: Any, mode: ModeKeys) -> EstimatorSpec:
+    """`spec` if it is an EstimatorSpec of `mode`, else a SpecError saying what went wrong."""
+    if not isinstance(spec, EstimatorSpec):
+        raise SpecError(
+            f"model_fn returned a {type(spec).__name__}; it must return aekit.EstimatorSpec"
+        )
+    if spec.mode is not mode:
+        raise SpecError(
+            f"model_fn was called in {mode.name} mode but returned a {spec.mode.name} spec"
+        )
+    return spec

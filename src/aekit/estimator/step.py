@@ -19,11 +19,12 @@ import torch
 from torch.nn.utils import clip_grad_norm_
 
 from aekit import summary
-from aekit.errors import SpecError
-from aekit.estimator import cpu, distributed
+from aekit.errors import ConfigError
+from aekit.estimator import cpu
+from aekit.estimator.distributed import Strategy
 from aekit.estimator.inputs import Features, Labels
 from aekit.estimator.run_config import RunConfig
-from aekit.estimator.spec import EstimatorSpec, ModeKeys
+from aekit.estimator.spec import EstimatorSpec, ModeKeys, check_spec
 
 _log = logging.getLogger("aekit")
 
@@ -43,19 +44,6 @@ class TrainStep(torch.nn.Module):
 
     def forward(self, features: Features, labels: Labels) -> EstimatorSpec:
         return self.model_fn(self.network, features, labels, ModeKeys.TRAIN, self.params)
-
-
-def check_spec(spec: Any, mode: ModeKeys) -> EstimatorSpec:
-    """`spec` if it is an EstimatorSpec of `mode`, else a SpecError saying what went wrong."""
-    if not isinstance(spec, EstimatorSpec):
-        raise SpecError(
-            f"model_fn returned a {type(spec).__name__}; it must return aekit.EstimatorSpec"
-        )
-    if spec.mode is not mode:
-        raise SpecError(
-            f"model_fn was called in {mode.name} mode but returned a {spec.mode.name} spec"
-        )
-    return spec
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -93,9 +81,11 @@ class Stepper:
         optimizer: torch.optim.Optimizer,
         config: RunConfig,
         device: torch.device,
+        strategy: Strategy,
         scaler: torch.amp.GradScaler | None = None,
     ) -> None:
         self.network = network
+        self.strategy = strategy
         self.optimizer = optimizer
         self.config = config
         self.device = device
@@ -127,9 +117,7 @@ class Stepper:
                 p.requires_grad_(flag)
 
     def _wrap(self) -> torch.nn.Module:
-        eager: torch.nn.Module = self.step_module
-        if distributed.world_size() > 1:
-            eager = distributed.wrap(eager, self.device)
+        eager = self.strategy.wrap(self.step_module, self.device)
         if self.config.compiles:
             with warnings.catch_warnings():
                 # Importing the compiler stack warns about torch's own deprecated APIs.
@@ -159,12 +147,24 @@ class Stepper:
         loss = spec.loss.float()
         grad_norm = None
         if spec.train_op is not None:
+            self._check_own_update()
             spec.train_op()
         else:
             grad_norm = self._update(loss, recorder is not None)
         if module is self._compiled:
             self._proven = True  # forward and backward compiled and ran
         return StepOutput(spec, loss.detach(), grad_norm)
+
+    def _check_own_update(self) -> None:
+        """A train_op replaces the update in which clipping and loss scaling happen."""
+        clipped = self.config.clip_grad_norm is not None
+        if clipped or self.scaler is not None:
+            setting = "clip_grad_norm" if clipped else "precision='16-mixed'"
+            raise ConfigError(
+                f"model_fn returned a train_op, which replaces aekit's update, and "
+                f"RunConfig({setting}) acts inside that update; drop the setting, or return "
+                "the loss without a train_op"
+            )
 
     def _update(self, loss: torch.Tensor, summary_step: bool) -> torch.Tensor | None:
         """Backward and optimizer step; the gradients' norm when clipping or summarising."""

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from aekit.errors import ConfigError
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator import distributed
 from aekit.estimator.estimator import Estimator
 from aekit.estimator.inputs import InputFn
 from aekit.files import atomic_write, atomic_write_text
@@ -64,7 +63,7 @@ def train_and_evaluate(
     estimator: Estimator, train_spec: TrainSpec, eval_spec: EvalSpec
 ) -> dict[str, float]:
     """Train per `train_spec`, evaluating per `eval_spec`; returns the last evaluation."""
-    evaluator = _EvaluateAfterSave(eval_spec)
+    evaluator = _EvaluateAfterSave(estimator, eval_spec)
     hooks = list(train_spec.hooks)
     if eval_spec.every_n_steps is not None:
         hooks.append(_CheckpointEveryNSteps(eval_spec.every_n_steps))
@@ -75,7 +74,7 @@ def train_and_evaluate(
         saving_listeners=[*train_spec.saving_listeners, evaluator],
     )
     if evaluator.last_result is None:  # nothing left to train: evaluate what is there
-        evaluator.evaluate(estimator)
+        evaluator.evaluate()
     assert evaluator.last_result is not None
     return evaluator.last_result
 
@@ -90,29 +89,30 @@ class _CheckpointEveryNSteps(Hook):
 
 
 class _EvaluateAfterSave(CheckpointSaverListener):
-    def __init__(self, spec: EvalSpec) -> None:
+    def __init__(self, estimator: Estimator, spec: EvalSpec) -> None:
+        self.estimator = estimator
         self.spec = spec
         self.last_result: dict[str, float] | None = None
         self._last_time = -math.inf
         self._last_step: int | None = None
 
-    def after_save(self, estimator: Estimator, step: int, path: Path) -> None:
+    def after_save(self, context: RunContext, step: int, path: Path) -> None:
         if time.monotonic() - self._last_time >= self.spec.throttle_secs:
-            self.evaluate(estimator, path)
+            self.evaluate(path)
 
-    def end(self, estimator: Estimator, step: int) -> None:
+    def end(self, context: RunContext, step: int) -> None:
         if self._last_step != step:
-            self.evaluate(estimator)
+            self.evaluate()
 
-    def evaluate(self, estimator: Estimator, path: Path | None = None) -> None:
-        spec = self.spec
+    def evaluate(self, path: Path | None = None) -> None:
+        spec, estimator = self.spec, self.estimator
         result = estimator.evaluate(
             spec.input_fn, steps=spec.steps, hooks=spec.hooks, name=spec.name
         )
         self.last_result = result
         self._last_time = time.monotonic()
         self._last_step = estimator.global_step
-        if not distributed.is_chief():  # every rank has the same figures; rank 0 reports and copies
+        if not estimator.strategy.is_chief:  # every rank has the same figures; rank 0 reports
             return
         if spec.report is not None:
             spec.report(result, estimator.global_step)

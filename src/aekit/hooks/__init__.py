@@ -1,28 +1,19 @@
-"""Hooks: code the Estimator runs at fixed points of its loops."""
+"""Hooks: code the Estimator runs at fixed points of its loops (the user's extension point).
+
+The loop itself saves, logs, writes summaries, checks for NaN and stops
+(aekit.estimator.loop); hooks add to that.
+"""
 
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
-from aekit.hooks.basic import (
-    LoggingHook,
-    ParameterTableHook,
-    StepCounterHook,
-    StopAtStepHook,
-    SummarySaverHook,
-)
-from aekit.hooks.checkpoint_saver import CheckpointSaverHook
-from aekit.hooks.cpu_threads import CpuThreadsHook
-from aekit.hooks.nan_guard import NanLossGuardHook
+from aekit.hooks.basic import StopAtStepHook
+from aekit.hooks.progress import ProgressBar, ProgressHook
 
 __all__ = [
-    "CheckpointSaverHook",
     "CheckpointSaverListener",
-    "CpuThreadsHook",
     "Hook",
-    "LoggingHook",
-    "NanLossGuardHook",
-    "ParameterTableHook",
+    "ProgressBar",
+    "ProgressHook",
     "RunContext",
-    "StepCounterHook",
     "StepResult",
     "StopAtStepHook",
-    "SummarySaverHook",
 ]

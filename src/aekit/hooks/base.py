@@ -11,31 +11,46 @@ import torch
 from aekit.summary import Recorder
 
 if TYPE_CHECKING:
-    from aekit.estimator.estimator import Estimator
     from aekit.estimator.spec import EstimatorSpec, ModeKeys
 
 
 class RunContext:
-    """A running train, evaluate or predict loop, as hooks see it."""
+    """A running train, evaluate or predict loop, as hooks see it.
 
-    def __init__(self, estimator: Estimator, mode: ModeKeys) -> None:
-        self.estimator = estimator
+    Attributes:
+        mode: the loop's ModeKeys.
+        network: the torch module the loop runs.
+        model_dir: the Estimator's model directory.
+        is_chief: whether this process writes files (rank 0 of a job, or alone).
+        global_step: training steps taken so far (the loop keeps it current).
+        record_summaries: whether the step about to run records summaries; a hook's
+            `before_run` may set it to True.
+    """
+
+    def __init__(
+        self,
+        mode: ModeKeys,
+        network: torch.nn.Module,
+        model_dir: str,
+        global_step: int = 0,
+        is_chief: bool = True,
+    ) -> None:
         self.mode = mode
+        self.network = network
+        self.model_dir = model_dir
+        self.global_step = global_step
+        self.is_chief = is_chief
+        self.record_summaries = False
         self.stop_requested = False
         self.checkpoint_requested = False
-        self.record_summaries = False
-
-    @property
-    def global_step(self) -> int:
-        """The number of training steps taken so far."""
-        return self.estimator.global_step
 
     def request_stop(self) -> None:
         """End the loop after the current step."""
         self.stop_requested = True
 
     def request_checkpoint(self) -> None:
-        """Ask the checkpoint saver to save after the current step."""
+        """Save a checkpoint after the current step, or at the end when asked from `end`
+        (training only: a hook that changes the weights at the end asks for one)."""
         self.checkpoint_requested = True
 
 
@@ -54,11 +69,11 @@ class StepResult:
 class Hook:
     """Code run at fixed points of a loop. Override what you need; all are no-ops."""
 
-    def begin(self, estimator: Estimator) -> None:
-        """Once, before the checkpoint is restored and the loop starts."""
+    def begin(self, context: RunContext) -> None:
+        """Once, before the hooks' checkpointed state is restored and the loop starts."""
 
     def after_create_session(self, context: RunContext) -> None:
-        """Once, after restoring the checkpoint, before the first step."""
+        """Once, after the checkpoint and the hooks' state are restored, before the first step."""
 
     def before_run(self, context: RunContext) -> None:
         """Before every step."""
@@ -67,7 +82,7 @@ class Hook:
         """After every step."""
 
     def end(self, context: RunContext) -> None:
-        """Once, when the loop ends without an error."""
+        """Once, when the loop ends without an error (before training's final checkpoint)."""
 
     def state_dict(self) -> dict[str, Any] | None:
         """State to keep in checkpoints (None: the hook is stateless)."""
@@ -78,16 +93,16 @@ class Hook:
 
 
 class CheckpointSaverListener:
-    """Code run around each checkpoint save. Override what you need."""
+    """Code run around each checkpoint save of a training loop. Override what you need."""
 
-    def begin(self, estimator: Estimator) -> None:
+    def begin(self, context: RunContext) -> None:
         """Once, before training starts."""
 
-    def before_save(self, estimator: Estimator, step: int) -> None:
+    def before_save(self, context: RunContext, step: int) -> None:
         """Before a checkpoint for `step` is written."""
 
-    def after_save(self, estimator: Estimator, step: int, path: Path) -> None:
+    def after_save(self, context: RunContext, step: int, path: Path) -> None:
         """After the checkpoint for `step` was written to `path`."""
 
-    def end(self, estimator: Estimator, step: int) -> None:
+    def end(self, context: RunContext, step: int) -> None:
         """Once, after the final checkpoint of a train call."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,9 +19,6 @@ from aekit.estimator.optimizers import adam
 from aekit.models.layers import check_example_size
 from aekit.models.memory import build_within_memory
 
-if TYPE_CHECKING:
-    from aekit.models.fully_connected import FullyConnectedAutoencoder
-
 IMAGES_IN_SUMMARY = 6
 
 
@@ -29,6 +26,15 @@ class ReconstructionNetwork(nn.Module):
     """A network mapping inputs to (reconstruction logits, code), with `image_shape` (C, H, W)."""
 
     image_shape: tuple[int, int, int]
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        """The shape of one input example, as exported files take it."""
+        return self.image_shape
+
+    def output_of(self, decoded: torch.Tensor) -> torch.Tensor:
+        """What the decoder's output stands for: pixel probabilities (the sigmoid of logits)."""
+        return torch.sigmoid(decoded)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The code of a batch of inputs."""
@@ -65,8 +71,6 @@ def reconstruction_model_fn(
     code, flattened) and `reconstruction_error` (per-example mean squared error).
     """
     clean = to_float(features)
-    if getattr(network, "scaled", False):  # rows of a table (FullyConnectedAutoencoder)
-        return _scaled_rows_spec(network, clean, mode, params)  # type: ignore[arg-type]
     noise = params.get("noise")
     inputs = clean
     if noise and mode is not ModeKeys.PREDICT:
@@ -74,13 +78,12 @@ def reconstruction_model_fn(
     logits, code = network(inputs)
     if mode is ModeKeys.PREDICT:
         probs = torch.sigmoid(logits)
-        error = (probs - clean).square().flatten(1).mean(1)
         return EstimatorSpec(
             mode,
             predictions={
                 "prediction": probs,
                 "embedding": code.flatten(1),
-                "reconstruction_error": error,
+                "reconstruction_error": metrics.example_mse(clean, probs),
             },
         )
     target = clean if labels is None else to_float(labels)
@@ -88,7 +91,7 @@ def reconstruction_model_fn(
     loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), target.float())
     if mode is ModeKeys.TRAIN:
         # Training needs the loss alone; metrics and predictions would only slow the step.
-        loss = _with_weight_decay(loss, network, params)
+        loss = with_weight_decay(loss, network, params)
         if summary.should_record():
             _record(network, clean, inputs if noise else None, torch.sigmoid(logits))
         return EstimatorSpec(mode, loss=loss)
@@ -98,39 +101,6 @@ def reconstruction_model_fn(
         eval_metric_ops["noisy_input_rmse"] = metrics.root_mean_squared_error(target, inputs)
     return EstimatorSpec(
         mode, predictions={"prediction": probs}, loss=loss, eval_metric_ops=eval_metric_ops
-    )
-
-
-def _scaled_rows_spec(
-    network: FullyConnectedAutoencoder,
-    rows: torch.Tensor,
-    mode: ModeKeys,
-    params: Mapping[str, Any],
-) -> EstimatorSpec:
-    """Rows of a table: squared error in the network's scaled space (every feature alike).
-
-    Predictions: `prediction` (the reconstruction in the features' units), `embedding`, and
-    `reconstruction_error`, the row's mean squared error in the scaled space.
-    """
-    target = network.scale_rows(rows)
-    reconstruction, code = network(rows)
-    errors = (reconstruction.flatten(1).float() - target).square().mean(1)
-    if mode is ModeKeys.PREDICT:
-        predictions = {
-            "prediction": network.unscale_rows(reconstruction.flatten(1)).reshape(rows.shape),
-            "embedding": code.flatten(1),
-            "reconstruction_error": errors,
-        }
-        return EstimatorSpec(mode, predictions=predictions)
-    loss = errors.mean()
-    if mode is ModeKeys.TRAIN:
-        return EstimatorSpec(mode, loss=_with_weight_decay(loss, network, params))
-    return EstimatorSpec(
-        mode,
-        loss=loss,
-        eval_metric_ops={
-            "rmse": metrics.root_mean_squared_error(target, reconstruction.flatten(1))
-        },
     )
 
 
@@ -188,7 +158,7 @@ def train_labels(
     return labels.where(in_range, 0), in_range
 
 
-def _with_weight_decay(
+def with_weight_decay(
     loss: torch.Tensor, network: nn.Module, params: Mapping[str, Any]
 ) -> torch.Tensor:
     """The training loss plus `weight_decay` × ½·Σw² of the weights (not the biases)."""

@@ -212,7 +212,7 @@ def variational_model_fn(
                 "embedding": mean,
                 "log_variance": log_variance,
                 "prediction": probs,
-                "reconstruction_error": (probs - x).square().flatten(1).mean(1),
+                "reconstruction_error": metrics.example_mse(x, probs),
             },
         )
     target = x if labels is None else to_float(labels)

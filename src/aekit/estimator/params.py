@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -37,35 +38,42 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-def compare(
-    saved: Any,
-    params: Mapping[str, Any],
-    mutable: frozenset[str],
-    rate_key: str,
-    path: str | Path,
-    model_dir: str,
-) -> tuple[float, float] | None:
-    """Refuse a checkpoint trained with other params; the (old, new) `rate_key` if it moved.
+@dataclass(frozen=True)
+class ParamRules:
+    """A model's params, and which of them a resumed run may change.
 
-    Checkpoints written before params were recorded (None) are taken as they are.
+    `mutable` params may differ from the checkpoint's (logged); the optimizer's rate
+    follows `rate_key`'s. Any other difference is refused.
     """
-    if not isinstance(saved, Mapping):
+
+    params: Mapping[str, Any]
+    mutable: frozenset[str]
+    rate_key: str
+    model_dir: str
+
+    def compare(self, saved: Any, path: str | Path) -> tuple[float, float] | None:
+        """Refuse a checkpoint trained with other params; the (old, new) rate if it moved.
+
+        Checkpoints written before params were recorded (None) are taken as they are.
+        """
+        if not isinstance(saved, Mapping):
+            return None
+        now = recorded(self.params)
+        changed = sorted(k for k in set(saved) | set(now) if _differ(saved.get(k), now.get(k)))
+        fixed = [k for k in changed if k not in self.mutable]
+        if fixed:
+            listed = ", ".join(f"{k}={saved.get(k)!r} (now {now.get(k)!r})" for k in fixed[:4])
+            raise ConfigError(
+                f"{self.model_dir} holds a model trained with {listed}; build the estimator "
+                f"with the settings of {Path(path).name}, or use a new model_dir for the new "
+                "settings"
+            )
+        for key in changed:
+            _log.info("%s changed on resume: %r -> %r", key, saved.get(key), now.get(key))
+        old, new = saved.get(self.rate_key), now.get(self.rate_key)
+        if self.rate_key in changed and _number(old) and _number(new):
+            return float(old), float(new)
         return None
-    now = recorded(params)
-    changed = sorted(k for k in set(saved) | set(now) if _differ(saved.get(k), now.get(k)))
-    fixed = [k for k in changed if k not in mutable]
-    if fixed:
-        listed = ", ".join(f"{k}={saved.get(k)!r} (now {now.get(k)!r})" for k in fixed[:4])
-        raise ConfigError(
-            f"{model_dir} holds a model trained with {listed}; build the estimator with the "
-            f"settings of {Path(path).name}, or use a new model_dir for the new settings"
-        )
-    for key in changed:
-        _log.info("%s changed on resume: %r -> %r", key, saved.get(key), now.get(key))
-    old, new = saved.get(rate_key), now.get(rate_key)
-    if rate_key in changed and _number(old) and _number(new):
-        return float(old), float(new)
-    return None
 
 
 def _differ(a: Any, b: Any) -> bool:

@@ -1,0 +1,98 @@
+"""`AnomalyDetector`: anomaly scores of any trained reconstruction Estimator.
+
+Any model whose predictions include `reconstruction_error` (every reconstruction model in
+the zoo, the variational one included) can score; with a `code_weight` it must also predict
+`embedding`. The scores themselves are `aekit.anomaly.scores`'.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aekit.anomaly.scores import CODE_KEY, SCORE_KEY, ErrorAndCodeScore, threshold_at
+from aekit.data.dataset import Array
+from aekit.data.input_fn import numpy_input_fn
+from aekit.errors import ConfigError, SpecError
+from aekit.estimator import Estimator
+
+
+def reconstruction_errors(estimator: Estimator, x: Array, batch_size: int = 1000) -> np.ndarray:
+    """Per-example reconstruction error (mean squared, pixels in [0, 1]) of every row of `x`."""
+    return _predicted(estimator, x, batch_size, [SCORE_KEY])[SCORE_KEY].reshape(-1)
+
+
+def errors_and_codes(
+    estimator: Estimator, x: Array, batch_size: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example reconstruction errors and codes (flattened) of every row of `x`."""
+    predicted = _predicted(estimator, x, batch_size, [SCORE_KEY, CODE_KEY])
+    return predicted[SCORE_KEY].reshape(-1), predicted[CODE_KEY]
+
+
+def _predicted(
+    estimator: Estimator, x: Array, batch_size: int, keys: list[str]
+) -> dict[str, np.ndarray]:
+    """The `keys` predictions of every row of `x`, each flattened to (N, -1), in float64."""
+    batches = estimator.predict(
+        numpy_input_fn(x, batch_size=batch_size, shuffle=False),
+        predict_keys=keys,
+        yield_single_examples=False,
+    )
+    try:
+        parts = [{k: b[k].reshape(len(b[k]), -1) for k in keys} for b in batches]
+    except SpecError:
+        raise ConfigError(
+            f"this model does not predict {' and '.join(map(repr, keys))}, so it cannot score "
+            "anomalies; use a reconstruction model (fully_connected, convolutional, variational)"
+        ) from None
+    return {k: np.concatenate([p[k] for p in parts]).astype(np.float64) for k in keys}
+
+
+class AnomalyDetector:
+    """Scores examples with a trained model; flags those above a percentile of training scores.
+
+    Args:
+        estimator: a trained model predicting `reconstruction_error` (and `embedding`,
+            with a code_weight).
+        percentile: where among the training scores the threshold lies, in (0, 100).
+        code_weight: 0 scores by the reconstruction error; above 0, by `ErrorAndCodeScore`
+            with this weight, fitted on the training data by `calibrate`.
+    """
+
+    def __init__(
+        self, estimator: Estimator, percentile: float = 99.0, code_weight: float = 0.0
+    ) -> None:
+        threshold_at(np.zeros(1), percentile)  # validates the percentile now
+        self.estimator = estimator
+        self.percentile = float(percentile)
+        self.code_weight = code_weight
+        self._two_part = ErrorAndCodeScore(code_weight) if code_weight else None
+        self.threshold: float | None = None
+        self.training_scores: np.ndarray | None = None
+
+    def calibrate(self, x_train: Array) -> AnomalyDetector:
+        """Set the threshold from the scores of (normal) training data; returns self."""
+        if self._two_part is None:
+            self.training_scores = reconstruction_errors(self.estimator, x_train)
+        else:
+            errors, codes = errors_and_codes(self.estimator, x_train)
+            self.training_scores = self._two_part.fit(errors, codes)(errors, codes)
+        self.threshold = threshold_at(self.training_scores, self.percentile)
+        return self
+
+    def score(self, x: Array) -> np.ndarray:
+        """The anomaly score of every example: its reconstruction error, or the two-part score."""
+        if self._two_part is None:
+            return reconstruction_errors(self.estimator, x)
+        if self.training_scores is None:
+            raise ConfigError(
+                "a code_weight needs the training codes; call calibrate(x_train) first"
+            )
+        return self._two_part(*errors_and_codes(self.estimator, x))
+
+    def is_anomaly(self, x: Array) -> np.ndarray:
+        """Whether each example scores above the threshold (call `calibrate` first)."""
+        if self.threshold is None:
+            raise ConfigError("the detector has no threshold yet; call calibrate(x_train) first")
+        flags: np.ndarray = self.score(x) > self.threshold
+        return flags
