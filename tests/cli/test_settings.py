@@ -78,9 +78,7 @@ def test_the_flag_reads_its_value(setting: Any) -> None:
 
 
 @pytest.mark.parametrize("setting", FLAGGED, ids=lambda s: s.name)
-def test_flag_and_config_file_give_the_same_saved_settings(
-    setting: Any, tmp_path: Path
-) -> None:
+def test_flag_and_config_file_give_the_same_saved_settings(setting: Any, tmp_path: Path) -> None:
     _, value = EXAMPLES[setting.name]
     model = a_model_taking(setting.name)
     assert value not in (setting.default_for(model), "auto")  # the example must show

@@ -1,4 +1,4 @@
-"""A model_fn's own update (`EstimatorSpec.train_op`): it runs, and settings it would skip are refused."""
+"""A model_fn's own update (`EstimatorSpec.train_op`) runs; settings it skips are refused."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def own_update_fn(
         grads = torch.autograd.grad(loss, list(network.parameters()))
         with torch.no_grad():
             for parameter, grad in zip(network.parameters(), grads, strict=True):
-                parameter -= 0.5 * grad
+                parameter.sub_(0.5 * grad)
         params["calls"].append(1)
 
     return aekit.EstimatorSpec(mode, loss=loss, train_op=step)

@@ -1,9 +1,9 @@
-"""One training process per model_dir: a lock file naming its owner.
+"""One training process per model_dir, locked with the `filelock` library.
 
-`model_dir/.aekit-train.lock` is held with an exclusive `flock` for as long as `train()` runs.
-The kernel drops a flock when its holder dies, however it dies, so a lock left behind by a
-killed process is simply taken over; the PID and host written into the file only serve the
-error message (and, where flock is unsupported, a liveness check on the PID).
+`model_dir/.aekit-train.lock` is held (`filelock.FileLock`: an exclusive, non-blocking `flock`)
+for as long as `train()` runs. The kernel drops a flock when its holder dies, however it dies,
+so a lock left behind by a killed process is simply taken over. The holder's PID and host go
+into a second file, `.aekit-train.owner`, which only serves the message a refused run prints.
 
 Only the process that writes the model_dir takes the lock (`Strategy.is_chief`): in a
 distributed job every rank trains into the same directory, but only rank 0 writes it.
@@ -11,44 +11,49 @@ distributed job every rank trains into the same directory, but only rank 0 write
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import socket
-import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from filelock import BaseFileLock, FileLock, Timeout
+
 from aekit.errors import RunLockedError, StorageError
 
-try:  # POSIX; where it is missing the PID check below is the lock
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
 LOCK_FILE = ".aekit-train.lock"
-# Locks this process holds: resolved lock path -> (descriptor, thread, depth).
-_HELD: dict[Path, tuple[int, int, int]] = {}
-_HELD_GUARD = threading.Lock()
+# The owner record has a file of its own because the lock file's contents are filelock's:
+# releases before 3.30 opened it with O_TRUNC, so every refused attempt erased what the
+# holder had written, and where flock is missing filelock keeps its own marker in it. Only
+# the holder writes the owner file (to a temporary, renamed into place, so a reader never
+# sees half of it), and it removes it before letting go of the lock; a killed holder's record
+# stays for the next run's "taking over" message. A reader that finds none names "another
+# process".
+OWNER_FILE = ".aekit-train.owner"
+# A refused attempt with no owner record may have met a lock being let go of (see _let_go):
+# it is tried again.
+_ATTEMPTS = 3
 _log = logging.getLogger("aekit")
-_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
 class RunLock:
-    """The training lock of `model_dir`; use `with RunLock(d):` or acquire()/release()."""
+    """The training lock of `model_dir`; use `with RunLock(d):` or acquire()/release().
+
+    Release it in the thread that acquired it.
+    """
 
     def __init__(self, model_dir: str | Path) -> None:
         self.model_dir = Path(model_dir)
         self.path = self.model_dir / LOCK_FILE
-        self._fd: int | None = None
-        self._key: Path | None = None
+        self.owner_path = self.model_dir / OWNER_FILE
+        self._lock: BaseFileLock | None = None
 
     @property
     def held(self) -> bool:
         """Whether this object holds the lock now."""
-        return self._key is not None
+        return self._lock is not None
 
     def acquire(self) -> RunLock:
         """Take the lock, or raise RunLockedError naming the process that holds it.
@@ -56,100 +61,89 @@ class RunLock:
         A thread that holds the lock already may take it again (the command line locks
         the model_dir before writing its settings, then the Estimator locks it to train).
         """
-        if self._key is not None:
+        if self._lock is not None:
             return self
         try:
             self.model_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _not_writable(self.model_dir, exc) from exc
-        key = self.path.resolve()
-        with _HELD_GUARD:
-            held = _HELD.get(key)
-            if held is not None and held[1] == threading.get_ident():
-                _HELD[key] = (held[0], held[1], held[2] + 1)
-                self._key = key
-                return self
-        self._lock_file()
-        with _HELD_GUARD:
-            assert self._fd is not None
-            _HELD[key] = (self._fd, threading.get_ident(), 1)
-        self._key = key
+        # is_singleton: every RunLock of this path in this process shares one FileLock, whose
+        # hold count is kept per thread (thread_local, the default). So the holding thread
+        # takes it again, while another thread opens a descriptor of its own and flock
+        # refuses it exactly as it refuses another process.
+        # Where flock is missing (ENOSYS: Lustre mounted noflock, some FUSE file systems) we
+        # keep filelock's default fallback to SoftFileLock, with a warning from filelock: the
+        # lock file becomes a marker naming PID and host, and a marker whose process no
+        # longer runs on this host is taken over; one from another host has to be removed by
+        # hand, since nothing here can tell whether that process still runs.
+        lock = FileLock(self.path, timeout=0, mode=0o644, thread_local=True, is_singleton=True)
+        first = not lock.is_locked  # this thread does not hold it yet
+        self._take(lock)
+        if first:
+            try:
+                self._record_owner()
+            except BaseException as exc:  # a full disk: let go, and leave no files behind
+                self._let_go(lock)
+                if isinstance(exc, OSError):
+                    raise _not_writable(self.model_dir, exc) from exc
+                raise
+        self._lock = lock
         return self
 
-    def _lock_file(self) -> None:
-        # A holder that is releasing unlinks the file between our open and our lock; then
-        # the file we locked is no longer the lock file and we try again on the new one.
-        for _ in range(100):
+    def _take(self, lock: BaseFileLock) -> None:
+        owner = None
+        for _ in range(_ATTEMPTS):
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                lock.acquire(blocking=False)
+                return
+            except Timeout:  # a subclass of OSError, so caught first
+                owner = _read_owner(self.owner_path)
+                if owner:  # held by a process that has named itself
+                    break
             except OSError as exc:
                 raise _not_writable(self.model_dir, exc) from exc
-            locked = False
-            try:
-                locked = self._try_lock(fd) and _is_current(fd, self.path)
-                if locked:
-                    self._take(fd)
-                    return
-            except BaseException:
-                if locked:  # ours, and not usable (a full disk): leave no lock file behind
-                    _unlink_quietly(self.path)
-                os.close(fd)
-                raise
-            os.close(fd)
-        raise RunLockedError(f"could not take the lock {self.path}; it changes hands too often")
+        raise self._locked(owner)
 
-    def release(self) -> None:
-        """Give the lock back and remove the file (a no-op when not held)."""
-        key, self._key = self._key, None
-        if key is None:
-            return
-        with _HELD_GUARD:
-            fd, owner, depth = _HELD[key]
-            if depth > 1:
-                _HELD[key] = (fd, owner, depth - 1)
-                return
-            del _HELD[key]
-        self._fd = None
-        try:
-            if _is_current(fd, self.path):
-                self.path.unlink()  # while still locked, so nobody else holds this file
-        except OSError as exc:  # a model_dir turned read-only: the next run takes it over
-            _log.warning("could not remove the lock file %s: %s", self.path, exc.strerror or exc)
-        finally:
-            os.close(fd)  # drops the flock
-
-    def _try_lock(self, fd: int) -> bool:
-        """Lock `fd`; False when taken. Raises RunLockedError when a live process holds it."""
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                raise self._locked(_read_owner(fd)) from None
-            except OSError as exc:
-                if exc.errno not in _UNSUPPORTED:
-                    raise _not_writable(self.model_dir, exc) from exc
-        # No flock on this file system: trust the PID the file names, if it runs here.
-        owner = _read_owner(fd)
-        if owner and owner.get("pid") != os.getpid() and _alive(owner):
-            raise self._locked(owner)
-        return True
-
-    def _take(self, fd: int) -> None:
-        previous = _read_owner(fd)
-        if previous and previous.get("pid") != os.getpid():
+    def _record_owner(self) -> None:
+        previous = _read_owner(self.owner_path)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        if previous and (previous.get("pid"), previous.get("host")) != (me["pid"], me["host"]):
             _log.info(
                 "taking over the lock %s left by process %s, which no longer runs",
                 self.path,
                 previous.get("pid"),
             )
-        record = {"pid": os.getpid(), "host": socket.gethostname()}
+        # `.<name>.tmp-<pid>`: a killed writer's temporary goes with the others at the next run.
+        tmp = self.model_dir / f"{OWNER_FILE}.tmp-{os.getpid()}"
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
-        except OSError as exc:
-            raise _not_writable(self.model_dir, exc) from exc
-        self._fd = fd
+            tmp.write_text(json.dumps(me) + "\n")
+            os.replace(tmp, self.owner_path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def release(self) -> None:
+        """Give the lock back and remove its files (a no-op when not held)."""
+        lock = self._lock
+        if lock is None:
+            return
+        if not lock.is_locked:  # filelock's holds are per thread: this one holds nothing
+            raise RuntimeError(f"release the lock {self.path} in the thread that acquired it")
+        self._lock = None
+        if lock.lock_counter > 1:  # the same thread holds it again elsewhere
+            lock.release()
+        else:
+            self._let_go(lock)
+
+    def _let_go(self, lock: BaseFileLock) -> None:
+        # filelock (from 3.30) leaves the lock file in place; it is removed here while still
+        # locked. A contender that opened it just before gets its flock on a file no longer
+        # in the directory; filelock sees that (no links left) and reports the lock as taken,
+        # and _take tries again on the path's new file. Under the soft fallback the unlink is
+        # the release, and filelock leaves alone a marker that is no longer its own.
+        for path in (self.owner_path, self.path):
+            _unlink_quietly(path)
+        lock.release()
 
     def _locked(self, owner: dict[str, Any] | None) -> RunLockedError:
         who = "another process"
@@ -176,40 +170,16 @@ def _unlink_quietly(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:  # read-only meanwhile: the next run takes it over
-        _log.warning("could not remove the lock file %s: %s", path, exc.strerror or exc)
+        _log.warning("could not remove %s: %s", path, exc.strerror or exc)
 
 
-def _read_owner(fd: int) -> dict[str, Any] | None:
+def _read_owner(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(os.pread(fd, 4096, 0) or b"null")
+        with open(path, "rb") as f:
+            data = json.loads(f.read(4096) or b"null")
     except (OSError, ValueError):
-        return None  # empty (just created) or garbled: nobody to name
+        return None  # none (being written or removed) or garbled: nobody to name
     return data if isinstance(data, dict) else None
-
-
-def _is_current(fd: int, path: Path) -> bool:
-    """Whether `fd` is still the file at `path` (not unlinked or replaced meanwhile)."""
-    try:
-        on_disk = path.stat()
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino)
-
-
-def _alive(owner: dict[str, Any]) -> bool:
-    pid = owner.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if owner.get("host") != socket.gethostname():
-        return True  # cannot check another machine's processes: assume it runs
-    try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _not_writable(directory: Path, exc: OSError) -> StorageError:
