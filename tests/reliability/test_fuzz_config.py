@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aekit.cli import commands, limits
 from aekit.cli import config as run_config
+from aekit.cli import limits, run
 from aekit.cli import settings as run_settings
 from aekit.errors import AekitError, ConfigError
 from fuzzing import Bounded, fuzz
@@ -66,7 +66,7 @@ def imports_done(tmp_path_factory: pytest.TempPathFactory) -> None:
         hparams = {**run_settings.model_settings(model), "example_shape": [8, 8]}
         (model_dir / run_config.HPARAMS_FILE).write_text(json.dumps(hparams))
         with pytest.raises(ConfigError, match="no checkpoint"):
-            commands.open_run(model_dir)
+            run.open_run(model_dir)
 
 
 def accepted(resolved: dict[str, Any]) -> None:
@@ -198,7 +198,7 @@ def test_fuzz_hparams_json(tmp_path: Path, text: str) -> None:
     path.write_bytes(text.encode("utf-8"))
     with Bounded(MEMORY_LIMIT, SECONDS), pytest.raises(AekitError) as info:
         # The dir holds no checkpoint: the best an hparams.json can get is that error.
-        commands.open_run(model_dir)
+        run.open_run(model_dir)
     one_line(info.value)
     assert sorted(p.name for p in model_dir.iterdir()) == [run_config.HPARAMS_FILE]
     assert path.read_bytes() == text.encode("utf-8")

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import aekit
-from aekit.cli import commands
 from aekit.cli import config as run_config
+from aekit.cli import data, run, training
 from aekit.cli.main import _parser
 from aekit.data import idx, mnist, numpy_input_fn
 from aekit.data.idx import IDXError, read_idx
@@ -194,7 +194,7 @@ def test_fuzz_data_files_as_the_cli_loads_them(tmp_path: Path, x: np.ndarray) ->
     path = tmp_path / "data.npz"
     np.savez(path, x=x)
     try:
-        (x_train, _), (x_test, _) = commands.load_images({"dataset": str(path), "data_dir": None})
+        (x_train, _), (x_test, _) = data.load_images({"dataset": str(path), "data_dir": None})
     except (InputError, ConfigError) as exc:
         one_line(exc)
         return
@@ -233,7 +233,7 @@ def test_fuzz_numpy_input_fn(x: np.ndarray, batch: int) -> None:
 @counted
 def test_fuzz_class_labels(y: np.ndarray, n_classes: int) -> None:
     try:
-        commands._check_class_ids(y, n_classes, "the training labels")
+        training._check_class_ids(y, n_classes, "the training labels")
     except InputError as exc:
         one_line(exc)
         return
@@ -278,7 +278,7 @@ def test_fuzz_config_files(tmp_path: Path, content: tuple[str, Any]) -> None:
     try:
         resolved = run_config.resolve("fully_connected", model_dir, {}, path)
         resolved["example_shape"] = [8, 8]
-        commands.build(resolved, model_dir)
+        run.build(resolved, model_dir)
     except ConfigError as exc:
         one_line(exc)
     assert not model_dir.exists()  # nothing is written while settings are resolved
@@ -309,7 +309,7 @@ def test_fuzz_train_flags(tmp_path: Path, flags: list[tuple[str, str]]) -> None:
     try:
         resolved = run_config.resolve("fully_connected", args.model_dir, given_)
         resolved["example_shape"] = [8, 8]
-        est = commands.build(resolved, args.model_dir)
+        est = run.build(resolved, args.model_dir)
     except ConfigError as exc:
         one_line(exc)
         return

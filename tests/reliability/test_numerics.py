@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import aekit
-from aekit.cli import commands, config
+from aekit.cli import config, run
 from aekit.errors import ConfigError, NanLossError
 from aekit.estimator import checkpoint as ckpt
 from tiny import tiny_autoencoder_fn, tiny_data, tiny_network
@@ -137,6 +137,6 @@ def test_clip_grad_norm_is_validated(value: Any) -> None:
 def test_clip_grad_norm_from_the_command_line(tmp_path: Path) -> None:
     resolved = config.resolve("fully_connected", tmp_path, {"clip_grad_norm": 0.5})
     resolved["example_shape"] = [8, 8]
-    assert commands.build(resolved, tmp_path).config.clip_grad_norm == 0.5
+    assert run.build(resolved, tmp_path).config.clip_grad_norm == 0.5
     with pytest.raises(ConfigError, match="clip_grad_norm must be a finite number > 0"):
         config.resolve("fully_connected", tmp_path, {"clip_grad_norm": -2.0})

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aekit.cli import limits, registry
-from aekit.cli.commands import eval_input_fn, open_run
 from aekit.cli.data import Splits, load_images, with_data
-from aekit.cli.settings import BY_NAME
+from aekit.cli.run import eval_input_fn, open_run
 from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator
 from aekit.files import check_output_dir, check_output_file, writing
@@ -43,16 +42,12 @@ def sample(
 
     def precheck(settings: dict[str, Any], estimator: Estimator, _: Splits) -> None:
         # Both pictures are sized and their paths checked before the first one is drawn.
+        # The counts and the seed are bounded where the command line declares its options.
         vae = _variational(settings, estimator, model_dir, "generate images")
-        if images <= 0:
-            raise ConfigError(f"--images must be positive, got {images}")
-        BY_NAME["seed"].check("--seed", seed)
         shape = vae.vae.image_shape
         limits.check_picture("--images", images, shape, _scale(shape))
         check_output_file("--output", path)
         if vae.vae.latent_dim == 2:
-            if manifold_size < 2:
-                raise ConfigError(f"--manifold-size must be at least 2, got {manifold_size}")
             limits.check_picture("--manifold-size", manifold_size**2, shape, _scale(shape))
             check_output_file("--output", path.with_name(MANIFOLD_FILE))
 
@@ -90,12 +85,8 @@ def likelihood(
     from aekit.models.variational import VariationalAutoencoder
 
     def precheck(settings: dict[str, Any], estimator: Estimator, _: Splits) -> None:
+        # The counts and the seed are bounded where the command line declares its options.
         _variational(settings, estimator, model_dir, "give a likelihood")
-        if samples <= 0:
-            raise ConfigError(f"--samples must be positive, got {samples}")
-        if images is not None and images <= 0:
-            raise ConfigError(f"--images must be positive, got {images}")
-        BY_NAME["seed"].check("--seed", seed)
 
     settings, estimator, (_, (x_test, _)) = open_run(model_dir, precheck, dataset, data_dir)
     assert isinstance(estimator, VariationalAutoencoder)  # the precheck refused anything else

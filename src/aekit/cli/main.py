@@ -316,7 +316,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from aekit.cli import commands, config
+    from aekit.cli import config, training
     from aekit.cli.settings import SETTINGS
     from aekit.estimator.distributed import launched_as_chief
 
@@ -326,7 +326,7 @@ def _train(args: argparse.Namespace) -> None:
     model_dir = args.model_dir or f"runs/{named if isinstance(named, str) else 'model'}"
     given = {s.name: getattr(args, s.name) for s in SETTINGS if s.flag}
     resolved = config.resolve(args.model, model_dir, given, args.config, args.preset)
-    result = commands.train(resolved, model_dir)
+    result = training.train(resolved, model_dir)
     _print_metrics(result)
     if launched_as_chief():
         print(f"model dir: {model_dir}")

@@ -1,0 +1,275 @@
+"""`aekit train`: the settings resolved from the data, the run trained and evaluated per epoch."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from aekit.anomaly.tabular import TabularRecipe, set_scaling, sized_hidden_units
+from aekit.cli import config, limits, registry
+from aekit.cli.data import Splits, anomaly_labels, is_table, load_images
+from aekit.cli.progress import EpochProgress
+from aekit.cli.run import build, eval_input_fn, reconstruction_grid
+from aekit.data.input_fn import numpy_input_fn
+from aekit.errors import ConfigError, InputError
+from aekit.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate
+from aekit.estimator import checkpoint as ckpt
+from aekit.estimator.distributed import launched_world_size
+from aekit.estimator.lock import RunLock
+from aekit.files import check_output_dir, writing
+from aekit.hooks import CheckpointSaverListener, RunContext
+from aekit.models.layers import image_shape
+from aekit.models.stacked import StackedDenoisingAutoencoder
+
+_log = logging.getLogger("aekit")
+
+
+def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
+    """Train and evaluate after every epoch; resumes the run in `model_dir`."""
+    entry = registry.get(settings["model"])
+    splits, recipe = _from_the_data(settings, load_images(settings))
+    (x_train, y_train), (_, y_test) = splits
+    if entry.supervised and (y_train is None or y_test is None):
+        raise InputError(f"the {entry.name} model needs labels, and {settings['dataset']} has none")
+    if entry.supervised:
+        for name, y in (("training", y_train), ("test", y_test)):
+            _check_class_ids(y, settings["n_classes"], f"the {name} labels")
+    shape = list(x_train.shape[1:])
+    if settings.get("example_shape") not in (None, shape):
+        raise ConfigError(
+            f"{model_dir} was trained on examples of shape {settings['example_shape']}, this data "
+            f"set has {shape}; use the same data or a new --model-dir"
+        )
+    if entry.needs_images:
+        image_shape(tuple(shape))  # refuse flat data before anything is written
+    settings["example_shape"] = shape
+    check_output_dir("--model-dir", model_dir)
+    if settings.get("save_images") and not entry.supervised:
+        check_output_dir("--save-images", settings["save_images"])
+    steps_per_epoch = (
+        recipe.steps_per_epoch if recipe else _steps_per_epoch(len(x_train), settings["batch_size"])
+    )
+    # Validates every hyper-parameter; the network's size is checked before it is allocated.
+    estimator = build(settings, model_dir, steps_per_epoch)
+    limits.check_batch_size(settings, shape)
+    # Locked before the settings are written: a second run must not touch a running one's dir.
+    with ExitStack() as locked:
+        with writing(model_dir):  # taking the lock creates the dir and its lock file
+            if estimator.strategy.is_chief:  # the process that writes the dir
+                locked.enter_context(RunLock(model_dir))
+        _check_checkpoint_fits(estimator, settings, model_dir)
+        return _train(estimator, settings, model_dir, steps_per_epoch, recipe, splits)
+
+
+def _from_the_data(settings: dict[str, Any], splits: Splits) -> tuple[Splits, TabularRecipe | None]:
+    """Resolve the settings that are "auto" until the data are seen; the splits to train on.
+
+    Rows of a table (values beyond [0, 1]) get the outlier detector's model and recipe:
+    scaled features, hidden units, batch size and epochs sized from the table, early
+    stopping on held-out rows (the recipe, returned). When the table has labels, those other
+    than 0 mark anomalies, left out of training (as --exclude-classes would) and scored by
+    `score`. Images get seed 000's defaults.
+    """
+    (x_train, y_train), (x_test, y_test) = splits
+    if settings.get("scaling") == "auto":
+        settings["scaling"] = "standard" if is_table(x_train) or is_table(x_test) else "none"
+    table = registry.is_table_run(settings)
+    if settings.get("hidden_units") == "auto":
+        n_features = math.prod(x_train.shape[1:])
+        settings["hidden_units"] = sized_hidden_units(n_features) if table else registry.IMAGE_UNITS
+    if settings.get("weight_decay") == "auto":
+        settings["weight_decay"] = None if table else registry.IMAGE_WEIGHT_DECAY
+    if not table:
+        for key, value in (("batch_size", registry.IMAGE_BATCH), ("epochs", registry.IMAGE_EPOCHS)):
+            if settings.get(key) == "auto":
+                settings[key] = value
+        return splits, None
+    if settings.get("save_images"):
+        raise ConfigError("--save-images draws images, and this run's rows are a table; drop it")
+    anomalies = (
+        anomaly_labels(y_train, y_test)
+        if y_train is not None and y_test is not None and not settings.get("exclude_classes")
+        else []
+    )
+    if anomalies:
+        settings["exclude_classes"] = anomalies
+        _log.info("labels %s mark anomalies: training leaves them out", anomalies)
+    splits = load_images(settings)  # the normal rows, as numbers (not pixels)
+    recipe = TabularRecipe.of(
+        splits[0][0],
+        settings["seed"],
+        None if settings["batch_size"] == "auto" else settings["batch_size"],
+        None if settings["epochs"] == "auto" else settings["epochs"],
+    )
+    settings["batch_size"], settings["epochs"] = recipe.batch_size, recipe.epochs
+    return splits, recipe
+
+
+def _check_checkpoint_fits(
+    estimator: Estimator, settings: Mapping[str, Any], model_dir: str | Path
+) -> None:
+    """ConfigError, before the settings are written, when the dir's checkpoint is another model.
+
+    A dir trained through the Python API has checkpoints but no hparams.json: its model
+    need not be the one these settings describe.
+    """
+    if estimator.latest_checkpoint() is None:
+        return
+    found = ckpt.load_latest(model_dir, "cpu")
+    if found is None:
+        return  # none readable: training starts afresh, as the estimator would
+    path, state = found
+    saved = state.get("network")
+    own = estimator.network.state_dict()
+    problem = None
+    if not isinstance(saved, Mapping):
+        problem = "it holds no network weights"
+    elif set(saved) != set(own):
+        names = sorted(set(saved) ^ set(own))
+        problem = f"its parameters differ: {', '.join(names[:3])}"
+    else:
+        for name, tensor in own.items():
+            theirs = tuple(getattr(saved[name], "shape", ()))
+            if theirs != tuple(tensor.shape):
+                problem = (
+                    f"{name} has shape {list(theirs)}, these settings give {list(tensor.shape)}"
+                )
+                break
+    if problem is not None:
+        raise ConfigError(
+            f"checkpoint {path} does not fit the {settings['model']} model of these settings "
+            f"({problem}); give the settings it was trained with or use a new --model-dir"
+        )
+
+
+def _train(
+    estimator: Estimator,
+    settings: dict[str, Any],
+    model_dir: str | Path,
+    steps_per_epoch: int,
+    recipe: TabularRecipe | None,
+    splits: Splits,
+) -> dict[str, float]:
+    entry = registry.get(settings["model"])
+    (x_train, y_train), (x_test, y_test) = splits
+    if estimator.strategy.is_chief:
+        config.save(model_dir, settings)
+    listeners: list[CheckpointSaverListener] = []
+    if settings.get("save_images") and not entry.supervised:
+        listeners.append(
+            ReconstructionSnapshots(estimator, x_test[:10], settings["save_images"], settings)
+        )
+    labels = (y_train, y_test) if entry.supervised else (None, None)
+    batch_size, epochs = settings["batch_size"], settings["epochs"]
+    if recipe is not None and estimator.latest_checkpoint() is None:
+        set_scaling(estimator.network, x_train, settings["scaling"])  # checkpoints keep it
+    if isinstance(estimator, StackedDenoisingAutoencoder):
+        estimator.pretrain(
+            numpy_input_fn(
+                x_train,
+                batch_size=batch_size,
+                num_epochs=None,
+                seed=settings["seed"],
+                binarize=settings.get("binarize"),
+            ),
+            steps=settings["pretrain_epochs"] * steps_per_epoch,
+        )
+    progress = EpochProgress(
+        steps_per_epoch, epochs, bar=None if estimator.strategy.is_chief else False
+    )
+    if recipe is not None:  # the outlier detector's recipe: its batches and early stopping
+        train_input, max_steps, hooks = recipe.input_fn(), recipe.max_steps, recipe.hooks()
+    else:
+        train_input = numpy_input_fn(
+            x_train,
+            labels[0],
+            batch_size=batch_size,
+            num_epochs=None,
+            seed=settings["seed"],
+            binarize=settings.get("binarize"),
+        )
+        max_steps, hooks = steps_per_epoch * epochs, []
+    # Log lines (a checkpoint's, a warning) go above the bar instead of through it.
+    with logging_redirect_tqdm():
+        return train_and_evaluate(
+            estimator,
+            TrainSpec(
+                train_input,
+                max_steps=max_steps,
+                hooks=[progress, *hooks],
+                saving_listeners=listeners,
+            ),
+            EvalSpec(
+                eval_input_fn(settings, x_test, labels[1]),
+                every_n_steps=steps_per_epoch,
+                report=progress.report,
+            ),
+        )
+
+
+def _steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Steps to show every example once: under torchrun each process takes its own batch."""
+    return math.ceil(examples / (batch_size * launched_world_size()))
+
+
+def _check_class_ids(y: np.ndarray | None, n_classes: int, name: str) -> None:
+    """Refuse labels a classifier cannot take, before anything is written or trained."""
+    if y is None:
+        return
+    if y.ndim != 1 or y.dtype.kind not in "biuf":
+        raise InputError(
+            f"{name} have shape {y.shape} and dtype {y.dtype}; give one integer class id per "
+            "example"
+        )
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise InputError(f"{name} hold non-integer values; give integer class ids")
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise InputError(
+            f"{name} run from {y.min():g} to {y.max():g}, outside 0..{n_classes - 1}; set "
+            f"--n-classes to match the data or fix the labels"
+        )
+
+
+class ReconstructionSnapshots(CheckpointSaverListener):
+    """After every checkpoint, a PNG grid of the same test images; at the end, a GIF of them all."""
+
+    def __init__(
+        self,
+        estimator: Estimator,
+        images: np.ndarray,
+        out_dir: str | Path,
+        settings: Mapping[str, Any],
+    ) -> None:
+        self.estimator = estimator
+        self.images = images
+        self.out_dir = Path(out_dir)
+        self.settings = settings
+
+    def after_save(self, context: RunContext, step: int, path: Path) -> None:
+        from aekit.viz import caption, save_png
+
+        if not context.is_chief:  # predict needs no other rank: rank 0 draws alone
+            return
+        grid = reconstruction_grid(self.estimator, self.images, self.settings)
+        with writing(self._frame(step)):
+            save_png(caption(grid, f"step {step}"), self._frame(step))
+
+    def end(self, context: RunContext, step: int) -> None:
+        from aekit.viz import save_gif
+
+        if not context.is_chief:
+            return
+        frames = sorted(self.out_dir.glob("step-*.png"))
+        if frames:
+            with writing(self.out_dir / "reconstructions.gif"):
+                save_gif(frames, self.out_dir / "reconstructions.gif")
+
+    def _frame(self, step: int) -> Path:
+        return self.out_dir / f"step-{step:07d}.png"
