@@ -69,10 +69,11 @@ def command_line_scores(train: np.ndarray, test: np.ndarray, seed: int) -> np.nd
         labels = np.zeros(len(train), int)  # every training row counts as normal
         np.savez(split, x_train=train, y_train=labels, x_test=test, y_test=np.zeros(len(test)))
         run, out = Path(tmp) / "run", Path(tmp) / "scores"
-        for args in (
-            ["train", "fully_connected", "--dataset", split, "--seed", seed, "--model-dir", run],
-            ["score", "--model-dir", run, "--output", out],
-        ):
+        # --scaling standard: several tables hold values in [0, 1] only, which the command
+        # line would otherwise read as pixels.
+        train_args = ["train", "fully_connected", "--dataset", split, "--scaling", "standard",
+                 "--seed", seed, "--model-dir", run]  # fmt: skip
+        for args in (train_args, ["score", "--model-dir", run, "--output", out]):
             with contextlib.redirect_stdout(io.StringIO()):
                 if aekit_command([str(a) for a in args]) != 0:
                     raise RuntimeError(f"aekit {args[0]} failed")

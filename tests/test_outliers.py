@@ -143,14 +143,16 @@ def test_a_random_state_gives_the_same_scores_whatever_the_callers_threads_and_s
     ("setting", "says"),
     [
         ({"scaling": "log"}, "scaling must be one of"),
-        ({"hidden_units": []}, "hidden_units must be None or a non-empty list"),
-        ({"epochs": 0}, "epochs must be None or a positive integer"),
-        ({"n_estimators": 1.5}, "n_estimators must be a positive integer"),
-        ({"contamination": 0.7}, r"contamination must be a number in \(0.0, 0.5\]"),
-        ({"validation_fraction": -0.1}, "validation_fraction must be a number"),
-        ({"learning_rate": 0}, "learning_rate must be a positive number"),
+        ({"hidden_units": []}, "hidden_units must be a list of 1 to 64 positive integers"),
+        ({"hidden_units": (10**9,)}, "a network of .* parameters .* choose smaller layers"),
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"n_estimators": 1.5}, "n_estimators must be an integer >= 1"),
+        ({"contamination": 0.7}, "contamination must be at most 0.5"),
+        ({"contamination": 0}, "contamination must be a finite number > 0"),
+        ({"validation_fraction": -0.1}, "validation_fraction must be a finite number >= 0"),
+        ({"learning_rate": 0}, "learning_rate must be a finite number > 0"),
         ({"code_weight": -1}, "code_weight must be a finite number >= 0"),
-        ({"random_state": -1}, "random_state must be None or an int"),
+        ({"random_state": -1}, "random_state must be an integer >= 0"),
     ],
 )
 def test_bad_settings_are_one_line_config_errors(setting: dict[str, object], says: str) -> None:

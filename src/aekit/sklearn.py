@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from aekit import metrics
 from aekit.anomaly.outliers import AutoencoderOutlierDetector, validate_data
 from aekit.anomaly.tabular import fit_scaling
-from aekit.checks import shown
+from aekit.checks import Choice, Integer, Sizes, shown
 from aekit.data.input_fn import numpy_input_fn
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
@@ -119,18 +119,15 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
 
     def _check_params(self) -> tuple[list[int], int | None]:
         """The layer sizes as Python ints and the seed, or a ConfigError for a bad setting."""
-        units = self._check_units()
-        if not isinstance(self.model, str) or self.model not in MODELS:
-            raise ConfigError(f"model must be one of {MODELS}, got {shown(self.model)}")
+        units = Sizes()("hidden_units", self.hidden_units)
+        Choice(*MODELS)("model", self.model)
         if self.model == "variational" and len(units) < 2:
             raise ConfigError(
                 "the variational model needs hidden_units with a hidden layer and the latent "
                 f"size, e.g. (64, 2), got {shown(self.hidden_units)}"
             )
         for name in ("batch_size", "epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {shown(value)}")
+            Integer(1)(name, getattr(self, name))
         if not isinstance(self.device, str | torch.device):
             raise ConfigError(
                 f"device must be a device string such as 'cpu', got {shown(self.device)}"
@@ -141,21 +138,6 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
                 f"model_dir must be a folder's path or None, got {shown(self.model_dir)}"
             )
         return units, self._seed()
-
-    def _check_units(self) -> list[int]:
-        # Any sequence or array of integers, numpy's included (grids built with numpy give them).
-        raw = self.hidden_units
-        units = (
-            list(raw) if isinstance(raw, Sequence | np.ndarray) and not isinstance(raw, str) else []
-        )
-        if not units or any(
-            isinstance(u, bool | np.bool_) or not isinstance(u, int | np.integer) or u <= 0
-            for u in units
-        ):
-            raise ConfigError(
-                f"hidden_units must be a non-empty list of positive integers, got {shown(raw)}"
-            )
-        return [int(u) for u in units]
 
     def _seed(self) -> int | None:
         """The training seed from random_state, validated as scikit-learn validates it."""

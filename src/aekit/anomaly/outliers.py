@@ -32,8 +32,7 @@ from aekit.anomaly.tabular import (
     tabular_config,
     tabular_estimator,
 )
-from aekit.checks import shown
-from aekit.errors import ConfigError
+from aekit.checks import Choice, Integer, Number, Optional, Sizes
 from aekit.estimator import rng as rng_state
 
 try:  # scikit-learn >= 1.6
@@ -168,50 +167,17 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         return labels
 
     def _check_params(self) -> None:
-        if self.scaling not in SCALINGS:
-            raise ConfigError(f"scaling must be one of {list(SCALINGS)}, got {shown(self.scaling)}")
-        if self.hidden_units is not None and (
-            isinstance(self.hidden_units, str)
-            or not len(self.hidden_units)
-            or any(
-                isinstance(u, bool) or not isinstance(u, int | np.integer) or u <= 0
-                for u in self.hidden_units
-            )
-        ):
-            raise ConfigError(
-                "hidden_units must be None or a non-empty list of positive integers, got "
-                f"{shown(self.hidden_units)}"
-            )
-        for name, optional in (("epochs", True), ("batch_size", True), ("patience", False),
-                               ("n_estimators", False)):  # fmt: skip
-            value = getattr(self, name)
-            if value is None and optional:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-                allowed = "None or a positive integer" if optional else "a positive integer"
-                raise ConfigError(f"{name} must be {allowed}, got {shown(value)}")
-        for name, low, high in (("contamination", 0.0, 0.5), ("validation_fraction", 0.0, 0.5)):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (
-                    low <= value <= high if name == "validation_fraction" else low < value <= high
-                )
-            ):
-                raise ConfigError(f"{name} must be a number in ({low}, {high}], got {shown(value)}")
-        rate = self.learning_rate
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
-            raise ConfigError(f"learning_rate must be a positive number, got {shown(rate)}")
+        Choice(*SCALINGS)("scaling", self.scaling)
+        Optional(Sizes())("hidden_units", self.hidden_units)
+        for name in ("epochs", "batch_size"):
+            Optional(Integer(1))(name, getattr(self, name))
+        for name in ("patience", "n_estimators"):
+            Integer(1)(name, getattr(self, name))
+        Number(positive=True, most=0.5)("contamination", self.contamination)
+        Number(most=0.5)("validation_fraction", self.validation_fraction)
+        Number(positive=True)("learning_rate", self.learning_rate)
         ErrorAndCodeScore(self.code_weight)  # checks the weight
-        seed = self.random_state
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, int | np.integer)
-            or not 0 <= seed < 2**32
-        ):  # fmt: skip
-            raise ConfigError(
-                f"random_state must be None or an int in [0, 2**32), got {shown(seed)}"
-            )
+        Optional(Integer(0, below=2**32))("random_state", self.random_state)
 
     def _validate(self, X: Any, reset: bool) -> np.ndarray:
         checked: np.ndarray = validate_data(self, X, dtype=np.float64, reset=reset)

@@ -15,6 +15,7 @@ of the training rows stops falling, keeping the best weights.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from aekit.models.heads import ReconstructionNetwork, with_weight_decay
 from aekit.models.layers import Activation, ActivationLayer, check_units
 from aekit.models.memory import build_within_memory
 
+_log = logging.getLogger("aekit")
 SCALINGS = ("standard", "robust", "minmax")
 _CLIP = 1e4  # scaled values beyond this (a heavy tail after robust scaling) are clipped
 _BATCH = 8192  # rows per forward pass when scoring
@@ -312,6 +314,12 @@ class KeepBestOnHeldOut(Hook):
 
     def _take_best(self, context: RunContext) -> None:
         assert self.best_state is not None
+        _log.info(
+            "held-out error best at step %d (%.5g); training ends at step %d with those weights",
+            self.best_step,
+            self.best,
+            context.global_step,
+        )
         context.network.load_state_dict(self.best_state)
         self.best_step = context.global_step
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import torch
 from torch import nn
 
 from aekit import metrics, summary
+from aekit.checks import Number, Optional
 from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import to_float
 from aekit.errors import ConfigError
@@ -230,14 +230,12 @@ class ReconstructionEstimator(Estimator):
         decay_rate: float = 0.96,
         extra_params: Mapping[str, Any] | None = None,
     ) -> None:
-        _check_positive("learning_rate", learning_rate)
-        if weight_decay is not None and not _finite_at_least_zero(weight_decay):
-            raise ConfigError(f"weight_decay must be a number >= 0 or None, got {weight_decay!r}")
+        Number(positive=True)("learning_rate", learning_rate)
+        Optional(Number())("weight_decay", weight_decay)
         noise_params = None
         if noise is not None:
             kind, amount = noise
-            if not _finite_at_least_zero(amount):
-                raise ConfigError(f"the noise amount must be a number >= 0, got {amount!r}")
+            Number()("the noise amount", amount)
             make_corruption(kind, amount)  # validates the kind and the range
             noise_params = {"kind": kind, "amount": float(amount)}
         config = config or RunConfig()
@@ -259,18 +257,3 @@ class ReconstructionEstimator(Estimator):
             },
             config=config,
         )
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not _finite_at_least_zero(value) or not value > 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-
-
-def _finite_at_least_zero(value: object) -> bool:
-    # `not value >= 0` is also true of NaN, which every comparison answers with False.
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
