@@ -131,3 +131,10 @@ def test_scores_csv_and_histogram(tmp_path: Path) -> None:
         assert (pixels == color).all(axis=2).any()
     with pytest.raises(aekit.InputError, match="at least one group"):
         histogram_plot({}, tmp_path / "none.png")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_threshold_of_scores_that_are_not_numbers_is_refused(bad: float) -> None:
+    with pytest.raises(aekit.InputError, match="1 of 3 training scores are NaN or infinite"):
+        threshold_at(np.array([bad, 1.0, 2.0]), 50)
+    assert threshold_at(np.array([0.0, 1.0, 2.0]), 50) == 1.0

@@ -107,7 +107,7 @@ def test_missing_onnxscript_is_a_config_error(
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes `import onnxscript` fail
     network = make("fc")
-    with pytest.raises(ConfigError, match="pip install onnx onnxscript"):
+    with pytest.raises(ConfigError, match=r"pip install 'aekit\[export\]'.*formats="):
         export_model(network, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing half-written
     paths = export_model(network, tmp_path / "ts", formats=("torchscript",))
@@ -161,3 +161,20 @@ def test_an_output_holding_other_files_is_refused(tmp_path: Path) -> None:
         export_model(make("fc"), tmp_path, formats=("torchscript",))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert sorted(p.name for p in tmp_path.parent.iterdir() if ".tmp-" in p.name) == []
+
+
+def test_the_command_line_says_its_own_flag_when_onnx_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aekit.cli.main import main
+
+    run = tmp_path / "fc"
+    assert main(["train", "fully_connected", "--dataset", "digits", "--epochs", "1",
+                 "--hidden-units", "8", "--model-dir", str(run)]) == 0  # fmt: skip
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    assert main(["export", "--model-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--format torchscript" in err and "formats=" not in err and len(err.splitlines()) == 1
+    assert not (run / "export").exists()
+    assert main(["export", "--model-dir", str(run), "--format", "torchscript"]) == 0

@@ -158,3 +158,23 @@ def test_a_random_state_gives_the_same_scores_whatever_the_callers_threads_and_s
 def test_bad_settings_are_one_line_config_errors(setting: dict[str, object], says: str) -> None:
     with pytest.raises(aekit.ConfigError, match=says):
         AutoencoderOutlierDetector(**setting).fit(correlated(50, seed=6))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scaling", ["standard", "robust", "minmax"])
+def test_finite_values_near_the_float64_limit_scale_or_are_named(scaling: str) -> None:
+    x = correlated(60, seed=8)
+    big = x.copy()
+    big[:, 2] *= 1e300  # finite; its plain variance would overflow
+    det = AutoencoderOutlierDetector(scaling=scaling, epochs=1, random_state=0).fit(big)
+    plain = AutoencoderOutlierDetector(scaling=scaling, epochs=1, random_state=0).fit(x)
+    np.testing.assert_allclose(det.score_samples(big), plain.score_samples(x), rtol=1e-4)
+    beyond = x.copy()
+    beyond[:, 5] = np.where(beyond[:, 5] > 0, 1.7e308, -1.7e308)  # a range over float64's
+    if scaling == "standard":  # its spread, about 1.7e308, is a float64: it scales
+        fitted = AutoencoderOutlierDetector(scaling=scaling, epochs=1).fit(beyond)
+        assert np.isfinite(fitted.score_samples(beyond)).all()
+        return
+    with pytest.raises(aekit.InputError) as info:  # their range or IQR, 3.4e308, is not
+        AutoencoderOutlierDetector(scaling=scaling, epochs=1).fit(beyond)
+    message = str(info.value)
+    assert "feature 5" in message and "too large" in message and "NaN" not in message

@@ -88,7 +88,9 @@ def test_variational_model_and_the_callers_random_state(
 
 def test_bad_parameters_fail_in_fit_with_the_fix(digits: tuple[np.ndarray, np.ndarray]) -> None:
     x = digits[0][:20]
-    with pytest.raises(aekit.ConfigError, match="hidden_units must be a list of 1 to 64 positive integers"):
+    with pytest.raises(
+        aekit.ConfigError, match="hidden_units must be a list of 1 to 64 positive integers"
+    ):
         AutoencoderTransformer(hidden_units=()).fit(x)
     with pytest.raises(aekit.ConfigError, match="model must be one of"):
         AutoencoderTransformer(model="pca").fit(x)
@@ -128,7 +130,9 @@ def test_hidden_units_from_numpy_grids() -> None:
         assert ae.transform(x).shape == (10, 2) and type(ae.n_components_) is int
     refused: list[Any] = [(np.float64(4.0),), (np.bool_(True),), "64", np.array([4, -1])]
     for bad in refused:
-        with pytest.raises(aekit.ConfigError, match="hidden_units must be a list of 1 to 64 positive integers"):
+        with pytest.raises(
+            aekit.ConfigError, match="hidden_units must be a list of 1 to 64 positive integers"
+        ):
             AutoencoderTransformer(hidden_units=bad).fit(x)
 
 

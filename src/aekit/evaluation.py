@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aekit.data.input_fn import numpy_input_fn
+from aekit.data.input_fn import predict_input_fn
 from aekit.errors import InputError
 from aekit.estimator import Estimator
 
@@ -12,7 +12,7 @@ from aekit.estimator import Estimator
 def embeddings(estimator: Estimator, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """The `embedding` prediction of every example, stacked."""
     batches = estimator.predict(
-        numpy_input_fn(x, batch_size=batch_size, shuffle=False),
+        predict_input_fn(x, estimator.network, batch_size),
         predict_keys=["embedding"],
         yield_single_examples=False,
     )

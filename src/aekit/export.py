@@ -186,15 +186,23 @@ def _quiet(levels: dict[str, int]) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _require_onnx() -> None:
+def onnx_missing() -> str | None:
+    """What is missing for ONNX export (the import error), or None when it can run."""
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as e:
+        return str(e)
+    return None
+
+
+def _require_onnx() -> None:
+    missing = onnx_missing()
+    if missing is not None:
         raise ConfigError(
-            f"ONNX export needs onnx and onnxscript ({e}); `pip install onnx onnxscript`, "
+            f"ONNX export needs onnx and onnxscript ({missing}); `pip install 'aekit[export]'`, "
             "or pass formats=('torchscript',)"
-        ) from e
+        )
 
 
 def _save_torchscript(

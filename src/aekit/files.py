@@ -13,6 +13,7 @@ import errno
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -245,8 +246,21 @@ def _check_creatable(flag: str, directory: Path) -> None:
         raise ConfigError(
             f"{flag} {directory}: {existing} is a file, not a directory; give another path"
         )
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not writable(existing):
         raise StorageError(
             f"cannot write {directory} ({existing} is not writable); make it writable or "
             f"give another {flag}"
         )
+
+
+def writable(directory: str | Path) -> bool:
+    """Whether a file can be created in `directory`: tried, not read off its mode bits.
+
+    Mode bits do not tell: root writes through them, and a read-only mount or /proc refuses
+    whatever they say. The trial file is gone when this returns.
+    """
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            return True
+    except OSError:
+        return False

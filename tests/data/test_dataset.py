@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from pathlib import Path
@@ -160,3 +161,16 @@ def test_bad_arguments_are_refused() -> None:
         data.shuffle(-1)
     with pytest.raises(ConfigError, match="already batched"):
         data.batch(2).batch(2)
+
+
+@pytest.mark.parametrize(
+    "values", [np.array(["a", "b"]), np.array([object(), 1]), np.array(["2020-01-01"], "M8[D]")]
+)
+def test_arrays_that_are_not_numbers_are_refused_when_the_dataset_is_made(
+    values: np.ndarray,
+) -> None:
+    said = re.escape(f"arrays of numbers, got one of dtype {values.dtype}")
+    with pytest.raises(InputError, match=said):
+        Dataset.from_tensor_slices(values)
+    with pytest.raises(InputError, match="arrays of numbers"):
+        Dataset.from_tensor_slices((np.zeros(len(values)), values))

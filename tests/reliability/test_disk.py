@@ -381,3 +381,34 @@ def test_full_disk_leaves_no_lock_file(tmp_path: Path, capsys: pytest.CaptureFix
         err = one_error_line(capsys, status)
         assert "No space left on device" in err and str(new) in err, err
         assert not new.exists() or list(new.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["score", "evaluate", "embed"])
+def test_a_read_only_model_dir_with_outputs_elsewhere(
+    trained: Path, tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command's outputs go where asked; TensorBoard's events, which only the model dir
+    takes, are left out with a note, instead of failing after the outputs were written."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained, model_dir)
+    before = snapshot(model_dir)
+    out = tmp_path / "elsewhere"
+    args = {
+        "score": ["--output", str(out)],
+        "evaluate": [],
+        "embed": ["--images", "20", "--plot", "pca", "--output", str(out / "plot.png")],
+    }[command]
+    read_only = ReadOnly(model_dir)
+    read_only.on()
+    try:
+        status = main([command, "--model-dir", str(model_dir), *args])
+    finally:
+        read_only.off()
+    err = capsys.readouterr().err
+    if command == "embed":  # its projector run has to go into the model dir: refused first
+        assert status == 2 and "cannot write" in err and str(model_dir) in err, err
+    else:
+        assert status == 0, err
+    if command == "score":
+        assert (out / "scores.csv").is_file() and (out / "histogram.png").is_file()
+    assert snapshot(model_dir) == before

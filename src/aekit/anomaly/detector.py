@@ -11,7 +11,7 @@ import numpy as np
 
 from aekit.anomaly.scores import CODE_KEY, SCORE_KEY, ErrorAndCodeScore, threshold_at
 from aekit.data.dataset import Array
-from aekit.data.input_fn import numpy_input_fn
+from aekit.data.input_fn import predict_input_fn
 from aekit.errors import ConfigError, SpecError
 from aekit.estimator import Estimator
 
@@ -34,7 +34,7 @@ def _predicted(
 ) -> dict[str, np.ndarray]:
     """The `keys` predictions of every row of `x`, each flattened to (N, -1), in float64."""
     batches = estimator.predict(
-        numpy_input_fn(x, batch_size=batch_size, shuffle=False),
+        predict_input_fn(x, estimator.network, batch_size),
         predict_keys=keys,
         yield_single_examples=False,
     )

@@ -180,5 +180,8 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         Optional(Integer(0, below=2**32))("random_state", self.random_state)
 
     def _validate(self, X: Any, reset: bool) -> np.ndarray:
-        checked: np.ndarray = validate_data(self, X, dtype=np.float64, reset=reset)
+        # scikit-learn's finiteness check sums X first: finite data near ±1e308 make that sum
+        # inf - inf, a harmless warning (it then checks element by element).
+        with np.errstate(over="ignore", invalid="ignore"):
+            checked: np.ndarray = validate_data(self, X, dtype=np.float64, reset=reset)
         return checked

@@ -48,29 +48,35 @@ _BATCH = 8192  # rows per forward pass when scoring
 def fit_scaling(rows: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
     """The (center, scale) of each feature: standard, robust (median, IQR) or min-max.
 
-    A constant feature keeps scale 1. Values too large for their statistics to be finite
-    (beyond about ±1e154, whose squares overflow) are refused with an InputError.
+    The statistics are taken of each feature divided by a power of two near its largest
+    value, then multiplied back: exact in floating point, and a variance of values near
+    1e300 does not overflow. A constant feature keeps scale 1; a feature whose scale is
+    beyond float64 itself (a range over 1.8e308) is refused with an InputError naming it.
     """
     if method not in SCALINGS:
         raise ConfigError(f"scaling must be one of {', '.join(SCALINGS)}, got {method!r}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        if method == "standard":
-            scaler = StandardScaler().fit(rows)
-            center, scale = scaler.mean_, scaler.scale_
-        elif method == "robust":
-            robust = RobustScaler().fit(rows)
-            center, scale = robust.center_, robust.scale_
-        else:
-            minmax = MinMaxScaler().fit(rows)
-            center, scale = minmax.data_min_, minmax.data_range_
-    center, scale = np.asarray(center, np.float64), np.asarray(scale, np.float64)
-    if not (np.isfinite(center).all() and np.isfinite(scale).all()):
-        worst = int(np.argmax(np.abs(rows).max(axis=0)))
+    largest = np.abs(rows).max(axis=0)
+    unit = np.exp2(np.minimum(np.ceil(np.log2(np.where(largest > 0, largest, 1.0))), 1023))
+    scaled = rows / unit
+    if method == "standard":
+        standard = StandardScaler().fit(scaled)
+        center, scale = standard.mean_, standard.scale_
+    elif method == "robust":
+        robust = RobustScaler().fit(scaled)
+        center, scale = robust.center_, robust.scale_
+    else:
+        minmax = MinMaxScaler().fit(scaled)
+        center, scale = minmax.data_min_, minmax.data_range_
+    scale = np.where(scale > 0, scale, 1.0 / unit)  # a constant feature: scale 1, once multiplied
+    with np.errstate(over="ignore"):
+        center, scale = center * unit, scale * unit
+    if not np.isfinite(scale).all():
+        worst = int(np.argmin(np.isfinite(scale)))
         raise InputError(
-            f"feature {worst} holds values as large as {np.abs(rows[:, worst]).max():.3g}, too "
-            f"large to {method}-scale in float64; divide the data by a power of ten first"
+            f"feature {worst} spans {rows[:, worst].min():.3g} to {rows[:, worst].max():.3g}, "
+            f"too large to {method}-scale in float64; divide the data by a power of ten first"
         )
-    return center, np.where(scale > 0, scale, 1.0)
+    return center, scale
 
 
 def sized_hidden_units(n_features: int) -> list[int]:
@@ -105,6 +111,7 @@ class TabularAutoencoder(ReconstructionNetwork):
 
     center: torch.Tensor
     scale: torch.Tensor
+    input_dtype = torch.float64  # rows are scaled in float64 first (predict_input_fn)
 
     def __init__(
         self, n_features: int, hidden_units: Sequence[int], activation_fn: Activation = "relu"
@@ -282,7 +289,7 @@ class KeepBestOnHeldOut(Hook):
     """
 
     def __init__(self, held: np.ndarray, every_n_steps: int, patience: int) -> None:
-        self.held = np.ascontiguousarray(held, dtype=np.float32)
+        self.held = np.ascontiguousarray(held, dtype=np.float64)
         self.every_n_steps, self.patience = every_n_steps, patience
         self.best = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -351,7 +358,9 @@ class TabularRecipe:
         patience: int = 3,
     ) -> TabularRecipe:
         """Hold out `validation_fraction` of the rows (none under 20 rows); size the rest."""
-        flat = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+        # float64: features far from zero (timestamps, large offsets) keep their digits until
+        # the model scales them.
+        flat = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
         order = np.random.default_rng(seed).permutation(len(flat))
         n_held = int(len(flat) * validation_fraction) if len(flat) >= 20 else 0
         train, held = flat[order[n_held:]], flat[order[:n_held]]
@@ -371,7 +380,11 @@ class TabularRecipe:
     def input_fn(self) -> Callable[[], Dataset]:
         """The training rows, shuffled with the recipe's seed, `epochs` times, in batches."""
         return numpy_input_fn(
-            self.train_rows, batch_size=self.batch_size, num_epochs=self.epochs, seed=self.seed
+            self.train_rows,
+            batch_size=self.batch_size,
+            num_epochs=self.epochs,
+            seed=self.seed,
+            dtype=torch.float64,
         )
 
     def hooks(self) -> list[Hook]:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 MANIFOLD_FILE = "manifold.png"
 MAX_SAMPLES = 1_000_000
 """The most codes `aekit likelihood` draws per image (papers use 5,000)."""
+MAX_CODES = 2**31
+"""The most codes `aekit likelihood` draws in all, images × samples (the standard full-MNIST
+figure, 10,000 × 5,000, took 6 minutes on 2 cores; this is 40 times that)."""
 TABLE_CODE_WEIGHT = 1.0
 """`aekit score`'s code weight on a table: the outlier detector's."""
 
@@ -84,14 +87,23 @@ def likelihood(
     """
     from aekit.models.variational import VariationalAutoencoder
 
-    def precheck(settings: dict[str, Any], estimator: Estimator, _: Splits) -> None:
+    def precheck(settings: dict[str, Any], estimator: Estimator, data: Splits) -> None:
         # The counts and the seed are bounded where the command line declares its options.
         _variational(settings, estimator, model_dir, "give a likelihood")
+        codes = samples * len(data[1][0][:images])
+        if codes > MAX_CODES:
+            raise ConfigError(
+                f"--samples {samples:,} for {len(data[1][0][:images]):,} images draws "
+                f"{codes:,} codes, over the limit of {MAX_CODES:,}; give fewer --samples or "
+                "--images"
+            )
 
     settings, estimator, (_, (x_test, _)) = open_run(model_dir, precheck, dataset, data_dir)
     assert isinstance(estimator, VariationalAutoencoder)  # the precheck refused anything else
     data = eval_input_fn(settings, x_test[:images])
-    log_px = estimator.log_likelihood(data, samples=samples, seed=seed)
+    log_px = estimator.log_likelihood(
+        data, samples=samples, seed=seed, expected=len(x_test[:images])
+    )
     elbo = estimator.evaluate(data, name="likelihood")["elbo"]
     return {"log_likelihood": log_px, "nll": -log_px, "elbo": elbo, "samples": samples,
             "images": len(x_test[:images])}  # fmt: skip

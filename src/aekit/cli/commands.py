@@ -11,7 +11,7 @@ import numpy as np
 from aekit.cli import limits, registry
 from aekit.cli.data import Splits
 from aekit.cli.run import eval_input_fn, open_run, reconstruction_grid
-from aekit.data.input_fn import numpy_input_fn
+from aekit.data.input_fn import predict_input_fn
 from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator
 from aekit.files import check_output_dir, check_output_file, writing
@@ -131,7 +131,7 @@ def embed(
     x = x_test[:images]
     labels = None if y_test is None else y_test[: len(x)]
     batches = estimator.predict(
-        numpy_input_fn(x, batch_size=1000, shuffle=False),
+        predict_input_fn(x, estimator.network),
         predict_keys=["embedding"],
         yield_single_examples=False,
     )
@@ -157,11 +157,17 @@ def embed(
 
 def export(model_dir: str | Path, output: str | Path | None, formats: Sequence[str]) -> list[Path]:
     """TorchScript and ONNX files of the encoder, decoder and whole model."""
-    from aekit.export import export_model
+    from aekit.export import export_model, onnx_missing
 
     out = Path(output or Path(model_dir) / "export")
 
     def precheck(settings: dict[str, Any], estimator: Estimator, _: Splits) -> None:
+        missing = onnx_missing() if "onnx" in formats else None
+        if missing is not None:  # said in the command line's words, not the library's
+            raise ConfigError(
+                f"ONNX export needs onnx and onnxscript ({missing}); `pip install "
+                "'aekit[export]'`, or give --format torchscript"
+            )
         if not isinstance(estimator.network, ReconstructionNetwork):  # before export/ is made
             raise ConfigError(
                 f"{model_dir} holds a {settings['model']} model, which has no encoder and "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,25 +89,45 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
                 f"the {name} set of {settings['dataset']} has shape {x.shape}, one number per "
                 "example; give examples as rows (N, features) or images (N, H, W)"
             )
-        if x.dtype != np.uint8:
-            if not np.isfinite(x).all():
-                raise InputError(f"the {name} set holds NaN or infinite values; clean the data")
-            if settings.get("scaling", "none") == "none" and (x.min() < 0 or x.max() > 1):
-                fix = (
-                    "rows of a table take --scaling standard (or auto)"
-                    if "scaling" in settings
-                    else "a table's rows train with the fully_connected model"
-                )
-                raise InputError(
-                    f"the {name} set's pixels run from {x.min():g} to {x.max():g}; give uint8 "
-                    f"(0..255) or floats in [0, 1]; {fix}"
-                )
+        if x.dtype != np.uint8 and not np.isfinite(x).all():
+            raise InputError(f"the {name} set holds NaN or infinite values; clean the data")
+        if settings.get("scaling", "none") == "none":  # images ("auto": not decided yet)
+            check_pixels(x, f"the {name} set", "scaling" in settings)
     return (x_train, y_train), (x_test, y_test)
 
 
-def is_table(x: np.ndarray) -> bool:
-    """Whether examples are rows of a table rather than pixels (uint8, or floats in [0, 1])."""
-    return x.dtype != np.uint8 and bool(x.min() < 0 or x.max() > 1)
+def check_pixels(x: np.ndarray, name: str, takes_tables: bool) -> None:
+    """InputError unless `x` holds pixels: uint8, or floats in [0, 1]."""
+    if x.dtype == np.uint8 or (x.min() >= 0 and x.max() <= 1):
+        return
+    fix = (
+        "rows of a table take --scaling standard"
+        if takes_tables
+        else "a table's rows train with the fully_connected model"
+    )
+    raise InputError(
+        f"{name}'s pixels run from {x.min():g} to {x.max():g}; give uint8 (0..255) or floats "
+        f"in [0, 1]; {fix}"
+    )
+
+
+def table_or_images(dataset: str, x: np.ndarray) -> tuple[bool, str | None]:
+    """Whether the examples are rows of a table (not images), and why (None: no guess).
+
+    Decided by the source and the shape, never by the values' range alone: named data sets,
+    folders and examples of two or more dimensions are images; rows (N, D) are a table,
+    unless they are 8-bit integers whose D is a square of at least 8x8 (flattened pictures).
+    `--scaling` overrides it: none reads the data as images, a scaling as a table.
+    """
+    if dataset in DATASET_NAMES or Path(dataset).is_dir():
+        return False, None  # images by their source
+    if x.ndim > 2:
+        return False, f"examples of shape {list(x.shape[1:])}, images"
+    features = x.shape[1]
+    side = math.isqrt(features)
+    if x.dtype == np.uint8 and side * side == features and side >= 8:
+        return False, f"rows of {features} values in 0..255, flattened {side}x{side} pictures"
+    return True, f"rows of {features} features, a table"
 
 
 def anomaly_labels(y_train: np.ndarray, y_test: np.ndarray) -> list[int]:

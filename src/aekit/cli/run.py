@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import numpy_input_fn, to_float
 from aekit.errors import CheckpointError, ConfigError, InputError
 from aekit.estimator import Estimator, RunConfig
+from aekit.files import writable
 
+_log = logging.getLogger("aekit")
 Precheck = Callable[[dict[str, Any], Estimator, Splits], None]
 """A command's own checks, run by `open_run` once the run is open but before its restore."""
 
@@ -44,9 +47,13 @@ def build(
 def eval_input_fn(
     settings: Mapping[str, Any], x: np.ndarray, y: np.ndarray | None = None
 ) -> Callable[[], Any]:
-    """The test data in order, in batches of 1,000; drawn once (seed 0) if the run binarizes."""
+    """The test data in order, in batches of 1,000; drawn once (seed 0) if the run binarizes.
+
+    A table's rows come in float64, which its model scales before anything else.
+    """
     binarize: Binarization | None = "fixed" if settings.get("binarize") else None
-    return numpy_input_fn(x, y, batch_size=1000, shuffle=False, binarize=binarize)
+    dtype = torch.float64 if registry.is_table_run(settings) else None
+    return numpy_input_fn(x, y, batch_size=1000, shuffle=False, binarize=binarize, dtype=dtype)
 
 
 _NO_DATA: Splits = ((np.zeros((0,)), None), (np.zeros((0,)), None))
@@ -86,6 +93,11 @@ def open_run(
     limits.check_batch_size(settings, settings["example_shape"])
     if estimator.latest_checkpoint() is None:
         raise ConfigError(f"{model_dir} holds no checkpoint yet; train it first")
+    if estimator.event_writers.enabled and not writable(model_dir):
+        # The command's own outputs go elsewhere (checked by its precheck); TensorBoard's
+        # events have nowhere else to go.
+        estimator.event_writers.enabled = False
+        _log.info("%s cannot be written: no TensorBoard events for this command", model_dir)
     data = _NO_DATA
     if read_data:
         settings = with_data(settings, dataset, data_dir)

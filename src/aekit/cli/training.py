@@ -6,6 +6,7 @@ import logging
 import math
 from collections.abc import Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from aekit.anomaly.tabular import TabularRecipe, set_scaling, sized_hidden_units
 from aekit.cli import config, limits, registry
-from aekit.cli.data import Splits, anomaly_labels, is_table, load_images
+from aekit.cli.data import Splits, anomaly_labels, check_pixels, load_images, table_or_images
 from aekit.cli.progress import EpochProgress
 from aekit.cli.run import build, eval_input_fn, reconstruction_grid
 from aekit.data.input_fn import numpy_input_fn
@@ -24,7 +25,7 @@ from aekit.estimator import checkpoint as ckpt
 from aekit.estimator.distributed import launched_world_size
 from aekit.estimator.lock import RunLock
 from aekit.files import check_output_dir, writing
-from aekit.hooks import CheckpointSaverListener, RunContext
+from aekit.hooks import CheckpointSaverListener, Hook, RunContext
 from aekit.models.layers import image_shape
 from aekit.models.stacked import StackedDenoisingAutoencoder
 
@@ -53,11 +54,11 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     check_output_dir("--model-dir", model_dir)
     if settings.get("save_images") and not entry.supervised:
         check_output_dir("--save-images", settings["save_images"])
-    steps_per_epoch = (
-        recipe.steps_per_epoch if recipe else _steps_per_epoch(len(x_train), settings["batch_size"])
-    )
+    # Every input function checks its data and arguments as it is made: before anything is
+    # written, so that a refused command leaves no model dir behind.
+    inputs = _Inputs.of(settings, splits, recipe, entry.supervised)
     # Validates every hyper-parameter; the network's size is checked before it is allocated.
-    estimator = build(settings, model_dir, steps_per_epoch)
+    estimator = build(settings, model_dir, inputs.steps_per_epoch)
     limits.check_batch_size(settings, shape)
     # Locked before the settings are written: a second run must not touch a running one's dir.
     with ExitStack() as locked:
@@ -65,7 +66,7 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
             if estimator.strategy.is_chief:  # the process that writes the dir
                 locked.enter_context(RunLock(model_dir))
         _check_checkpoint_fits(estimator, settings, model_dir)
-        return _train(estimator, settings, model_dir, steps_per_epoch, recipe, splits)
+        return _train(estimator, settings, model_dir, inputs, splits)
 
 
 def _from_the_data(settings: dict[str, Any], splits: Splits) -> tuple[Splits, TabularRecipe | None]:
@@ -78,9 +79,19 @@ def _from_the_data(settings: dict[str, Any], splits: Splits) -> tuple[Splits, Ta
     `score`. Images get seed 000's defaults.
     """
     (x_train, y_train), (x_test, y_test) = splits
-    if settings.get("scaling") == "auto":
-        settings["scaling"] = "standard" if is_table(x_train) or is_table(x_test) else "none"
+    if "scaling" in settings:  # a model that takes tables: which are the data, and why
+        table, why = table_or_images(settings["dataset"], x_train)
+        if settings["scaling"] == "auto":
+            settings["scaling"] = "standard" if table else "none"
+        if why is not None:  # read from a file, whose kind is a guess: say it
+            said = "a table" if registry.is_table_run(settings) else "images"
+            other = "none" if said == "a table" else "standard"
+            _log.info("%s: %s; trained as %s (--scaling %s says otherwise)",
+                      settings["dataset"], why, said, other)  # fmt: skip
     table = registry.is_table_run(settings)
+    if not table:
+        for name, x in (("the training set", x_train), ("the test set", x_test)):
+            check_pixels(x, name, "scaling" in settings)
     if settings.get("hidden_units") == "auto":
         n_features = math.prod(x_train.shape[1:])
         settings["hidden_units"] = sized_hidden_units(n_features) if table else registry.IMAGE_UNITS
@@ -91,14 +102,24 @@ def _from_the_data(settings: dict[str, Any], splits: Splits) -> tuple[Splits, Ta
             if settings.get(key) == "auto":
                 settings[key] = value
         return splits, None
-    if settings.get("save_images"):
-        raise ConfigError("--save-images draws images, and this run's rows are a table; drop it")
+    for flag, key in (("--save-images", "save_images"), ("--binarize", "binarize")):
+        if settings.get(key):
+            raise ConfigError(
+                f"{flag} is for images, and this run's rows are a table; drop it, or give "
+                "--scaling none to read the data as images"
+            )
     anomalies = (
         anomaly_labels(y_train, y_test)
         if y_train is not None and y_test is not None and not settings.get("exclude_classes")
         else []
     )
     if anomalies:
+        if y_train is not None and np.isin(y_train, anomalies).all():
+            raise InputError(
+                f"every training row of {settings['dataset']} has a label other than 0, which "
+                "marks an anomaly on a table, so no normal row is left to train on; give normal "
+                "rows (label 0), or --label-column naming another column"
+            )
         settings["exclude_classes"] = anomalies
         _log.info("labels %s mark anomalies: training leaves them out", anomalies)
     splits = load_images(settings)  # the normal rows, as numbers (not pixels)
@@ -149,16 +170,61 @@ def _check_checkpoint_fits(
         )
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What a run trains and evaluates on, its input functions made (and so checked)."""
+
+    train: Any
+    evaluate: Any
+    pretrain: Any | None  # the stacked model's layer-wise phases
+    steps_per_epoch: int
+    max_steps: int
+    hooks: list[Hook]
+    recipe: TabularRecipe | None  # a table's
+
+    @classmethod
+    def of(
+        cls,
+        settings: Mapping[str, Any],
+        splits: Splits,
+        recipe: TabularRecipe | None,
+        supervised: bool,
+    ) -> _Inputs:
+        (x_train, y_train), (x_test, y_test) = splits
+        labels = (y_train, y_test) if supervised else (None, None)
+        evaluate = eval_input_fn(settings, x_test, labels[1])
+        if recipe is not None:  # the outlier detector's recipe: its batches and early stopping
+            steps = recipe.steps_per_epoch
+            return cls(
+                recipe.input_fn(), evaluate, None, steps, recipe.max_steps, recipe.hooks(), recipe
+            )
+        batch_size = settings["batch_size"]
+        steps_per_epoch = _steps_per_epoch(len(x_train), batch_size)
+
+        def endless(y: np.ndarray | None) -> Any:
+            return numpy_input_fn(
+                x_train,
+                y,
+                batch_size=batch_size,
+                num_epochs=None,
+                seed=settings["seed"],
+                binarize=settings.get("binarize"),
+            )
+
+        pretrain = endless(None) if settings["model"] == "stacked" else None
+        max_steps = steps_per_epoch * settings["epochs"]
+        return cls(endless(labels[0]), evaluate, pretrain, steps_per_epoch, max_steps, [], None)
+
+
 def _train(
     estimator: Estimator,
     settings: dict[str, Any],
     model_dir: str | Path,
-    steps_per_epoch: int,
-    recipe: TabularRecipe | None,
+    inputs: _Inputs,
     splits: Splits,
 ) -> dict[str, float]:
     entry = registry.get(settings["model"])
-    (x_train, y_train), (x_test, y_test) = splits
+    (x_train, _), (x_test, _) = splits
     if estimator.strategy.is_chief:
         config.save(model_dir, settings)
     listeners: list[CheckpointSaverListener] = []
@@ -166,49 +232,30 @@ def _train(
         listeners.append(
             ReconstructionSnapshots(estimator, x_test[:10], settings["save_images"], settings)
         )
-    labels = (y_train, y_test) if entry.supervised else (None, None)
-    batch_size, epochs = settings["batch_size"], settings["epochs"]
-    if recipe is not None and estimator.latest_checkpoint() is None:
+    if inputs.recipe is not None and estimator.latest_checkpoint() is None:
         set_scaling(estimator.network, x_train, settings["scaling"])  # checkpoints keep it
-    if isinstance(estimator, StackedDenoisingAutoencoder):
+    if isinstance(estimator, StackedDenoisingAutoencoder) and inputs.pretrain is not None:
         estimator.pretrain(
-            numpy_input_fn(
-                x_train,
-                batch_size=batch_size,
-                num_epochs=None,
-                seed=settings["seed"],
-                binarize=settings.get("binarize"),
-            ),
-            steps=settings["pretrain_epochs"] * steps_per_epoch,
+            inputs.pretrain, steps=settings["pretrain_epochs"] * inputs.steps_per_epoch
         )
     progress = EpochProgress(
-        steps_per_epoch, epochs, bar=None if estimator.strategy.is_chief else False
+        inputs.steps_per_epoch,
+        settings["epochs"],
+        bar=None if estimator.strategy.is_chief else False,
     )
-    if recipe is not None:  # the outlier detector's recipe: its batches and early stopping
-        train_input, max_steps, hooks = recipe.input_fn(), recipe.max_steps, recipe.hooks()
-    else:
-        train_input = numpy_input_fn(
-            x_train,
-            labels[0],
-            batch_size=batch_size,
-            num_epochs=None,
-            seed=settings["seed"],
-            binarize=settings.get("binarize"),
-        )
-        max_steps, hooks = steps_per_epoch * epochs, []
     # Log lines (a checkpoint's, a warning) go above the bar instead of through it.
     with logging_redirect_tqdm():
         return train_and_evaluate(
             estimator,
             TrainSpec(
-                train_input,
-                max_steps=max_steps,
-                hooks=[progress, *hooks],
+                inputs.train,
+                max_steps=inputs.max_steps,
+                hooks=[progress, *inputs.hooks],
                 saving_listeners=listeners,
             ),
             EvalSpec(
-                eval_input_fn(settings, x_test, labels[1]),
-                every_n_steps=steps_per_epoch,
+                inputs.evaluate,
+                every_n_steps=inputs.steps_per_epoch,
                 report=progress.report,
             ),
         )

@@ -181,6 +181,12 @@ class Dataset:
                 )
             if leaf.ndim == 0:
                 raise InputError("from_tensor_slices needs arrays with a first dimension to slice")
+            if isinstance(leaf, np.ndarray) and leaf.dtype.kind not in "biuf":
+                # Text, objects or dates cannot become tensors: say so now, not at the first batch.
+                raise InputError(
+                    f"from_tensor_slices takes arrays of numbers, got one of dtype {leaf.dtype}; "
+                    "encode text or categories as numbers first"
+                )
         lengths = {len(leaf) for leaf in leaves}
         if len(lengths) != 1:
             raise InputError(

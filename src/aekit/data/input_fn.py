@@ -18,7 +18,13 @@ from aekit.estimator.inputs import input_context
 from aekit.estimator.run_config import resolve_device
 from aekit.estimator.spec import ModeKeys
 
-__all__ = ["InputFunction", "numpy_input_fn", "shard_for_estimator", "to_float"]
+__all__ = [
+    "InputFunction",
+    "numpy_input_fn",
+    "predict_input_fn",
+    "shard_for_estimator",
+    "to_float",
+]
 
 # In-memory data up to this share of the accelerator's free memory is moved there once.
 _RESIDENT_SHARE = 0.25
@@ -90,6 +96,7 @@ def numpy_input_fn(
     device: str | torch.device | None = None,
     drop_remainder: bool = False,
     binarize: Binarization | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Callable[[], Dataset]:
     """An input_fn over arrays: shuffled (whole-data buffer), repeated, batched.
 
@@ -101,7 +108,9 @@ def numpy_input_fn(
     In a data-parallel job each process takes its share of every epoch, so the
     global batch is `batch_size` × the number of processes. `binarize` makes the features
     0/1 pixels drawn with their intensity as the probability: "fixed" once (with `seed`,
-    else 0), "dynamic" anew for every batch (before any noise).
+    else 0), "dynamic" anew for every batch (before any noise). `dtype` gives the features
+    as numbers of that floating type, uint8 included (not pixels): for a model that scales
+    its inputs itself, such as a table's in float64 (aekit.anomaly.tabular).
 
     Returns a function giving a fresh Dataset of `(features, labels)` batches.
     """
@@ -119,11 +128,20 @@ def numpy_input_fn(
     corruption = GaussianNoise(noise_factor) if noise_factor is not None else noise
     placement = _check_device(device)
     binarization = check_binarization(binarize)
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise ConfigError(f"dtype must be a floating torch dtype or None, got {shown(dtype)}")
+    if dtype is not None and binarization is not None:
+        raise ConfigError("binarize makes 0/1 pixels, dtype numbers as they are: give one")
     if binarization == "fixed":
         x = _binarized(x, seed or 0)
 
     def prepare(features: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
-        features = bernoulli_pixels(features) if binarization == "dynamic" else to_float(features)
+        if dtype is not None:
+            features = features.to(dtype)
+        elif binarization == "dynamic":
+            features = bernoulli_pixels(features)
+        else:
+            features = to_float(features)
         if corruption is not None:
             return corruption(features, labels)
         return features, labels
@@ -139,6 +157,12 @@ def numpy_input_fn(
         return data.batch(batch_size, drop_remainder).map(prepare)
 
     return input_fn
+
+
+def predict_input_fn(x: Array, network: torch.nn.Module, batch_size: int = 1000) -> Any:
+    """`x` in order, once, in the dtype `network` takes (its `input_dtype`; else float32)."""
+    dtype = getattr(network, "input_dtype", None)
+    return numpy_input_fn(x, batch_size=batch_size, shuffle=False, dtype=dtype)
 
 
 def _binarized(x: Array, seed: int) -> Array:

@@ -15,7 +15,9 @@ true ELBO (β = 1) whatever β training used.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +37,8 @@ from aekit.models.fully_connected import FullyConnectedAutoencoder
 from aekit.models.heads import IMAGES_IN_SUMMARY, ReconstructionNetwork, as_images
 from aekit.models.layers import Activation, ActivationLayer, check_shape, check_units
 from aekit.models.memory import build_within_memory, check_fits
+
+_log = logging.getLogger("aekit")
 
 EncoderKind = Literal["fully_connected", "convolutional"]
 Likelihood = Literal["bernoulli", "gaussian"]
@@ -344,13 +348,15 @@ class VariationalAutoencoder(Estimator):
         samples: int = 5000,
         seed: int = 0,
         checkpoint_path: str | Path | None = None,
+        expected: int | None = None,
     ) -> float:
         """Mean log p(x) over the input's examples, in nats, by importance sampling.
 
         Each example's estimate uses `samples` codes drawn from q(z|x) (see
         `importance_weighted_log_likelihood`); papers report minus this figure as the test
         negative log-likelihood (k = 5,000 in Burda et al., 2016). The codes come from a
-        generator seeded with `seed`, so a checkpoint's figure is reproducible.
+        generator seeded with `seed`, so a checkpoint's figure is reproducible. With the
+        `expected` number of examples, the time left is logged every 30 s (large k takes hours).
         """
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ConfigError(f"samples must be a positive integer, got {samples!r}")
@@ -358,6 +364,7 @@ class VariationalAutoencoder(Estimator):
         network = self.vae
         generator = torch.Generator(device=self.device).manual_seed(seed)
         total, examples = 0.0, 0
+        started = said = time.monotonic()
         was_training = network.training
         network.eval()
         try:
@@ -367,6 +374,15 @@ class VariationalAutoencoder(Estimator):
                     estimate = importance_weighted_log_likelihood(network, x, samples, generator)
                     total += float(estimate.sum())
                     examples += len(x)
+                    if expected and time.monotonic() - said >= 30:
+                        said = time.monotonic()
+                        left = (said - started) / examples * max(0, expected - examples)
+                        _log.info(
+                            "log p(x): %d of %d examples, about %.0f s left",
+                            examples,
+                            expected,
+                            left,
+                        )
         finally:
             network.train(was_training)
         if examples == 0:
