@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import math
 import pickle
 
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -178,3 +181,104 @@ def test_finite_values_near_the_float64_limit_scale_or_are_named(scaling: str) -
         AutoencoderOutlierDetector(scaling=scaling, epochs=1).fit(beyond)
     message = str(info.value)
     assert "feature 5" in message and "too large" in message and "NaN" not in message
+
+
+# PyOD's side: the same scores, the other sign, PyOD's attribute names and probabilities.
+
+ROWS = np.random.default_rng(20).normal(size=(201, 5))  # 201: the 10% percentile is a row's score
+
+
+@pytest.fixture(scope="module")
+def fitted() -> AutoencoderOutlierDetector:
+    return AutoencoderOutlierDetector(epochs=3, random_state=0).fit(ROWS)
+
+
+def new_rows() -> np.ndarray:
+    """Rows like the training rows, and rows far from them."""
+    rng = np.random.default_rng(21)
+    return np.vstack([rng.normal(size=(50, 5)), 4 * rng.normal(size=(20, 5))])
+
+
+def test_pyods_fitted_attributes_agree_with_score_samples_and_predict(
+    fitted: AutoencoderOutlierDetector,
+) -> None:
+    normality = fitted.score_samples(ROWS)
+    # scikit-learn's side is as it was.
+    assert fitted.offset_ == np.percentile(normality, 10)
+    np.testing.assert_array_equal(fitted.decision_function(ROWS), normality - fitted.offset_)
+    # PyOD's side: higher is more abnormal; labels_ 1 exactly where predict says -1.
+    np.testing.assert_array_equal(fitted.decision_scores_, -normality)
+    assert fitted.threshold_ == -fitted.offset_
+    assert fitted.labels_.dtype.kind == "i" and set(np.unique(fitted.labels_)) == {0, 1}
+    np.testing.assert_array_equal(fitted.labels_, fitted.predict(ROWS) == -1)
+    np.testing.assert_array_equal(fitted.labels_, fitted.decision_scores_ > fitted.threshold_)
+    # The tie rule: a row exactly at the threshold is normal on both sides.
+    tied = fitted.decision_scores_ == fitted.threshold_
+    assert tied.sum() == 1 and fitted.labels_[tied] == 0 and fitted.predict(ROWS[tied]) == 1
+    assert fitted.labels_.sum() == 20  # the 20 rows above the 10% point of 201
+
+
+def test_the_threshold_is_pyods_within_rounding(fitted: AutoencoderOutlierDetector) -> None:
+    # PyOD: threshold_ = percentile(decision_scores_, 100 * (1 - contamination)) and
+    # labels_ = decision_scores_ > threshold_ (pyod.models.base._process_decision_scores).
+    pyod_threshold = np.percentile(fitted.decision_scores_, 100 * (1 - fitted.contamination))
+    assert fitted.threshold_ == pytest.approx(pyod_threshold, rel=1e-12)
+    between = (fitted.decision_scores_ > min(pyod_threshold, fitted.threshold_)) & (
+        fitted.decision_scores_ <= max(pyod_threshold, fitted.threshold_)
+    )
+    pyod_labels = fitted.decision_scores_ > pyod_threshold
+    np.testing.assert_array_equal(fitted.labels_[~between], pyod_labels[~between])
+
+
+@pytest.mark.parametrize("method", ["linear", "unify"])
+def test_predict_proba_is_a_probability_that_rises_with_the_pyod_score(
+    fitted: AutoencoderOutlierDetector, method: str
+) -> None:
+    x = np.vstack([ROWS, new_rows()])
+    proba = fitted.predict_proba(x, method=method)
+    assert proba.shape == (len(x), 2) and proba.dtype == np.float64
+    assert ((proba >= 0) & (proba <= 1)).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-15)
+    order = np.argsort(-fitted.score_samples(x), kind="stable")
+    assert (np.diff(proba[order, 1]) >= 0).all()
+    assert proba[-20:, 1].mean() > proba[:201, 1].mean()  # far rows are likelier outliers
+
+
+def test_predict_proba_matches_pyods_formulas_by_hand(fitted: AutoencoderOutlierDetector) -> None:
+    # PyOD's BaseDetector.predict_proba on the PyOD scores (higher is more abnormal):
+    # "linear" min-max scales by the training scores, "unify" is erf of the z-score over √2,
+    # both clipped to [0, 1]; column 0 is 1 minus column 1.
+    x = np.vstack([ROWS, new_rows()])
+    train, test = fitted.decision_scores_, -fitted.score_samples(x)
+    linear = np.clip((test - train.min()) / (train.max() - train.min()), 0, 1)
+    z = (test - train.mean()) / (train.std() * np.sqrt(2))
+    unify = np.clip([math.erf(v) for v in z], 0, 1)
+    for method, expected in (("linear", linear), ("unify", unify)):
+        proba = fitted.predict_proba(x, method=method)
+        np.testing.assert_allclose(proba[:, 1], expected, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(proba[:, 0], 1 - expected, rtol=1e-12, atol=1e-15)
+    proba = fitted.predict_proba(ROWS)  # the default is "linear"
+    assert proba[:, 1].min() == 0 and proba[:, 1].max() == 1
+
+
+def test_predict_proba_with_equal_training_scores_gives_no_nan(
+    fitted: AutoencoderOutlierDetector,
+) -> None:
+    # All training scores equal: no span or spread to divide by (PyOD would give NaN here).
+    flat = copy.deepcopy(fitted)
+    at = float(np.median(-fitted.score_samples(ROWS)))
+    flat.decision_scores_ = np.full(len(ROWS), at)
+    test = -flat.score_samples(ROWS)
+    unify = flat.predict_proba(ROWS, method="unify")[:, 1]
+    np.testing.assert_array_equal(unify, (test > at).astype(float))  # a step at that score
+    linear = flat.predict_proba(ROWS, method="linear")[:, 1]  # divided by 1, as MinMaxScaler
+    np.testing.assert_array_equal(linear, np.clip(test - at, 0, 1))
+
+
+def test_predict_proba_refuses_an_unknown_method_and_an_unfitted_model(
+    fitted: AutoencoderOutlierDetector,
+) -> None:
+    with pytest.raises(aekit.ConfigError, match="method must be one of linear, unify, got 'erf'"):
+        fitted.predict_proba(ROWS, method="erf")
+    with pytest.raises(NotFittedError):
+        AutoencoderOutlierDetector().predict_proba(ROWS)

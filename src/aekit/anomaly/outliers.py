@@ -9,7 +9,9 @@ values the normal ones never reach (an autoencoder reconstructs those well).
 
 It follows scikit-learn's outlier convention: `score_samples` is higher for normal rows,
 `decision_function` is negative for outliers, and `predict` gives -1 (outlier) or 1, with the
-threshold at the `contamination` share of the training rows.
+threshold at the `contamination` share of the training rows. PyOD's names are there too, in
+PyOD's sense (higher is more abnormal): `decision_scores_`, `threshold_`, `labels_` (0 normal,
+1 outlier) and `predict_proba`; docs/anomaly.md maps one convention onto the other.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -34,6 +37,9 @@ from aekit.anomaly.tabular import (
 )
 from aekit.checks import Choice, Integer, Number, Optional, Sizes
 from aekit.estimator import rng as rng_state
+
+PROBA_METHODS = ("linear", "unify")
+"""predict_proba's ways from scores to probabilities, PyOD's names."""
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as validate_data
@@ -63,6 +69,12 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         contamination: the share of training rows taken as outliers by `predict`.
         random_state: an int seed in [0, 2**32 - 1], or None for a fresh one each fit.
         device: where to train ("cpu", "cuda", "auto").
+
+    scikit-learn's side: `score_samples` (higher is normal), `decision_function` (< 0 is an
+    outlier), `predict` (-1 outlier, 1 normal) and `offset_`. PyOD's side, where higher is more
+    abnormal: `decision_scores_` (minus score_samples on the training rows), `threshold_`
+    (minus `offset_`), `labels_` (1 outlier, 0 normal) and `predict_proba`. A row exactly at
+    the threshold is normal on both sides.
     """
 
     def __init__(
@@ -117,7 +129,14 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
             ErrorAndCodeScore(self.code_weight).fit(*network.errors_and_codes(X))
             for network in self.networks_
         ]
-        self.offset_ = float(np.percentile(self.score_samples(X), 100 * self.contamination))
+        normality = self.score_samples(X)
+        self.offset_ = float(np.percentile(normality, 100 * self.contamination))
+        # PyOD's attributes, with its sign. threshold_ is minus offset_ rather than PyOD's
+        # percentile at 1 - contamination (equal but for rounding) so that labels_ and predict
+        # agree exactly: -score > -offset_ is score < offset_, predict's test, ties normal.
+        self.decision_scores_: np.ndarray = -normality
+        self.threshold_ = -self.offset_
+        self.labels_: np.ndarray = (self.decision_scores_ > self.threshold_).astype(np.int64)
         return self
 
     def _train_one(self, X: np.ndarray, units: list[int], seed: int) -> TabularAutoencoder:
@@ -165,6 +184,35 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         """-1 for an outlier, 1 for a normal row."""
         labels: np.ndarray = np.where(self.decision_function(X) < 0, -1, 1)
         return labels
+
+    def predict_proba(self, X: Any, method: str = "linear") -> np.ndarray:
+        """PyOD's outlier probability: (n, 2), column 0 normal, column 1 outlier.
+
+        The PyOD score (minus score_samples) is mapped to [0, 1] against the training rows'
+        scores: "linear" min-max scales it by their minimum and maximum, "unify" takes the
+        Gaussian error function of its z-score (by their mean and standard deviation) over √2;
+        both are clipped to [0, 1].
+        """
+        Choice(*PROBA_METHODS)("method", method)
+        check_is_fitted(self, "decision_scores_")
+        scores = -self.score_samples(X)
+        train = self.decision_scores_
+        # Training scores that are all equal leave no span or spread: "linear" then divides by 1
+        # (as scikit-learn's MinMaxScaler, which PyOD uses, does) and "unify" is a step at that
+        # value, where PyOD would give NaN.
+        with np.errstate(over="ignore", invalid="ignore"):  # inf scores clip to 1 below
+            if method == "linear":
+                span = float(train.max() - train.min())
+                outlier = (scores - train.min()) / (span if span > 0 else 1.0)
+            elif (spread := float(train.std())) > 0:
+                standard = (scores - train.mean()) / (spread * np.sqrt(2))
+                outlier = torch.special.erf(torch.from_numpy(standard)).numpy()
+            else:
+                outlier = (scores > train.max()).astype(np.float64)
+        proba = np.empty((len(scores), 2))
+        proba[:, 1] = np.clip(outlier, 0.0, 1.0)
+        proba[:, 0] = 1.0 - proba[:, 1]
+        return proba
 
     def _check_params(self) -> None:
         Choice(*SCALINGS)("scaling", self.scaling)
