@@ -52,7 +52,6 @@ def worker(model: str, batch: int, steps: int, model_dir: str, find_unused: bool
         log_step_count_steps=0,
         save_checkpoints_secs=None,
         save_checkpoints_steps=10**9,
-        progress_bar=False,
     )
     x = np.random.default_rng(0).integers(0, 256, (10_000, 28, 28), dtype=np.uint8)
     est = (

@@ -29,7 +29,7 @@ from aekit.estimator.run_config import Precision
 def build(model: str, model_dir: str, precision: Precision) -> aekit.Estimator:
     config = aekit.RunConfig(
         random_seed=0, precision=precision, save_summary_steps=0, log_step_count_steps=0,
-        save_checkpoints_secs=None, save_checkpoints_steps=10**9, progress_bar=False,
+        save_checkpoints_secs=None, save_checkpoints_steps=10**9,
     )  # fmt: skip
     if model == "fc":
         return aekit.AutoEncoder(model_dir=model_dir, config=config)

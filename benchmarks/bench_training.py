@@ -58,7 +58,6 @@ def make(
         log_step_count_steps=log_steps,
         save_checkpoints_secs=None,
         save_checkpoints_steps=10**9,
-        progress_bar=False,
         compile=bool(options.pop("compile", False)),
     )
     if model == "fc":

@@ -60,7 +60,6 @@ def make(model: str, device: str, log_steps: int = 0, **settings: Any) -> aekit.
         log_step_count_steps=log_steps,
         save_checkpoints_secs=None,
         save_checkpoints_steps=10**9,
-        progress_bar=False,
         **settings,
     )
     model_dir = tempfile.mkdtemp(prefix=f"gpu-{model}-")
@@ -403,7 +402,7 @@ def resume_checkpoint(
     shutil.copytree(source / "fc", model_dir)
     est = aekit.AutoEncoder(
         model_dir=str(model_dir),
-        config=aekit.RunConfig(device=device, progress_bar=False, save_checkpoints_secs=None),
+        config=aekit.RunConfig(device=device, save_checkpoints_secs=None),
     )
     loss = est.evaluate(numpy_input_fn(x_eval, batch_size=256, shuffle=False))["loss"]
     before = est.global_step

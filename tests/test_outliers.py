@@ -156,6 +156,7 @@ def test_a_random_state_gives_the_same_scores_whatever_the_callers_threads_and_s
         ({"learning_rate": 0}, "learning_rate must be a finite number > 0"),
         ({"code_weight": -1}, "code_weight must be a finite number >= 0"),
         ({"random_state": -1}, "random_state must be an integer >= 0"),
+        ({"verbose": 3}, "verbose must be below 3"),
     ],
 )
 def test_bad_settings_are_one_line_config_errors(setting: dict[str, object], says: str) -> None:
@@ -282,3 +283,15 @@ def test_predict_proba_refuses_an_unknown_method_and_an_unfitted_model(
         fitted.predict_proba(ROWS, method="erf")
     with pytest.raises(NotFittedError):
         AutoencoderOutlierDetector().predict_proba(ROWS)
+
+
+def test_verbose_prints_a_line_per_epoch_with_the_held_out_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    x = correlated(300, seed=7)
+    AutoencoderOutlierDetector(epochs=4, patience=10, random_state=0).fit(x)
+    assert capsys.readouterr().err == ""  # quiet by default, as scikit-learn's estimators
+    AutoencoderOutlierDetector(epochs=4, patience=10, random_state=0, verbose=2).fit(x)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4
+    assert all(" - mean loss " in line and " - held_out_loss " in line for line in lines)

@@ -11,6 +11,8 @@ from torch import nn
 
 import aekit
 from aekit import metrics
+from aekit.data import numpy_input_fn
+from aekit.hooks import Hook
 
 
 def tiny_autoencoder_fn(
@@ -65,3 +67,31 @@ def tiny_data(n: int = 64) -> torch.Tensor:
 def batches(x: torch.Tensor, batch_size: int = 16, epochs: int = 1) -> list[torch.Tensor]:
     """Fixed, ordered batches (a list is a valid input_fn)."""
     return [x[i : i + batch_size] for _ in range(epochs) for i in range(0, len(x), batch_size)]
+
+
+# Epochs of the tiny data for train_and_evaluate: 64 rows in batches of 16.
+ROWS, BATCH = 64, 16
+STEPS_PER_EPOCH = ROWS // BATCH
+
+
+def train_epochs(
+    estimator: aekit.Estimator, epochs: int, hooks: list[Hook], verbose: int | str = 0
+) -> list[dict[str, float]]:
+    """train_and_evaluate with an evaluation per epoch; the evaluations it reported."""
+    x = tiny_data(ROWS).numpy()
+    reported: list[dict[str, float]] = []
+    aekit.train_and_evaluate(
+        estimator,
+        aekit.TrainSpec(
+            numpy_input_fn(x, batch_size=BATCH, num_epochs=None, seed=0),
+            max_steps=epochs * STEPS_PER_EPOCH,
+            hooks=hooks,
+        ),
+        aekit.EvalSpec(
+            numpy_input_fn(x, batch_size=BATCH),
+            every_n_steps=STEPS_PER_EPOCH,
+            report=lambda metrics, step: reported.append(metrics),
+        ),
+        verbose=verbose,
+    )
+    return reported

@@ -33,7 +33,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as model_dir:
         config = aekit.RunConfig(
             random_seed=0,
-            progress_bar=False,
             cpu_threads=args.threads if args.pin else "auto",
             precision=args.precision,
         )

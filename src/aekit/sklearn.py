@@ -181,7 +181,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
                     batch_size=self.batch_size,
                     num_epochs=self.epochs,
                     seed=seed,
-                )
+                ),
+                verbose=0,
             )
         finally:
             estimator.event_writers.close()

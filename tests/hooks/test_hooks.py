@@ -44,26 +44,27 @@ def test_stop_at_step_hook_given_by_user(tmp_path: Path) -> None:
 
 
 def test_logging_hook_logs_loss_and_speed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    est = make(tmp_path, log_step_count_steps=5, progress_bar=False)
+    est = make(tmp_path, log_step_count_steps=5)
     with caplog.at_level(logging.INFO, logger="aekit"):
-        est.train(endless, max_steps=10)
+        est.train(endless, max_steps=10, verbose=2)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     assert [line.split(":")[0] for line in lines] == ["step 5", "step 10"]
     assert all("loss = " in line and "examples/sec" in line for line in lines)
 
 
 def test_progress_bar_draws_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    make(tmp_path, log_step_count_steps=0, progress_bar=True).train(endless, max_steps=4)
-    err = capsys.readouterr().err
-    last = err.replace("\r", "\n").strip().splitlines()[-1]
-    assert "100%" in last and "4/4" in last and "loss=" in last  # the final draw shows it all
+    make(tmp_path, log_step_count_steps=0).train(endless, max_steps=4, verbose=1)
+    lines = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()
+    draws = [line for line in lines if "%" in line]
+    assert "100%" in draws[-1] and "4/4" in draws[-1] and "loss=" in draws[-1]
+    assert lines[-1].startswith("step 4/4 - ") and "mean loss " in lines[-1]  # the record
 
 
 def test_one_progress_bar_spans_the_calls_of_a_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = ProgressBar(total=8, description="epoch 1/2")
-    est = make(tmp_path, log_step_count_steps=0, progress_bar=False)
+    est = make(tmp_path, log_step_count_steps=0)
     est.train(endless, hooks=[ProgressHook(run, interval=0.0)], max_steps=4)
     run.describe("epoch 2/2")
     run.write("epoch 1/2 - loss 0.5")  # a line above the bar, as the command line prints
@@ -76,7 +77,7 @@ def test_one_progress_bar_spans_the_calls_of_a_run(
 
 
 def test_speed_goes_to_tensorboard_every_log_interval(tmp_path: Path) -> None:
-    make(tmp_path, log_step_count_steps=3, progress_bar=False).train(endless, max_steps=6)
+    make(tmp_path, log_step_count_steps=3).train(endless, max_steps=6, verbose=0)
     events = EventAccumulator(str(tmp_path / "train"))
     events.Reload()
     steps = events.Scalars("global_step/sec")

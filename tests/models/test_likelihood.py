@@ -63,7 +63,7 @@ def tiny_vae(tmp_path_factory: pytest.TempPathFactory) -> VariationalAutoencoder
         hidden_units=(8,),
         input_shape=(2,),
         model_dir=tmp_path_factory.mktemp("vae"),
-        config=aekit.RunConfig(random_seed=0, progress_bar=False),
+        config=aekit.RunConfig(random_seed=0),
     )
     est.train(numpy_input_fn(x, batch_size=50, num_epochs=5))
     return est

@@ -69,6 +69,8 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         contamination: the share of training rows taken as outliers by `predict`.
         random_state: an int seed in [0, 2**32 - 1], or None for a fresh one each fit.
         device: where to train ("cpu", "cuda", "auto").
+        verbose: 0 quiet; 2 a line per epoch on stderr (steps, the mean training loss and
+            the held-out error "held_out_loss"); 1 adds a progress bar.
 
     scikit-learn's side: `score_samples` (higher is normal), `decision_function` (< 0 is an
     outlier), `predict` (-1 outlier, 1 normal) and `offset_`. PyOD's side, where higher is more
@@ -91,6 +93,7 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         contamination: float = 0.1,
         random_state: int | None = None,
         device: str = "cpu",
+        verbose: int = 0,
     ) -> None:
         self.hidden_units = hidden_units
         self.scaling = scaling
@@ -104,6 +107,7 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         self.contamination = contamination
         self.random_state = random_state
         self.device = device
+        self.verbose = verbose
 
     def fit(self, X: Any, y: Any = None) -> AutoencoderOutlierDetector:
         """Train on the rows of X, taken as (mostly) normal; y is ignored."""
@@ -152,7 +156,7 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
                 config=tabular_config(seed, self.device),
             )
             set_scaling(est.network, X, self.scaling)
-            est.train(recipe.input_fn(), hooks=recipe.hooks())
+            est.train(recipe.input_fn(), hooks=recipe.hooks(), verbose=self.verbose)
             est.event_writers.close()
         network = est.network
         assert isinstance(network, TabularAutoencoder)
@@ -226,6 +230,7 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         Number(positive=True)("learning_rate", self.learning_rate)
         ErrorAndCodeScore(self.code_weight)  # checks the weight
         Optional(Integer(0, below=2**32))("random_state", self.random_state)
+        Integer(0, below=3)("verbose", self.verbose)
 
     def _validate(self, X: Any, reset: bool) -> np.ndarray:
         # scikit-learn's finiteness check sums X first: finite data near ±1e308 make that sum

@@ -219,7 +219,7 @@ def tabular_config(seed: int, device: str = "cpu", **settings: Any) -> RunConfig
     another epoch and the same seed gives other scores. These networks are too small for a
     second thread to pay (12% faster on the largest tables).
     """
-    quiet = {"log_step_count_steps": 0, "save_summary_steps": 0, "progress_bar": False}
+    quiet = {"log_step_count_steps": 0, "save_summary_steps": 0}
     return RunConfig(
         random_seed=seed,
         device=device,
@@ -305,6 +305,8 @@ class KeepBestOnHeldOut(Hook):
         errors, _ = network.errors_and_codes(self.held)
         network.train()
         error = float(errors.mean())
+        if context.history is not None:  # "held_out_loss" in the epoch's record
+            context.history.add_evaluation(context.global_step, {"loss": error}, "held_out")
         if error < self.best * (1 - 1e-4):
             self.best, self.waited, self.best_step = error, 0, context.global_step
             self.best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}

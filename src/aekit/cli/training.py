@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -236,7 +237,9 @@ def _train(
         set_scaling(estimator.network, x_train, settings["scaling"])  # checkpoints keep it
     if isinstance(estimator, StackedDenoisingAutoencoder) and inputs.pretrain is not None:
         estimator.pretrain(
-            inputs.pretrain, steps=settings["pretrain_epochs"] * inputs.steps_per_epoch
+            inputs.pretrain,
+            steps=settings["pretrain_epochs"] * inputs.steps_per_epoch,
+            verbose=1 if sys.stderr.isatty() else 0,  # off a terminal: the step log lines
         )
     progress = EpochProgress(
         inputs.steps_per_epoch,
@@ -258,6 +261,7 @@ def _train(
                 every_n_steps=inputs.steps_per_epoch,
                 report=progress.report,
             ),
+            verbose=0,  # the run's bar and epoch lines are EpochProgress's
         )
 
 

@@ -22,6 +22,7 @@ from aekit.errors import CheckpointError, ConfigError, InputError
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator import predictions, rng, run_config
 from aekit.estimator.distributed import Strategy
+from aekit.estimator.history import History
 from aekit.estimator.inputs import (
     Features,
     InputContext,
@@ -38,6 +39,8 @@ from aekit.estimator.loop import (
     check_finite_loss,
     check_finite_weights,
     keyed,
+    resolve_verbose,
+    say,
 )
 from aekit.estimator.optimizers import adam
 from aekit.estimator.params import ParamRules
@@ -124,6 +127,8 @@ class Estimator:
         self._synced_hook_states: dict[str, Any] = {}  # hook state of the synced checkpoint
         self._nonfinite = NonFiniteFlag(self._device)
         self.event_writers = summary.EventWriters(self.model_dir, enabled=self.strategy.is_chief)
+        # Losses and metrics per epoch, over every train and evaluate call of this object.
+        self.history = History()
 
     def _make_optimizer(
         self, network: torch.nn.Module, optimizer: torch.optim.Optimizer | OptimizerFactory | None
@@ -256,11 +261,16 @@ class Estimator:
         steps: int | None = None,
         max_steps: int | None = None,
         saving_listeners: Sequence[CheckpointSaverListener] = (),
+        verbose: int | str = "auto",
     ) -> Estimator:
         """Train until the input ends, `steps` more steps, or global step `max_steps`.
 
-        Resumes from the newest checkpoint in model_dir and saves one at the end.
+        Resumes from the newest checkpoint in model_dir and saves one at the end. The
+        losses (and the metrics of evaluations run meanwhile) go into `self.history`.
+        `verbose`: 0 quiet, 1 a progress bar and a line per record, 2 the lines alone,
+        "auto" 1 on a terminal or in a notebook and 2 elsewhere (as Keras' `fit`).
         """
+        shown = resolve_verbose(verbose)
         if steps is not None and max_steps is not None:
             raise ConfigError("give steps or max_steps to train(), not both")
         for name, value in (("steps", steps), ("max_steps", max_steps)):
@@ -271,7 +281,7 @@ class Estimator:
         # Only the writing process (rank 0) locks the model_dir.
         lock = RunLock(self.model_dir) if self.strategy.is_chief else contextlib.nullcontext()
         with lock:
-            self._train(input_fn, list(hooks or []), steps, max_steps, saving_listeners)
+            self._train(input_fn, list(hooks or []), steps, max_steps, saving_listeners, shown)
         return self
 
     def _train(
@@ -281,6 +291,7 @@ class Estimator:
         steps: int | None,
         max_steps: int | None,
         listeners: Sequence[CheckpointSaverListener],
+        verbose: int,
     ) -> None:
         strategy = self.strategy
         if strategy.is_chief:
@@ -289,7 +300,14 @@ class Estimator:
         restored = self._restore(with_rng=True)
         strategy.agree_on_step(self.global_step, self.model_dir)  # also a barrier
         if max_steps is not None and self.global_step >= max_steps:
-            _log.info("global step %d already reached max_steps=%d", self.global_step, max_steps)
+            line = (
+                f"nothing to train: {self.model_dir} is at step {self.global_step}, already "
+                f"max_steps={max_steps}; give a larger max_steps, or steps=N for N more"
+            )
+            if verbose and strategy.is_chief:
+                say(line)
+            else:
+                _log.info("%s", line)
             return
         if not restored:
             # Rank 0's seed, from which every rank derives a stream of its own.
@@ -324,6 +342,8 @@ class Estimator:
             listeners,
             last_step,
             self.model_dir,
+            self.history,
+            verbose,
         )
         context = InputContext(
             self._device,
@@ -365,7 +385,8 @@ class Estimator:
     ) -> dict[str, float]:
         """Metrics over the whole input (or `steps` batches), plus "loss" and "global_step".
 
-        Writes them as scalars to `model_dir/eval` (or `eval_<name>`).
+        Writes them as scalars to `model_dir/eval` (or `eval_<name>`) and adds them to
+        `self.history` ("val_<metric>", or "<name>_<metric>").
         """
         if name is not None and (not name or "/" in name or name.startswith(".")):
             raise ConfigError(f"evaluate(name={name!r}) must be a plain directory name")
@@ -403,6 +424,7 @@ class Estimator:
             f"eval_{name}" if name else "eval", results, self.global_step
         )
         self.event_writers.flush()
+        self.history.add_evaluation(self.global_step, results, name)
         results["global_step"] = float(self.global_step)
         return results
 

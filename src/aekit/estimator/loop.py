@@ -18,6 +18,11 @@ The Estimator restores the newest checkpoint and seeds the generators, then hand
    seconds, or when a hook asked;
 9. stops at the last step or when a hook asked.
 
+Each step's loss also goes into the Estimator's `History`; a record closes at each
+evaluation (run by a saving listener, as `train_and_evaluate` does) and at the end of the
+call. After each save and at the end, new records are shown (`verbose`) and handed to the
+hooks' `after_record`.
+
 At the end the hooks' `end` runs, then a final checkpoint is saved (if the last step has
 none, or a hook's `end` asked for one), and the saving listeners' `end`.
 """
@@ -35,9 +40,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from aekit import summary
-from aekit.errors import NanLossError
+from aekit.errors import ConfigError, NanLossError
 from aekit.estimator.checkpoint import TrainingState, latest_checkpoint
 from aekit.estimator.cpu import ThreadCount
+from aekit.estimator.history import History, describe
 from aekit.estimator.inputs import Features, Labels, batch_size, to_device
 from aekit.estimator.run_config import RunConfig
 from aekit.estimator.spec import ModeKeys
@@ -66,6 +72,8 @@ class TrainLoop:
         listeners: told before and after each checkpoint save.
         last_step: the global step to stop at (None: when the input ends).
         model_dir: where the run lives (for hooks and messages).
+        history: the Estimator's records, which the loop adds to.
+        verbose: 0 quiet, 1 a progress bar and a line per record, 2 the lines alone.
     """
 
     def __init__(
@@ -81,20 +89,32 @@ class TrainLoop:
         listeners: Sequence[CheckpointSaverListener],
         last_step: int | None,
         model_dir: str,
+        history: History,
+        verbose: int,
     ) -> None:
         self.state, self.stepper, self.strategy, self.config = state, stepper, strategy, config
         self.writers, self._save_state, self.nonfinite = writers, save, nonfinite
         self.listeners, self.last_step = list(listeners), last_step
         self.hooks = list(hooks)
-        # A progress bar on the chief's terminal, unless a given hook draws its own.
+        self.history, self.shown = history, len(history)
+        # Only the chief speaks; a given hook that draws a bar replaces the loop's own.
         drawn = any(isinstance(h, ProgressHook) and h.draws for h in hooks)
-        self.logs = strategy.is_chief and not drawn and bool(config.log_step_count_steps)
-        bar = sys.stderr.isatty() if config.progress_bar is None else config.progress_bar
-        if strategy.is_chief and not drawn and bar:
-            self.hooks.insert(0, ProgressHook(last_step=last_step))
-            self.logs = False
+        self.verbose = verbose if strategy.is_chief and not drawn else 0
+        self.bar: ProgressHook | None = None
+        if self.verbose == 1:
+            self.bar = ProgressHook(last_step=last_step)
+            self.hooks.insert(0, self.bar)
+        # Step lines go to the log (seen where logging is set up), never under a bar.
+        self.logs = strategy.is_chief and not drawn and self.bar is None
+        self.logs = self.logs and bool(config.log_step_count_steps)
         self.context = RunContext(
-            ModeKeys.TRAIN, state.network, model_dir, state.global_step, strategy.is_chief
+            ModeKeys.TRAIN,
+            state.network,
+            model_dir,
+            state.global_step,
+            strategy.is_chief,
+            history,
+            state.optimizer,
         )
         self.nan_every = 1 if config.syncs_every_step else max(1, config.log_step_count_steps)
         # In a job every rank must save at the same step: the clock and hooks' requests
@@ -141,6 +161,8 @@ class TrainLoop:
                 self.threads.after_step()
                 for hook in self.hooks:
                     hook.after_run(context, result)
+                if len(self.history) > self.shown:  # a hook recorded an evaluation of its own
+                    self._hand_out_records()
                 if self._save_due(step):
                     self._save()
             for hook in self.hooks:
@@ -150,6 +172,25 @@ class TrainLoop:
             self._save()
         for listener in self.listeners:
             listener.end(context, state.global_step)
+        self.history.close_training(state.global_step)
+        self._hand_out_records()
+
+    def _hand_out_records(self) -> None:
+        """Show the records added since the last call and hand them to the hooks.
+
+        A record comes after the save whose evaluation closed it: a hook that changes what
+        a checkpoint keeps (its counters, the learning rate, the weights) asks for a
+        checkpoint, and the same step is written again, so a resumed run starts from there.
+        """
+        for record in self.history.records[self.shown :]:
+            if self.verbose:
+                say(describe(record, self.last_step), self.bar)
+            for hook in self.hooks:
+                hook.after_record(self.context, record)
+        self.shown = len(self.history)
+        if self.strategy.rank0_says(self.context.checkpoint_requested):
+            self.context.checkpoint_requested = False
+            self._save_state(self.hooks)
 
     def _at_last_step(self) -> bool:
         return self.last_step is not None and self.state.global_step >= self.last_step
@@ -182,6 +223,7 @@ class TrainLoop:
             self.state.lr_scheduler.step()
         self.state.global_step += 1
         self.nonfinite.observe(out.loss)
+        self.history.add_loss(out.loss)
         return StepResult(
             out.spec,
             batch_size(features),
@@ -255,7 +297,29 @@ class TrainLoop:
         path = self._save_state(self.hooks)
         self.saved_step, self.saved_at = step, time.monotonic()
         for listener in self.listeners:
-            listener.after_save(context, step, path)
+            listener.after_save(context, step, path)  # may evaluate: a record closes
+        self._hand_out_records()
+
+
+def resolve_verbose(verbose: int | str) -> int:
+    """0, 1 or 2 for a `verbose` argument; "auto" is 1 on a terminal or in a notebook, else 2."""
+    if verbose == "auto":
+        interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
+        return 1 if interactive else 2
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ConfigError(
+            f"verbose must be 0 (quiet), 1 (a progress bar and a line per epoch), 2 (the lines "
+            f"alone) or 'auto', got {verbose!r}"
+        )
+    return int(verbose)
+
+
+def say(line: str, bar: ProgressHook | None = None) -> None:
+    """Print a line for the user on stderr, above the progress bar when there is one."""
+    if bar is not None and bar.bar is not None:
+        bar.bar.write(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 class NonFiniteFlag:

@@ -36,7 +36,6 @@ class RunConfig:
         save_summary_steps: write training summaries every this many steps (0: never).
         keep_checkpoint_max: how many recent checkpoints to keep (0: keep all).
         log_step_count_steps: log loss and speed every this many steps (0: never).
-        progress_bar: draw a progress line; None draws it when stderr is a terminal.
         compile: run the training step through torch.compile (forward and backward); None
             (aekit's choice) is off on every device: for the seed models it measured
             1.04-1.06x eager on a CPU and 0.82-1.10x on an H200, for 3-14 s of warm-up
@@ -68,7 +67,6 @@ class RunConfig:
     save_summary_steps: int = 100
     keep_checkpoint_max: int = 5
     log_step_count_steps: int = 100
-    progress_bar: bool | None = None
     compile: bool | None = None
     collective_timeout_secs: float = 300.0
     clip_grad_norm: float | None = None
@@ -110,7 +108,6 @@ CHECKS: dict[str, Check] = {
     "save_summary_steps": Integer(0),
     "keep_checkpoint_max": Integer(0),
     "log_step_count_steps": Integer(0),
-    "progress_bar": Optional(Flag()),
     "compile": Optional(Flag()),
     "collective_timeout_secs": Number(positive=True),
     "clip_grad_norm": Optional(Number(positive=True)),

@@ -60,9 +60,13 @@ class EvalSpec:
 
 
 def train_and_evaluate(
-    estimator: Estimator, train_spec: TrainSpec, eval_spec: EvalSpec
+    estimator: Estimator, train_spec: TrainSpec, eval_spec: EvalSpec, verbose: int | str = "auto"
 ) -> dict[str, float]:
-    """Train per `train_spec`, evaluating per `eval_spec`; returns the last evaluation."""
+    """Train per `train_spec`, evaluating per `eval_spec`; returns the last evaluation.
+
+    Every evaluation closes a record of `estimator.history` (with `every_n_steps` one
+    epoch's steps: a record per epoch); `verbose` as `Estimator.train`'s.
+    """
     evaluator = _EvaluateAfterSave(estimator, eval_spec)
     hooks = list(train_spec.hooks)
     if eval_spec.every_n_steps is not None:
@@ -72,6 +76,7 @@ def train_and_evaluate(
         hooks=hooks,
         max_steps=train_spec.max_steps,
         saving_listeners=[*train_spec.saving_listeners, evaluator],
+        verbose=verbose,
     )
     if evaluator.last_result is None:  # nothing left to train: evaluate what is there
         evaluator.evaluate()

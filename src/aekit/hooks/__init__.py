@@ -6,13 +6,18 @@ The loop itself saves, logs, writes summaries, checks for NaN and stops
 
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
 from aekit.hooks.basic import StopAtStepHook
+from aekit.hooks.csv_logger import CSVLogger
+from aekit.hooks.monitors import EarlyStopping, ReduceLROnPlateau
 from aekit.hooks.progress import ProgressBar, ProgressHook
 
 __all__ = [
+    "CSVLogger",
     "CheckpointSaverListener",
+    "EarlyStopping",
     "Hook",
     "ProgressBar",
     "ProgressHook",
+    "ReduceLROnPlateau",
     "RunContext",
     "StepResult",
     "StopAtStepHook",

@@ -11,6 +11,7 @@ import torch
 from aekit.summary import Recorder
 
 if TYPE_CHECKING:
+    from aekit.estimator.history import History, Record
     from aekit.estimator.spec import EstimatorSpec, ModeKeys
 
 
@@ -25,6 +26,9 @@ class RunContext:
         global_step: training steps taken so far (the loop keeps it current).
         record_summaries: whether the step about to run records summaries; a hook's
             `before_run` may set it to True.
+        history: the Estimator's records of losses and metrics (None outside training).
+        optimizer: the optimizer of a training loop (None when evaluating or predicting);
+            a hook may change its learning rates.
     """
 
     def __init__(
@@ -34,12 +38,16 @@ class RunContext:
         model_dir: str,
         global_step: int = 0,
         is_chief: bool = True,
+        history: History | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         self.mode = mode
         self.network = network
         self.model_dir = model_dir
         self.global_step = global_step
         self.is_chief = is_chief
+        self.history = history
+        self.optimizer = optimizer
         self.record_summaries = False
         self.stop_requested = False
         self.checkpoint_requested = False
@@ -80,6 +88,15 @@ class Hook:
 
     def after_run(self, context: RunContext, result: StepResult) -> None:
         """After every step."""
+
+    def after_record(self, context: RunContext, record: Record) -> None:
+        """When training adds a record to the History (an epoch's losses and metrics).
+
+        Comes after the checkpoint save whose evaluation closed the record, or at the end of
+        the train call for steps no evaluation followed (then after `end`). A hook that
+        changes state a checkpoint keeps calls `context.request_checkpoint()`: the step is
+        then saved again.
+        """
 
     def end(self, context: RunContext) -> None:
         """Once, when the loop ends without an error (before training's final checkpoint)."""

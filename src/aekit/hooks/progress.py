@@ -73,6 +73,11 @@ class ProgressHook(Hook):
         self._interval = interval
         self.draws = draws
 
+    @property
+    def bar(self) -> ProgressBar | None:
+        """The bar being drawn (None before the loop starts or when not drawing)."""
+        return self._bar
+
     def make_bar(self, context: RunContext) -> ProgressBar:
         """The bar of one train call (when none was given)."""
         return ProgressBar(self._last_step, context.global_step)

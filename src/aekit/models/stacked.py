@@ -239,9 +239,12 @@ class StackedDenoisingAutoencoder(Estimator):
         return Path(self.model_dir) / "pretrain" / f"layer{layer + 1}"
 
     def pretrain(
-        self, input_fn: InputFn, steps: int | Sequence[int]
+        self, input_fn: InputFn, steps: int | Sequence[int], verbose: int | str = "auto"
     ) -> StackedDenoisingAutoencoder:
-        """Pretrain every layer for `steps` steps (one number, or one per layer), resuming."""
+        """Pretrain every layer for `steps` steps (one number, or one per layer), resuming.
+
+        `verbose` as `Estimator.train`'s; each layer's phase keeps its own `history`.
+        """
         layers = len(self.stack.encoders)
         per_layer = [steps] * layers if isinstance(steps, int) else list(steps)
         if len(per_layer) != layers or any(s < 0 for s in per_layer):
@@ -259,7 +262,7 @@ class StackedDenoisingAutoencoder(Estimator):
                 phase.restore()  # its final weights, for the layers above
                 continue
             _log.info("pretraining layer %d of %d", layer + 1, layers)
-            phase.train(input_fn, max_steps=layer_steps)
+            phase.train(input_fn, max_steps=layer_steps, verbose=verbose)
         return self
 
     def _phase(self, layer: int) -> Estimator:

@@ -1,0 +1,230 @@
+"""Hooks that watch a metric of the History: early stopping and reducing the rate on a plateau.
+
+Both read each record training adds (`Hook.after_record`): with `train_and_evaluate` and
+`EvalSpec(every_n_steps=steps_per_epoch)` one per epoch, holding the evaluation's metrics as
+"val_<name>". Records without the watched key (a train call's end without an evaluation)
+are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+
+from aekit.checks import Choice, Integer, Number, Text
+from aekit.errors import ConfigError
+from aekit.hooks.base import Hook, RunContext
+
+_log = logging.getLogger("aekit")
+
+# Metrics that are better when higher, when mode="auto" ("val_accuracy", "val_auroc", ...).
+_HIGHER_IS_BETTER = ("acc", "auc", "auroc", "auprc", "precision", "recall", "f1")
+
+
+class Plateau:
+    """The best value of a metric so far and how many values in a row have not beaten it.
+
+    A value beats the best when it is lower (mode "min"; higher for "max") by more than
+    `min_delta`. "auto" is "max" for accuracy-like names and "min" otherwise.
+    """
+
+    def __init__(self, monitor: str, mode: str = "auto", min_delta: float = 0.0) -> None:
+        Text()("monitor", monitor)
+        Choice("auto", "min", "max")("mode", mode)
+        Number()("min_delta", min_delta)
+        if mode == "auto":
+            mode = "max" if any(part in monitor.lower() for part in _HIGHER_IS_BETTER) else "min"
+        self.monitor, self.higher, self.min_delta = monitor, mode == "max", float(min_delta)
+        self.best = -math.inf if self.higher else math.inf
+        self.best_step: int | None = None
+        self.waited = 0
+
+    def update(self, value: float, step: int) -> bool:
+        """Take a new value; whether it is the new best."""
+        gain = value - self.best if self.higher else self.best - value
+        if math.isfinite(value) and gain > self.min_delta:
+            self.best, self.best_step, self.waited = value, step, 0
+            return True
+        self.waited += 1
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps (so a resumed run goes on counting)."""
+        return {"best": self.best, "best_step": self.best_step, "waited": self.waited}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back `state_dict`'s values."""
+        self.best, self.best_step, self.waited = state["best"], state["best_step"], state["waited"]
+
+
+class EarlyStopping(Hook):
+    """Stops training once `monitor` has not improved for `patience` records (epochs).
+
+    With `restore_best_weights`, the network ends with the weights of the best record and
+    the final checkpoint holds them: when it stops, or at the end of training when the best
+    record was not the last. Those weights live in memory; after a restart, the best
+    record's weights are kept only if they are the checkpoint's.
+
+    Args:
+        monitor: the record's key to watch, e.g. "val_loss" or "val_rmse".
+        patience: records in a row without improvement before stopping.
+        min_delta: how much a value must beat the best by to count as an improvement.
+        mode: "min", "max", or "auto" (from the name).
+        restore_best_weights: end with the best record's weights.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 3,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best_weights: bool = True,
+    ) -> None:
+        Integer(1)("patience", patience)
+        self.plateau = Plateau(monitor, mode, min_delta)
+        self.patience, self.restore_best_weights = patience, restore_best_weights
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.stopped_step: int | None = None
+
+    def after_record(self, context: RunContext, record: dict[str, float]) -> None:
+        value = _watched(record, self.plateau.monitor)
+        if value is None or self.stopped_step is not None:
+            return
+        context.request_checkpoint()  # the counters below change: the checkpoint keeps them
+        if self.plateau.update(value, context.global_step):
+            if self.restore_best_weights:
+                self.best_weights = _copy(context.network)
+            return
+        if self.plateau.waited >= self.patience:
+            self.stopped_step = context.global_step
+            _log.info(
+                "early stopping at step %d: %s has not improved on %.5g (step %s) for %d records",
+                context.global_step,
+                self.plateau.monitor,
+                self.plateau.best,
+                self.plateau.best_step,
+                self.plateau.waited,
+            )
+            context.request_stop()
+            self._restore(context)
+
+    def end(self, context: RunContext) -> None:
+        if self.stopped_step is None:  # the run ended by itself: the best may be earlier
+            self._restore(context)
+
+    def _restore(self, context: RunContext) -> None:
+        best_step = self.plateau.best_step
+        if not self.restore_best_weights or best_step in (None, context.global_step):
+            return
+        if self.best_weights is None:
+            _log.info(
+                "the best %s was at step %s, whose weights this process does not hold (a "
+                "restart); keeping step %d's",
+                self.plateau.monitor,
+                best_step,
+                context.global_step,
+            )
+            return
+        context.network.load_state_dict(self.best_weights)
+        context.request_checkpoint()  # the last checkpoint holds the weights kept
+        _log.info("restored the weights of step %s (%s %.5g)", best_step, self.plateau.monitor,
+                  self.plateau.best)  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.plateau.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.plateau.load_state_dict(state)
+
+
+class ReduceLROnPlateau(Hook):
+    """Multiplies the learning rates by `factor` once `monitor` has stalled for `patience` records.
+
+    After a reduction it waits `cooldown` records before counting again, and never goes
+    below `min_lr`. The rates live in the optimizer, so checkpoints keep them. Not for use
+    with an `lr_scheduler` that sets the rates itself every step.
+
+    Args:
+        monitor: the record's key to watch, e.g. "val_loss".
+        factor: the multiplier, in (0, 1).
+        patience: records in a row without improvement before reducing.
+        min_delta: how much a value must beat the best by to count as an improvement.
+        cooldown: records to skip after a reduction.
+        min_lr: the lowest rate.
+        mode: "min", "max", or "auto" (from the name).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        mode: str = "auto",
+    ) -> None:
+        if not (Number(positive=True)("factor", factor) < 1):
+            raise ConfigError(f"factor must be below 1 (a reduction), got {factor!r}")
+        Integer(1)("patience", patience)
+        Integer(0)("cooldown", cooldown)
+        Number()("min_lr", min_lr)
+        self.plateau = Plateau(monitor, mode, min_delta)
+        self.factor, self.patience, self.cooldown, self.min_lr = factor, patience, cooldown, min_lr
+        self.cooling = 0
+
+    def after_record(self, context: RunContext, record: dict[str, float]) -> None:
+        value = _watched(record, self.plateau.monitor)
+        if value is None:
+            return
+        if context.optimizer is None:
+            raise ConfigError("ReduceLROnPlateau works in training: give it to train()")
+        context.request_checkpoint()  # the counters (and maybe the rates) change
+        if self.cooling:
+            self.cooling -= 1
+            self.plateau.update(value, context.global_step)
+            self.plateau.waited = 0
+            return
+        if self.plateau.update(value, context.global_step) or self.plateau.waited < self.patience:
+            return
+        for group in context.optimizer.param_groups:
+            old = float(group["lr"])
+            group["lr"] = max(old * self.factor, self.min_lr)
+        _log.info(
+            "%s has not improved for %d records: learning rate now %.3g at step %d",
+            self.plateau.monitor,
+            self.plateau.waited,
+            context.optimizer.param_groups[0]["lr"],
+            context.global_step,
+        )
+        self.plateau.waited, self.cooling = 0, self.cooldown
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.plateau.state_dict(), "cooling": self.cooling}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.plateau.load_state_dict(state)
+        self.cooling = state["cooling"]
+
+
+# The keys of a record that no evaluation added to.
+_TRAINING_KEYS = frozenset({"step", "steps", "seconds", "loss"})
+
+
+def _watched(record: dict[str, float], monitor: str) -> float | None:
+    """The monitored value; None for a record without an evaluation; refused when missing."""
+    if monitor in record:
+        return record[monitor]
+    if record.keys() <= _TRAINING_KEYS:
+        return None
+    raise ConfigError(
+        f"monitor={monitor!r} is not among the record's keys {sorted(record)}; monitor one of them"
+    )
+
+
+def _copy(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in network.state_dict().items()}
