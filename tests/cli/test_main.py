@@ -75,6 +75,8 @@ def test_resume_and_contradicting_flags(trained: Path) -> None:
     run = aekit("train", "convolutional", "--model-dir", trained, ok=False)
     fails_cleanly(run, "holds a fully_connected model")
     assert (trained / "hparams.json").read_text() == before
+    again = aekit("train", "--model-dir", trained)  # its 2 epochs are done: it says how to go on
+    assert "nothing to train" in again.stderr and "raise --epochs" in again.stderr
     aekit("train", "--model-dir", trained, "--epochs", "3")
     latest = ckpt.latest_checkpoint(trained)
     assert latest is not None and ckpt.step_of(latest) == 3 * 12

@@ -241,6 +241,15 @@ def _train(
             steps=settings["pretrain_epochs"] * inputs.steps_per_epoch,
             verbose=1 if sys.stderr.isatty() else 0,  # off a terminal: the step log lines
         )
+    latest = estimator.latest_checkpoint()
+    if latest is not None and ckpt.step_of(latest) >= inputs.max_steps:
+        _log.info(
+            "nothing to train: %s has trained its %d epochs (step %d); raise --epochs to "
+            "train longer",
+            model_dir,
+            settings["epochs"],
+            ckpt.step_of(latest),
+        )
     progress = EpochProgress(
         inputs.steps_per_epoch,
         settings["epochs"],

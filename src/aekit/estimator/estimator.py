@@ -306,8 +306,8 @@ class Estimator:
             )
             if verbose and strategy.is_chief:
                 say(line)
-            else:
-                _log.info("%s", line)
+            else:  # a quiet caller says it in its own terms (the command line: --epochs)
+                _log.debug("%s", line)
             return
         if not restored:
             # Rank 0's seed, from which every rank derives a stream of its own.
