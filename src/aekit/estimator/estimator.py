@@ -22,6 +22,7 @@ from aekit.errors import CheckpointError, ConfigError, InputError
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator import predictions, rng, run_config
 from aekit.estimator.distributed import Strategy
+from aekit.estimator.feedback import resolve_verbose, say
 from aekit.estimator.history import History
 from aekit.estimator.inputs import (
     Features,
@@ -39,8 +40,6 @@ from aekit.estimator.loop import (
     check_finite_loss,
     check_finite_weights,
     keyed,
-    resolve_verbose,
-    say,
 )
 from aekit.estimator.optimizers import adam
 from aekit.estimator.params import ParamRules

@@ -91,17 +91,3 @@ class History:
         record: Record = {"step": float(global_step), **values}
         self.records.append(record)
         return record
-
-
-def describe(record: Mapping[str, float], total_steps: int | None = None) -> str:
-    """One line for a record: "step 120/600 - 1.52 s - mean loss 0.1047 - val_loss 0.10356"."""
-    step = f"step {int(record['step'])}" + (f"/{total_steps}" if total_steps else "")
-    parts = [step]
-    if "seconds" in record:
-        seconds = record["seconds"]
-        parts.append(f"{seconds:.{2 if seconds < 10 else 1}f} s")
-    for key, value in record.items():
-        if key not in ("step", "steps", "seconds"):
-            # "loss" is the training steps' mean, not one batch's (the step log lines')
-            parts.append(f"{'mean loss' if key == 'loss' else key} {value:.5g}")
-    return " - ".join(parts)

@@ -30,9 +30,7 @@ none, or a hook's `end` asked for one), and the saving listeners' `end`.
 from __future__ import annotations
 
 import logging
-import sys
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,10 +38,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from aekit import summary
-from aekit.errors import ConfigError, NanLossError
+from aekit.errors import NanLossError
 from aekit.estimator.checkpoint import TrainingState, latest_checkpoint
 from aekit.estimator.cpu import ThreadCount
-from aekit.estimator.history import History, describe
+from aekit.estimator.feedback import describe, log_parameter_table, say
+from aekit.estimator.history import History
 from aekit.estimator.inputs import Features, Labels, batch_size, to_device
 from aekit.estimator.run_config import RunConfig
 from aekit.estimator.spec import ModeKeys
@@ -129,7 +128,7 @@ class TrainLoop:
     def run(self, batches: Iterator[tuple[Features, Labels]], hook_states: dict[str, Any]) -> None:
         """Train over `batches` until the last step, the input's end, or a stop request."""
         context, state = self.context, self.state
-        _log_parameter_table(state.network)
+        log_parameter_table(state.network)
         for hook in self.hooks:
             hook.begin(context)
         for key, hook in keyed(self.hooks):
@@ -301,27 +300,6 @@ class TrainLoop:
         self._hand_out_records()
 
 
-def resolve_verbose(verbose: int | str) -> int:
-    """0, 1 or 2 for a `verbose` argument; "auto" is 1 on a terminal or in a notebook, else 2."""
-    if verbose == "auto":
-        interactive = sys.stderr.isatty() or "ipykernel" in sys.modules
-        return 1 if interactive else 2
-    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
-        raise ConfigError(
-            f"verbose must be 0 (quiet), 1 (a progress bar and a line per epoch), 2 (the lines "
-            f"alone) or 'auto', got {verbose!r}"
-        )
-    return int(verbose)
-
-
-def say(line: str, bar: ProgressHook | None = None) -> None:
-    """Print a line for the user on stderr, above the progress bar when there is one."""
-    if bar is not None and bar.bar is not None:
-        bar.bar.write(line)
-    else:
-        print(line, file=sys.stderr, flush=True)
-
-
 class NonFiniteFlag:
     """Whether any loss since the last reset was NaN or infinite, kept on the device.
 
@@ -392,29 +370,3 @@ def synchronize(device: torch.device) -> None:
     sync = getattr(getattr(torch, device.type, None), "synchronize", None)
     if callable(sync):
         sync()
-
-
-# Networks whose table was logged: a network trained in several phases or train calls
-# (a stacked autoencoder's pretraining and fine-tuning, an epoch loop) shows it once.
-_tabled: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
-
-
-def _log_parameter_table(network: torch.nn.Module) -> None:
-    if network not in _tabled:
-        _tabled.add(network)
-        _log.info("%s", parameter_table(network))
-
-
-def parameter_table(network: torch.nn.Module) -> str:
-    """A text table of a network's parameters with the total count and size in MB."""
-    rows = [
-        (name, "x".join(map(str, p.shape)) or "scalar", p.numel(), p.element_size() * p.numel())
-        for name, p in network.named_parameters()
-    ]
-    width = max((len(r[0]) for r in rows), default=4)
-    lines = [f"{'name':<{width}}  {'shape':>14}  {'count':>10}"]
-    lines += [f"{name:<{width}}  {shape:>14}  {count:>10,}" for name, shape, count, _ in rows]
-    total = sum(r[2] for r in rows)
-    megabytes = sum(r[3] for r in rows) / 2**20
-    lines.append(f"total: {total:,} parameters, {megabytes:.2f} MB")
-    return "\n".join(lines)
