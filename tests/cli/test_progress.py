@@ -21,7 +21,7 @@ def test_a_line_per_epoch_and_summaries_at_every_epochs_end(
     assert code == 0
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split(" - ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
-    assert all(" - loss " in line and " - val_rmse " in line for line in lines)
+    assert all(" - mean loss " in line and " - val_rmse " in line for line in lines)
     events = EventAccumulator(str(run / "train"), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     # An epoch of the 1,438 training digits is 6 steps of 256: step 1 and every epoch's end.

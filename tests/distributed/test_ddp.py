@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,10 @@ def test_the_command_line_under_torchrun_writes_each_file_once(tmp_path: Path) -
     assert train.returncode == 0, train.stderr[-2000:]
     assert train.stdout.count("rmse=") == 1 and train.stdout.count("model dir:") == 1
     assert train.stderr.count("epoch 1/2 - ") == 1  # an epoch's line, reported by rank 0
+    # Rank 0 alone says the data and the job; the other rank logs no INFO line.
+    assert train.stderr.count("data: digits (a named data set)") == 1
+    assert train.stderr.count("2 processes (gloo): global batch 512 (256 per process)") == 1
+    assert train.stderr.count(" parameters, ") == 1
     assert train.stderr.count("epoch 2/2 - ") == 1
     assert (run_dir / "hparams.json").is_file()
     # An epoch is ceil(1438 / (256 * 2)) = 3 steps of the two processes' global batch.
@@ -113,3 +119,20 @@ def test_the_command_line_under_torchrun_writes_each_file_once(tmp_path: Path) -
     shown = torchrun(*cli, "reconstruct", "--model-dir", str(run_dir), "--output", str(picture))
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert shown.stdout.split() == [str(picture)] and picture.stat().st_size > 0
+
+
+def test_aekit_train_starts_its_own_processes(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "aekit.cli.main", "train", "fully_connected",
+        "--dataset", "digits", "--epochs", "1", "--batch-size", "100",
+        "--nproc-per-node", "2", "--model-dir", str(run_dir),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    train = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert train.stderr.count("2 processes (gloo): global batch 200 (100 per process)") == 1
+    assert "OMP_NUM_THREADS" not in train.stderr  # no launcher banner: aekit set the threads
+    assert train.stdout.count("model dir:") == 1
+    # An epoch of 1,438 digits at a global batch of 200 is 8 steps, saved at its end.
+    assert [p.name for p in run_dir.glob("ckpt-*.pt")] == ["ckpt-8.pt"]

@@ -132,11 +132,13 @@ def test_training_drops_to_one_thread_while_another_process_is_busy(
 ) -> None:
     # An earlier run in this process that found the cores busy would start this one on 1.
     monkeypatch.setattr(cpu, "_busy_at", None)
+    monkeypatch.setattr(cpu, "_explained", False)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         seen = ThreadsSeen()  # the default hook looks after 0.25 s, then every second
-        with competing_process_on_two_cores(), caplog.at_level(logging.INFO, logger="aekit"):
+        # A library's caller hears of it at DEBUG only.
+        with competing_process_on_two_cores(), caplog.at_level(logging.DEBUG, logger="aekit"):
             estimator(tmp_path).train(batches, hooks=[seen], max_steps=60)
         assert seen.seen[0] == 2 and seen.seen[-1] == 1
         assert torch.get_num_threads() == 2  # restored when training ends
@@ -159,6 +161,55 @@ def test_a_pinned_count_holds_while_training_and_is_restored_after_a_failure(
     with pytest.raises(RuntimeError, match="the input broke"):
         estimator(tmp_path / "other", cpu_threads=1).train(failing, max_steps=3)
     assert torch.get_num_threads() == threads
+
+
+class _Busy:
+    """A CoreWatch that always sees `others` cores of other work on two cores."""
+
+    def __init__(self, others: float) -> None:
+        self.cores = {0, 1}
+        self.others_ = others
+
+    def others(self) -> float:
+        return self.others_
+
+
+def _drops(count: int) -> None:
+    """`count` times: a ThreadCount on 2 threads that finds the cores busy and drops to 1."""
+    threads = torch.get_num_threads()
+    try:
+        for _ in range(count):
+            cpu._busy_at = None  # else a run right after a busy one starts on 1 thread
+            torch.set_num_threads(2)
+            watch = cpu.ThreadCount("auto", first_secs=0.0)
+            with watch:
+                watch._watch = _Busy(1.8)  # type: ignore[assignment]
+                watch.after_step()
+                assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("command_line", [False, True])
+def test_the_drop_to_one_thread_is_told_once_and_quietly_to_a_library(
+    command_line: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cpu, "_busy_at", None)
+    monkeypatch.setattr(cpu, "_explained", False)
+    monkeypatch.setattr(cpu, "_announced", False)
+    if command_line:
+        cpu.announce_thread_changes()
+    with caplog.at_level(logging.DEBUG, logger="aekit"):
+        _drops(3)  # a grid search's fits, or a stacked model's phases
+    notices = [r for r in caplog.records if r.getMessage().startswith("other work is using 1.8")]
+    assert len(notices) == 3
+    levels = [r.levelno for r in notices]
+    if command_line:  # once at INFO, with no advice the command line cannot follow
+        assert levels == [logging.INFO, logging.DEBUG, logging.DEBUG]
+        assert "RunConfig" not in notices[0].getMessage()
+    else:
+        assert levels == [logging.DEBUG] * 3
+        assert "RunConfig(cpu_threads=2) pins it" in notices[0].getMessage()
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "many"])

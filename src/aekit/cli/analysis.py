@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aekit.cli import limits, registry
-from aekit.cli.data import Splits, load_images, with_data
+from aekit.cli.data import Splits, describe, load_images, with_data
 from aekit.cli.run import eval_input_fn, open_run
 from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator
@@ -28,6 +29,7 @@ MAX_CODES = 2**31
 figure, 10,000 × 5,000, took 6 minutes on 2 cores; this is 40 times that)."""
 TABLE_CODE_WEIGHT = 1.0
 """`aekit score`'s code weight on a table: the outlier detector's."""
+_log = logging.getLogger("aekit")
 
 
 def sample(
@@ -208,6 +210,8 @@ def score(
 
     settings, estimator, ((x_train, _), _) = open_run(model_dir, precheck, data_dir=run_data_dir)
     x, y = scored[0]
+    if dataset is not None:  # other data than the run's, whose line open_run gave
+        _log.info("%s", describe(with_data(settings, dataset, data_dir), [(x, y)], ["scored"]))
     detector = AnomalyDetector(estimator, percentile, weights[0]).calibrate(x_train)
     assert detector.threshold is not None and detector.training_scores is not None
     scores = detector.score(x)

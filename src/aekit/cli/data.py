@@ -96,6 +96,58 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
     return (x_train, y_train), (x_test, y_test)
 
 
+def describe(
+    settings: Mapping[str, Any],
+    parts: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    names: Sequence[str] = ("training", "test"),
+    left_out: Sequence[int] | None = None,
+) -> str:
+    """One line on loaded data: source, examples per part, shape, dtype, labels.
+
+    E.g. "data: digits (a named data set): 1,438 training and 359 test examples of shape
+    [8, 8], uint8, 10 classes (labels 0..9)". `parts` are (x, y) pairs named by `names`,
+    `left_out` the classes taken out of them.
+    """
+    dataset, data_dir = settings["dataset"], settings.get("data_dir")
+    if dataset in DATASET_NAMES:
+        source = "a named data set" + (f", in {data_dir}" if data_dir else "")
+    elif Path(dataset).is_dir():
+        source = "a folder of images"
+    else:
+        source = f"a {Path(dataset).suffix or 'data'} file"
+    counts = " and ".join(f"{len(x):,} {name}" for (x, _), name in zip(parts, names, strict=True))
+    x = parts[0][0]
+    line = (
+        f"data: {dataset} ({source}): {counts} examples of shape {list(x.shape[1:])}, {x.dtype}, "
+        + _labels([y for _, y in parts])
+    )
+    return line + (f", classes {', '.join(map(str, left_out))} left out" if left_out else "")
+
+
+def _labels(ys: Sequence[np.ndarray | None]) -> str:
+    """The labels in a few words: "no labels", "10 classes (labels 0..9)", ..."""
+    if any(y is None for y in ys):
+        return "no labels"
+    y = np.concatenate([np.asarray(v) for v in ys if v is not None])
+    if y.ndim > 1:
+        return f"labels of shape {list(y.shape[1:])}"
+    if y.dtype.kind not in "biuf":
+        return f"{len(np.unique(y))} classes ({y.dtype} labels)"
+    values = np.unique(y)
+    if y.dtype.kind == "f" and not (np.isfinite(values).all() and (values % 1 == 0).all()):
+        return f"{y.dtype} labels of {len(values)} distinct values"
+    ints = [int(v) for v in values]
+    if len(ints) <= 5:
+        shown = ", ".join(map(str, ints))
+    else:  # a run of consecutive classes, or the range of scattered ones
+        shown = (
+            f"{ints[0]}..{ints[-1]}"
+            if ints[-1] - ints[0] == len(ints) - 1
+            else (f"{ints[0]} to {ints[-1]}")
+        )
+    return f"{len(ints)} classes (labels {shown})"
+
+
 def check_pixels(x: np.ndarray, name: str, takes_tables: bool) -> None:
     """InputError unless `x` holds pixels: uint8, or floats in [0, 1]."""
     if x.dtype == np.uint8 or (x.min() >= 0 and x.max() <= 1):

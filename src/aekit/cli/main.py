@@ -88,7 +88,7 @@ def _model_defaults(name: str) -> str:
 
 def _train_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """`aekit train`: a flag for every declared setting that has one."""
-    from aekit.cli import registry
+    from aekit.cli import launch, registry
     from aekit.cli.settings import SETTINGS
 
     train = commands.add_parser(
@@ -98,6 +98,8 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
     _flag(train, "model_dir", help="where the run lives (default: runs/MODEL)")
     _flag(train, "config", help="TOML or YAML file of settings; flags override it")
     _flag(train, "preset", help="named settings, e.g. seed_002 (the stacked model of seed 002)")
+    # How the command runs, not a setting of the run: a run resumes on any number of processes.
+    _flag(train, "nproc_per_node", type=_typed(launch.PROCESSES, launch.FLAG), help=launch.HELP)
     groups: dict[str, argparse._ActionsContainer] = {}
     for setting in SETTINGS:
         if not setting.flag:
@@ -315,8 +317,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> None:
-    from aekit.cli import config, training
+def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from aekit.cli import config, launch, training
     from aekit.cli.settings import SETTINGS
     from aekit.estimator.distributed import launched_as_chief
 
@@ -326,10 +328,15 @@ def _train(args: argparse.Namespace) -> None:
     model_dir = args.model_dir or f"runs/{named if isinstance(named, str) else 'model'}"
     given = {s.name: getattr(args, s.name) for s in SETTINGS if s.flag}
     resolved = config.resolve(args.model, model_dir, given, args.config, args.preset)
+    if args.nproc_per_node is not None:  # a bad setting was refused above, once
+        status = launch.train_on(args.nproc_per_node, argv, args.verbose)
+        if status is not None:  # else one process: this one trains
+            return status
     result = training.train(resolved, model_dir)
     _print_metrics(result)
     if launched_as_chief():
         print(f"model dir: {model_dir}")
+    return 0
 
 
 def _check_train_has_a_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -364,15 +371,18 @@ def _print_score(report: Any) -> None:
     print(report.histogram)
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from aekit.estimator import cpu
     from aekit.estimator.distributed import launched_as_chief
 
+    cpu.announce_thread_changes()  # a user at the command line is told why training slows
     # Under torchrun the other commands have files to write and nothing to share: rank 0
     # runs them alone (their estimators do not join the job), the other ranks do nothing.
     if args.command == "train":
-        _train(args)
-    elif args.command == "evaluate" or launched_as_chief():
+        return _train(args, argv)
+    if args.command == "evaluate" or launched_as_chief():
         _commands()[args.command].run(args)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -383,12 +393,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_train_has_a_model(args, parser)
     except SystemExit as exc:  # --help, --version, or a bad flag already reported in one line
         return exc.code if isinstance(exc.code, int) else 2
+    from aekit.estimator.distributed import launched_as_chief
+
+    # The other ranks of a job would repeat rank 0's lines; their warnings still show.
+    quiet = logging.INFO if launched_as_chief() else logging.WARNING
     try:
         logging.basicConfig(
-            level=logging.DEBUG if args.verbose else logging.INFO,
+            level=logging.DEBUG if args.verbose else quiet,
             format="%(levelname).1s %(message)s" if args.verbose else "%(message)s",
         )
-        _run(args)
+        status = _run(args, sys.argv[1:] if argv is None else argv)
     except AekitError as exc:
         print(f"aekit: error: {exc}", file=sys.stderr)
         return 2
@@ -399,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Point stdout at /dev/null so that the interpreter's final flush cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ class EpochProgress(ProgressHook):
 
     On a terminal the bar spans the whole run (epoch i/N, percent, ETA, loss, speed);
     `report`, called after each evaluation, prints a Keras-like line ("epoch 3/10 - 4.1 s
-    - loss 0.105 - val_rmse 0.118 - val_loss 0.101") above it, or logs it off the terminal.
+    - mean loss 0.105 - val_rmse 0.118 - val_loss 0.101": the epoch's mean training loss,
+    then the evaluation's figures) above it, or logs it off the terminal.
     """
 
     def __init__(self, steps_per_epoch: int, epochs: int, bar: bool | None = None) -> None:
@@ -60,7 +61,8 @@ class EpochProgress(ProgressHook):
         seconds = time.monotonic() - self._started
         parts = [f"epoch {epoch}/{self.epochs}", f"{seconds:.{2 if seconds < 10 else 1}f} s"]
         if self._loss_sum is not None and self._losses:
-            parts.append(f"loss {float(self._loss_sum) / self._losses:.4g}")  # training's mean
+            # The mean over the epoch's batches: the step lines' "batch loss" is one batch's.
+            parts.append(f"mean loss {float(self._loss_sum) / self._losses:.4g}")
         # Keras' names: the evaluation's figures carry "val_".
         parts += [f"val_{k} {v:.5g}" for k, v in metrics.items() if k != "global_step"]
         if self._bar is not None:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from aekit.cli import config, limits, registry
-from aekit.cli.data import Splits, load_images, with_data
+from aekit.cli.data import Splits, describe, load_images, with_data
 from aekit.cli.settings import run_config_args
 from aekit.data.binarize import Binarization
 from aekit.data.corruption import make_corruption
@@ -110,6 +110,8 @@ def open_run(
             )
     if precheck is not None:
         precheck(settings, estimator, data)
+    if read_data:  # said once the command's checks have passed
+        _log.info("%s", describe(settings, data, left_out=settings.get("exclude_classes")))
     if not estimator.restore():  # all unreadable: never go on with untrained weights
         raise CheckpointError(
             f"no checkpoint in {model_dir} can be read (see the warnings above); train again "

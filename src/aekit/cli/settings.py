@@ -307,8 +307,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "log_every",
         Optional(Integer(1)),
-        "log the batch loss and speed every N steps "
-        "(default: 100, or every epoch when epochs are shorter)",
+        "every N steps, log one batch's loss and the speed (off a terminal; on one the bar "
+        "shows them); default: every 100 steps, or once an epoch when an epoch has fewer",
         resumable=True,
     ),
     Setting(

@@ -16,7 +16,14 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from aekit.anomaly.tabular import TabularRecipe, set_scaling, sized_hidden_units
 from aekit.cli import config, limits, registry
-from aekit.cli.data import Splits, anomaly_labels, check_pixels, load_images, table_or_images
+from aekit.cli.data import (
+    Splits,
+    anomaly_labels,
+    check_pixels,
+    describe,
+    load_images,
+    table_or_images,
+)
 from aekit.cli.progress import EpochProgress
 from aekit.cli.run import build, eval_input_fn, reconstruction_grid
 from aekit.data.input_fn import numpy_input_fn
@@ -36,7 +43,7 @@ _log = logging.getLogger("aekit")
 def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     """Train and evaluate after every epoch; resumes the run in `model_dir`."""
     entry = registry.get(settings["model"])
-    splits, recipe = _from_the_data(settings, load_images(settings))
+    splits, recipe, said = _from_the_data(settings, load_images(settings))
     (x_train, y_train), (_, y_test) = splits
     if entry.supervised and (y_train is None or y_test is None):
         raise InputError(f"the {entry.name} model needs labels, and {settings['dataset']} has none")
@@ -67,28 +74,34 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
             if estimator.strategy.is_chief:  # the process that writes the dir
                 locked.enter_context(RunLock(model_dir))
         _check_checkpoint_fits(estimator, settings, model_dir)
+        # Said once every check has passed: a refused command prints its error line alone.
+        _log.info("%s", said)
+        _say_the_job(estimator, settings, inputs.steps_per_epoch)
         return _train(estimator, settings, model_dir, inputs, splits)
 
 
-def _from_the_data(settings: dict[str, Any], splits: Splits) -> tuple[Splits, TabularRecipe | None]:
+def _from_the_data(
+    settings: dict[str, Any], splits: Splits
+) -> tuple[Splits, TabularRecipe | None, str]:
     """Resolve the settings that are "auto" until the data are seen; the splits to train on.
 
     Rows of a table (values beyond [0, 1]) get the outlier detector's model and recipe:
     scaled features, hidden units, batch size and epochs sized from the table, early
     stopping on held-out rows (the recipe, returned). When the table has labels, those other
     than 0 mark anomalies, left out of training (as --exclude-classes would) and scored by
-    `score`. Images get seed 000's defaults.
+    `score`. Images get seed 000's defaults. The line that says what the data are comes
+    last, for the caller to log once nothing refuses the run.
     """
     (x_train, y_train), (x_test, y_test) = splits
+    said = describe(settings, splits, left_out=settings.get("exclude_classes"))
     if "scaling" in settings:  # a model that takes tables: which are the data, and why
         table, why = table_or_images(settings["dataset"], x_train)
         if settings["scaling"] == "auto":
             settings["scaling"] = "standard" if table else "none"
         if why is not None:  # read from a file, whose kind is a guess: say it
-            said = "a table" if registry.is_table_run(settings) else "images"
-            other = "none" if said == "a table" else "standard"
-            _log.info("%s: %s; trained as %s (--scaling %s says otherwise)",
-                      settings["dataset"], why, said, other)  # fmt: skip
+            kind = "a table" if registry.is_table_run(settings) else "images"
+            other = "none" if kind == "a table" else "standard"
+            said += f"; {why}: trained as {kind} (--scaling {other} says otherwise)"
     table = registry.is_table_run(settings)
     if not table:
         for name, x in (("the training set", x_train), ("the test set", x_test)):
@@ -102,7 +115,7 @@ def _from_the_data(settings: dict[str, Any], splits: Splits) -> tuple[Splits, Ta
         for key, value in (("batch_size", registry.IMAGE_BATCH), ("epochs", registry.IMAGE_EPOCHS)):
             if settings.get(key) == "auto":
                 settings[key] = value
-        return splits, None
+        return splits, None, said
     for flag, key in (("--save-images", "save_images"), ("--binarize", "binarize")):
         if settings.get(key):
             raise ConfigError(
@@ -122,7 +135,7 @@ def _from_the_data(settings: dict[str, Any], splits: Splits) -> tuple[Splits, Ta
                 "rows (label 0), or --label-column naming another column"
             )
         settings["exclude_classes"] = anomalies
-        _log.info("labels %s mark anomalies: training leaves them out", anomalies)
+        said += f"; labels {', '.join(map(str, anomalies))} mark anomalies, left out of training"
     splits = load_images(settings)  # the normal rows, as numbers (not pixels)
     recipe = TabularRecipe.of(
         splits[0][0],
@@ -131,7 +144,22 @@ def _from_the_data(settings: dict[str, Any], splits: Splits) -> tuple[Splits, Ta
         None if settings["epochs"] == "auto" else settings["epochs"],
     )
     settings["batch_size"], settings["epochs"] = recipe.batch_size, recipe.epochs
-    return splits, recipe
+    return splits, recipe, said
+
+
+def _say_the_job(estimator: Estimator, settings: Mapping[str, Any], steps_per_epoch: int) -> None:
+    """On rank 0 of a job of several processes: how many, their backend, the global batch."""
+    strategy = estimator.strategy
+    if strategy.active and strategy.is_chief:
+        batch, processes = settings["batch_size"], strategy.world_size
+        _log.info(
+            "%d processes (%s): global batch %d (%d per process), %d steps an epoch",
+            processes,
+            strategy.backend,
+            batch * processes,
+            batch,
+            steps_per_epoch,
+        )
 
 
 def _check_checkpoint_fits(

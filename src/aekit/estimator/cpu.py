@@ -31,7 +31,20 @@ _log = logging.getLogger("aekit")
 # When the last run in this process found the cores busy: the next one starts on one thread.
 _busy_at: float | None = None
 _REMEMBER_SECS = 10.0
-_explained = False  # the long explanation is logged once per process
+_explained = False  # the notice of a drop to one thread is given once per process
+# A library's caller (a grid search fitting many models) did not ask to be told about the
+# thread count: the notice is DEBUG unless the command line called announce_thread_changes.
+_announced = False
+
+
+def announce_thread_changes() -> None:
+    """Log the first drop to one training thread at INFO instead of DEBUG, in the CLI's terms.
+
+    The command line calls it once at start-up, so that its user learns why training slowed
+    down; a program using aekit as a library is told only when it logs DEBUG.
+    """
+    global _announced
+    _announced = True
 
 
 def reuse_heap_pages() -> bool:
@@ -96,6 +109,10 @@ class ThreadCount:
             self._next = time.monotonic() + self.first_secs
             if _busy_at is not None and time.monotonic() - _busy_at < _REMEMBER_SECS:
                 torch.set_num_threads(1)
+                _log.debug(
+                    "the cores were busy %.1f s ago: starting on 1 thread",
+                    time.monotonic() - _busy_at,
+                )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -119,23 +136,23 @@ class ThreadCount:
             self._explain(others, len(self._watch.cores))
         elif not busy and torch.get_num_threads() == 1:
             torch.set_num_threads(self._before)
-            _log.info("the cores are free again: training on %d threads", self._before)
+            _log.debug("the cores are free again: training on %d threads", self._before)
 
     def _explain(self, others: float, cores: int) -> None:
+        """Say why training dropped to one thread: once per process, later drops at DEBUG."""
         global _explained
-        if _explained:
-            _log.info("other work uses %.1f of %d cores: training on 1 thread", others, cores)
-            return
+        level = logging.INFO if _announced and not _explained else logging.DEBUG
         _explained = True
-        _log.warning(
+        # Only the library's callers can pin the count: the command line has no flag for it.
+        pin = "" if _announced else f" (RunConfig(cpu_threads={self._before}) pins it)"
+        _log.log(
+            level,
             "other work is using %.1f of the %d cores: training on 1 thread instead of %d "
-            "while it does, since waiting threads would spin against it "
-            "(RunConfig(cpu_threads=%d) keeps %d)",
+            "while it does, since waiting threads would spin against it%s",
             others,
             cores,
             self._before,
-            self._before,
-            self._before,
+            pin,
         )
 
 

@@ -122,6 +122,11 @@ class Strategy:
         return dist.get_world_size() if self.active else 1
 
     @property
+    def backend(self) -> str | None:
+        """The process group's backend ("gloo", "nccl"); None alone."""
+        return str(dist.get_backend()) if self.active else None
+
+    @property
     def is_chief(self) -> bool:
         """Whether this process writes files: rank 0, or the only process."""
         return self.rank == 0
