@@ -296,7 +296,6 @@ def _train(
             EvalSpec(
                 inputs.evaluate,
                 every_n_steps=inputs.steps_per_epoch,
-                report=progress.report,
             ),
             verbose=0,  # the run's bar and epoch lines are EpochProgress's
         )

@@ -36,10 +36,9 @@ def say(line: str, bar: ProgressHook | None = None) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def describe(record: Mapping[str, float], total_steps: int | None = None) -> str:
-    """One line for a record: "step 120/600 - 1.52 s - mean loss 0.1047 - val_loss 0.10356"."""
-    step = f"step {int(record['step'])}" + (f"/{total_steps}" if total_steps else "")
-    parts = [step]
+def describe(record: Mapping[str, float], head: str) -> str:
+    """One line for a record: `head` ("step 120/600"), then "1.52 s - mean loss 0.1047 - ..."."""
+    parts = [head]
     if "seconds" in record:
         seconds = record["seconds"]
         parts.append(f"{seconds:.{2 if seconds < 10 else 1}f} s")

@@ -160,10 +160,9 @@ class TrainLoop:
                 self.threads.after_step()
                 for hook in self.hooks:
                     hook.after_run(context, result)
-                if len(self.history) > self.shown:  # a hook recorded an evaluation of its own
-                    self._hand_out_records()
                 if self._save_due(step):
-                    self._save()
+                    self._save()  # a saving listener may evaluate: that closes a record
+                self._hand_out_records()
             for hook in self.hooks:
                 hook.end(context)
         unsaved = self.saved_step != state.global_step or not latest_checkpoint(context.model_dir)
@@ -181,15 +180,23 @@ class TrainLoop:
         a checkpoint keeps (its counters, the learning rate, the weights) asks for a
         checkpoint, and the same step is written again, so a resumed run starts from there.
         """
-        for record in self.history.records[self.shown :]:
+        records = self.history.records[self.shown :]
+        if not records:  # the same on every rank: records close at collective points
+            return
+        for record in records:
             if self.verbose:
-                say(describe(record, self.last_step), self.bar)
+                step = f"step {int(record['step'])}"
+                say(
+                    describe(record, f"{step}/{self.last_step}" if self.last_step else step),
+                    self.bar,
+                )
             for hook in self.hooks:
                 hook.after_record(self.context, record)
         self.shown = len(self.history)
-        if self.strategy.rank0_says(self.context.checkpoint_requested):
+        saved = self.saved_step == self.state.global_step
+        if self.strategy.rank0_says(saved and self.context.checkpoint_requested):
             self.context.checkpoint_requested = False
-            self._save_state(self.hooks)
+            self._save_state(self.hooks)  # else the next save, on schedule, keeps it
 
     def _at_last_step(self) -> bool:
         return self.last_step is not None and self.state.global_step >= self.last_step
@@ -296,8 +303,7 @@ class TrainLoop:
         path = self._save_state(self.hooks)
         self.saved_step, self.saved_at = step, time.monotonic()
         for listener in self.listeners:
-            listener.after_save(context, step, path)  # may evaluate: a record closes
-        self._hand_out_records()
+            listener.after_save(context, step, path)
 
 
 class NonFiniteFlag:

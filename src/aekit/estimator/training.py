@@ -7,7 +7,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +39,7 @@ class EvalSpec:
     passed since the last evaluation, and always at the end. `every_n_steps` adds a
     save (and so an evaluation) every that many steps, e.g. once per epoch. With
     `best_metric`, the checkpoint with the best value is copied to `model_dir/best/`.
-    `report(metrics, global_step)` replaces the log line of each evaluation (rank 0 only).
+    Each evaluation's metrics go into `estimator.history` ("val_<metric>").
     """
 
     input_fn: InputFn
@@ -50,7 +50,6 @@ class EvalSpec:
     throttle_secs: float = 0.0
     best_metric: str | None = None
     higher_is_better: bool = False
-    report: Callable[[dict[str, float], int], None] | None = None
 
     def __post_init__(self) -> None:
         if self.every_n_steps is not None and self.every_n_steps <= 0:
@@ -119,14 +118,11 @@ class _EvaluateAfterSave(CheckpointSaverListener):
         self._last_step = estimator.global_step
         if not estimator.strategy.is_chief:  # every rank has the same figures; rank 0 reports
             return
-        if spec.report is not None:
-            spec.report(result, estimator.global_step)
-        else:
-            _log.info(
-                "evaluation at step %d: %s",
-                estimator.global_step,
-                ", ".join(f"{k} = {v:.5g}" for k, v in result.items() if k != "global_step"),
-            )
+        _log.debug(
+            "evaluation at step %d: %s",
+            estimator.global_step,
+            ", ".join(f"{k} = {v:.5g}" for k, v in result.items() if k != "global_step"),
+        )
         if spec.best_metric is not None:
             _export_if_best(estimator, spec, result, path or estimator.latest_checkpoint())
 
