@@ -295,7 +295,7 @@ def test_train_into_a_python_api_dir_writes_nothing_before_does_not_fit(
     model_dir = tmp_path / "api"
     x = np.random.default_rng(0).random((64, 8, 8), dtype=np.float32)
     est = aekit.AutoEncoder(hidden_units=[4], input_shape=(8, 8), model_dir=str(model_dir))
-    est.train(numpy_input_fn(x, batch_size=32, num_epochs=1))
+    est.train(numpy_input_fn(x, batch_size=32, num_epochs=1), verbose=0)
     before = snapshot(model_dir)
     line = fails(capsys, "train", "fully_connected", "--dataset", "digits", "--hidden-units",
                  "16,4", "--epochs", "1", "--model-dir", model_dir)  # fmt: skip
