@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import copy
+import json
+import logging
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from aekit.errors import ConfigError
-from aekit.export import example_input, export_model
+from aekit.estimator import checkpoint as ckpt
+from aekit.export import example_input, export_model, export_spec, read_spec
 from aekit.models import ConvolutionalNetwork, FullyConnectedAutoencoder, ReconstructionNetwork
 
 PARTS = ("encoder", "decoder", "autoencoder")
@@ -60,7 +66,7 @@ def run_exports(
     paths = export_model(network, out, formats=formats)
     assert_same_state(network, before)
     suffixes = [{"torchscript": "pt", "onnx": "onnx"}[f] for f in formats]
-    names = {f"{part}.{s}" for part in PARTS for s in suffixes}
+    names = {"spec.json", *(f"{part}.{s}" for part in PARTS for s in suffixes)}
     assert set(paths) == names
     assert all(p == out / name for name, p in paths.items())
     assert {p.name for p in out.iterdir()} == names  # no temp files left behind
@@ -111,7 +117,7 @@ def test_missing_onnxscript_is_a_config_error(
         export_model(network, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing half-written
     paths = export_model(network, tmp_path / "ts", formats=("torchscript",))
-    assert sorted(paths) == ["autoencoder.pt", "decoder.pt", "encoder.pt"]
+    assert sorted(paths) == ["autoencoder.pt", "decoder.pt", "encoder.pt", "spec.json"]
 
 
 @pytest.mark.parametrize(
@@ -149,7 +155,7 @@ def test_an_export_replaces_the_earlier_one_as_a_whole_set(tmp_path: Path) -> No
     paths = export_model(make("conv"), out, formats=("torchscript",))
     # One set: the earlier ONNX files do not linger beside the new TorchScript ones.
     assert sorted(p.name for p in out.iterdir()) == sorted(paths) == [
-        "autoencoder.pt", "decoder.pt", "encoder.pt"]  # fmt: skip
+        "autoencoder.pt", "decoder.pt", "encoder.pt", "spec.json"]  # fmt: skip
     assert not (out / "encoder.onnx").exists() and onnx_before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no staging folder left
 
@@ -178,3 +184,148 @@ def test_the_command_line_says_its_own_flag_when_onnx_is_missing(
     assert "--format torchscript" in err and "formats=" not in err and len(err.splitlines()) == 1
     assert not (run / "export").exists()
     assert main(["export", "--model-dir", str(run), "--format", "torchscript"]) == 0
+
+
+# -- spec.json: what each part takes and gives -------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize(("kind", "x_shape", "code_shape"), [
+    ("fc", ["batch", 784], ["batch", 8]),
+    ("conv", ["batch", 1, 28, 28], ["batch", 4, 7, 7]),
+])  # fmt: skip
+def test_the_spec_gives_each_parts_tensors_as_the_files_take_them(
+    kind: str, x_shape: list[Any], code_shape: list[Any], tmp_path: Path
+) -> None:
+    network = make(kind)
+    paths = export_model(network, tmp_path, formats=("torchscript",), step=7)
+    spec = read_spec(tmp_path)
+    assert (
+        spec
+        == json.loads(paths["spec.json"].read_text())
+        == export_spec(network, ("torchscript",), step=7)
+    )
+    ends = {p: (spec["parts"][p]["inputs"], spec["parts"][p]["outputs"]) for p in PARTS}
+    x: dict[str, Any] = {"name": "x", "shape": x_shape, "dtype": "float32", "range": [0, 1]}
+    code: dict[str, Any] = {"name": "code", "shape": code_shape, "dtype": "float32", "range": None}
+    rebuilt = {**x, "name": "probabilities"}
+    for part, (given, taken) in {"encoder": (x, code), "decoder": (code, rebuilt),
+                                 "autoencoder": (x, rebuilt)}.items():  # fmt: skip
+        (inputs,), (outputs,) = ends[part]
+        assert {k: inputs[k] for k in given} == given and {k: outputs[k] for k in taken} == taken
+        assert spec["parts"][part]["files"] == [f"{part}.pt"]
+        # The files take and give exactly these shapes, at a batch size of their own.
+        module = torch.jit.load(str(tmp_path / f"{part}.pt"))  # type: ignore[no-untyped-call]
+        with torch.no_grad():
+            out = module(torch.rand(3, *inputs["shape"][1:]))
+        assert list(out.shape) == [3, *outputs["shape"][1:]]
+    assert "pixels / 255" in ends["encoder"][0][0]["preprocessing"]
+    made = spec["made_by"]
+    assert made["network"] == type(network).__name__ and made["step"] == 7
+    assert made["model"] is None and made["settings"] is None  # not known to the library
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny runs trained and exported by the command line: the doc's own, and a table's.
+
+    The convolutional run lives in `runs/convolutional` under the returned "root", as the
+    example in docs/export.md expects; its data are 28x28 images, as MNIST's.
+    """
+    from aekit.cli.main import main
+
+    root = tmp_path_factory.mktemp("exported")
+    rng = np.random.default_rng(0)
+    np.savez(root / "images.npz", x=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8))
+    rows = rng.normal(size=(120, 5)) * [1, 10, 100, 1000, 0.1] + 50  # features of many units
+    np.savez(root / "table.npz", X=rows, y=np.zeros(len(rows), dtype=np.int64))
+    runs = {
+        "conv": ["convolutional", "--dataset", root / "images.npz", "--num-filters", "2,2"],
+        "fc": ["fully_connected", "--dataset", root / "images.npz", "--hidden-units", "8"],
+        "table": ["fully_connected", "--dataset", root / "table.npz", "--hidden-units", "4,2"],
+    }
+    dirs = {"conv": root / "runs" / "convolutional", "fc": root / "fc", "table": root / "table"}
+    for name, args in runs.items():
+        argv = ["train", *map(str, args), "--epochs", "1", "--model-dir", str(dirs[name])]
+        assert main(argv) == 0
+        assert main(["export", "--model-dir", str(dirs[name])]) == 0
+    return {"root": root, **dirs}
+
+
+@pytest.mark.slow
+def test_the_spec_matches_the_onnx_files_and_names_the_run(exported: dict[str, Path]) -> None:
+    onnx = pytest.importorskip("onnx")
+    for name in ("conv", "fc", "table"):
+        spec = read_spec(exported[name] / "export")
+        settings = json.loads((exported[name] / "hparams.json").read_text())
+        assert spec["made_by"]["settings"] == settings
+        assert spec["made_by"]["model"] == settings["model"]
+        latest = ckpt.latest_checkpoint(exported[name])
+        assert latest is not None and spec["made_by"]["step"] == ckpt.step_of(latest)
+        for part in PARTS:
+            graph = onnx.load(str(exported[name] / "export" / f"{part}.onnx")).graph
+            for key, values in (("inputs", graph.input), ("outputs", graph.output)):
+                (declared,) = spec["parts"][part][key]
+                (value,) = values
+                dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+                assert (value.name, dims) == (declared["name"], declared["shape"]), (name, part)
+                elem = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+                assert str(elem) == declared["dtype"]
+    assert read_spec(exported["fc"] / "export")["parts"]["encoder"]["inputs"][0]["shape"] == [
+        "batch", 784]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_tables_spec_takes_rows_in_their_own_units(exported: dict[str, Path]) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    spec = read_spec(exported["table"] / "export")
+    (x,) = spec["parts"]["autoencoder"]["inputs"]
+    (out,) = spec["parts"]["autoencoder"]["outputs"]
+    assert spec["kind"] == "table" and x["shape"] == ["batch", 5] and x["range"] is None
+    assert out["name"] == "reconstruction" and out["range"] is None and x["dtype"] == "float32"
+    assert "standard scaling" in x["preprocessing"] and "own units" in x["preprocessing"]
+    rows = np.load(exported["root"] / "table.npz")["X"][:20].astype(np.float32)
+    session = ort.InferenceSession(
+        str(exported["table"] / "export" / "autoencoder.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (got,) = session.run(None, {x["name"]: rows})
+    # The model scales and unscales itself: its rows are in the features' units (a feature of
+    # scale 1,000 comes back near its own values, not near the [0, 1] of pixels).
+    spread = rows.std(0)
+    assert got.shape == rows.shape and (np.abs(got.mean(0) - rows.mean(0)) < 2 * spread).all()
+
+
+@pytest.mark.slow
+def test_the_command_line_tells_the_spec_and_prints_only_the_files(
+    exported: dict[str, Path], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from aekit.cli.main import main
+
+    run = exported["conv"]
+    with caplog.at_level(logging.INFO, logger="aekit"):
+        assert main(["export", "--model-dir", str(run), "--output", str(run / "again")]) == 0
+    printed = capsys.readouterr().out.split()
+    assert sorted(Path(p).name for p in printed) == sorted(
+        f"{part}.{ext}" for part in PARTS for ext in ("pt", "onnx")
+    )
+    told = [r.getMessage() for r in caplog.records if "spec.json" in r.getMessage()]
+    assert told == [f"{run / 'again' / 'spec.json'}: convolutional at step 1, any batch size:"]
+    lines = caplog.text
+    assert "autoencoder: x float32 [batch, 1, 28, 28] in [0, 1] -> probabilities float32" in lines
+    assert "x: pixels / 255 as float32, channels first: (N, 1, 28, 28)" in lines
+
+
+@pytest.mark.slow
+def test_the_docs_onnxruntime_example_runs(
+    exported: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    text = (Path(__file__).parents[1] / "docs" / "export.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(code.strip().splitlines()) <= 15  # a short example
+    monkeypatch.chdir(exported["root"])  # the example reads runs/convolutional/export
+    scope: dict[str, Any] = {}
+    exec(compile(code, "docs/export.md", "exec"), scope)
+    rebuilt = scope["rebuilt"]
+    assert rebuilt.shape == (5, 1, 28, 28) and rebuilt.min() >= 0 and rebuilt.max() <= 1
+    assert capsys.readouterr().out.strip() == "probabilities (5, 1, 28, 28)"

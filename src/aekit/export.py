@@ -2,6 +2,9 @@
 
 Three parts are written: "encoder" (input → code), "decoder" (code → probabilities)
 and "autoencoder" (input → probabilities); probabilities are sigmoid(logits), in [0, 1].
+A table's model (aekit.anomaly.tabular) outputs a "reconstruction" in the features' own
+units instead. Beside them `spec.json` says what each part takes and gives (names, shapes
+with the batch axis named, dtypes, value ranges, preprocessing) and which model made them.
 Load a `.pt` with `torch.jit.load` and an `.onnx` with onnxruntime; neither unpickles
 Python objects.
 """
@@ -10,20 +13,24 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import os
 import shutil
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+import aekit
 from aekit import summary
 from aekit.errors import ConfigError, StorageError
 from aekit.files import (
     atomic_write,
+    atomic_write_text,
     ensure_dir,
     os_reason,
     publish_dir,
@@ -34,6 +41,7 @@ from aekit.models.heads import ReconstructionNetwork
 
 FORMATS = {"torchscript": "pt", "onnx": "onnx"}
 PARTS = ("encoder", "decoder", "autoencoder")
+SPEC_FILE = "spec.json"
 _ONNX_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
 
 
@@ -64,8 +72,13 @@ def export_model(
     out_dir: str | Path,
     formats: Sequence[str] = ("torchscript", "onnx"),
     example_batch: int = 2,
+    settings: Mapping[str, Any] | None = None,
+    step: int | None = None,
 ) -> dict[str, Path]:
     """Write `<part>.pt` and/or `<part>.onnx` for each part into `out_dir`; return their paths.
+
+    `spec.json` goes beside them (`export_spec`; `settings` and `step` are the run's, when
+    known) and is among the paths returned; `read_spec` loads it back.
 
     The files are published as one set: written into a new folder beside `out_dir`, then
     swapped in for it, so `out_dir` never mixes files of two exports and a killed export
@@ -96,6 +109,9 @@ def export_model(
     try:
         staging.mkdir(exist_ok=True)
         names = _write_parts(network, staging, formats, example_batch)
+        spec = export_spec(network, formats, settings, step)
+        # Inside the staged folder: published with the model files, as one set.
+        atomic_write_text(staging / SPEC_FILE, json.dumps(spec, indent=2) + "\n")
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError):  # name the export, not the folder it was staged in
@@ -105,14 +121,14 @@ def export_model(
             ) from exc
         raise
     publish_dir(staging, out)
-    return {name: out / name for name in names}
+    return {name: out / name for name in [*names, SPEC_FILE]}
 
 
 def _write_parts(
     network: ReconstructionNetwork, folder: Path, formats: tuple[str, ...], example_batch: int
 ) -> list[str]:
     """Write every part in every format into `folder`; returns the file names."""
-    net = copy.deepcopy(network).cpu().eval().requires_grad_(False)
+    net = _frozen_copy(network)
     x = example_input(net, example_batch)
     x_check = example_input(net, example_batch + 1)
     names: list[str] = []
@@ -127,9 +143,14 @@ def _write_parts(
                 if fmt == "torchscript":
                     _save_torchscript(module, args, check, path)
                 else:
-                    _save_onnx(module, args, path)
+                    _save_onnx(module, args, path, _output_name(net))
                 names.append(path.name)
     return names
+
+
+def _frozen_copy(network: ReconstructionNetwork) -> ReconstructionNetwork:
+    # A copy, so that the caller's module keeps its mode, device and weights.
+    return copy.deepcopy(network).cpu().eval().requires_grad_(False)
 
 
 def _require_autoencoder(network: object) -> None:
@@ -144,7 +165,9 @@ def _require_autoencoder(network: object) -> None:
         )
 
 
-_EXPORT_FILES = frozenset(f"{part}.{ext}" for part in PARTS for ext in FORMATS.values())
+_EXPORT_FILES = frozenset(
+    {SPEC_FILE, *(f"{part}.{ext}" for part in PARTS for ext in FORMATS.values())}
+)
 
 
 def _require_export_dir(out: Path) -> None:
@@ -225,7 +248,7 @@ def _save_torchscript(
         atomic_write(path, lambda f: torch.jit.save(traced, f))
 
 
-def _save_onnx(module: _Part, args: tuple[torch.Tensor], path: Path) -> None:
+def _save_onnx(module: _Part, args: tuple[torch.Tensor], path: Path, output: str) -> None:
     with warnings.catch_warnings(), _quiet(_QUIETED):
         # torch.export deep-copies pytree LeafSpecs, which typing_extensions reports as
         # deprecated use inside torch itself; nothing in our call can avoid it.
@@ -237,7 +260,7 @@ def _save_onnx(module: _Part, args: tuple[torch.Tensor], path: Path) -> None:
             args,
             dynamo=True,
             input_names=["code" if module.part == "decoder" else "x"],
-            output_names=["code" if module.part == "encoder" else "probabilities"],
+            output_names=["code" if module.part == "encoder" else output],
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             verbose=False,
         )
@@ -245,3 +268,136 @@ def _save_onnx(module: _Part, args: tuple[torch.Tensor], path: Path) -> None:
         raise RuntimeError("torch.onnx.export returned no program")
     data = program.model_proto.SerializeToString()
     atomic_write(path, lambda f: f.write(data))
+
+
+# --- spec.json: what each part takes and gives, and what made it ------------------------
+
+BATCH_AXIS = "batch"
+"""The name of every tensor's first axis in the spec, as in the ONNX files' dynamic shapes."""
+
+
+def export_spec(
+    network: ReconstructionNetwork,
+    formats: Sequence[str] = ("torchscript", "onnx"),
+    settings: Mapping[str, Any] | None = None,
+    step: int | None = None,
+) -> dict[str, Any]:
+    """What `export_model` writes as `spec.json`, without writing anything.
+
+    Shapes and dtypes come from running each part on the input the export traces with; ranges
+    and preprocessing from the kind of network; `settings` and `step` name the run.
+    """
+    _require_autoencoder(network)
+    with summary.recording(None), torch.no_grad():
+        return _spec(_frozen_copy(network), tuple(formats), settings, step)
+
+
+def read_spec(out_dir: str | Path) -> dict[str, Any]:
+    """The spec that an export wrote into `out_dir`."""
+    path = Path(out_dir) / SPEC_FILE
+    try:
+        spec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path} ({exc}); export the model again") from None
+    return spec
+
+
+def describe_spec(spec: Mapping[str, Any]) -> list[str]:
+    """A few lines for people: each part's input and output, then how to prepare `x`."""
+    made, parts = spec["made_by"], spec["parts"]
+    at = "" if made.get("step") is None else f" at step {made['step']}"
+    lines = [f"{made.get('model') or made['network']}{at}, any batch size:"]
+    for part in PARTS:
+        (given,), (taken,) = parts[part]["inputs"], parts[part]["outputs"]
+        lines.append(f"  {part}: {_shown(given)} -> {_shown(taken)}")
+    return [*lines, f"  x: {parts['encoder']['inputs'][0]['preprocessing']}"]
+
+
+def _shown(tensor: Mapping[str, Any]) -> str:
+    bounds = tensor.get("range")
+    within = "" if bounds is None else f" in [{bounds[0]:g}, {bounds[1]:g}]"
+    return f"{tensor['name']} {tensor['dtype']} [{', '.join(map(str, tensor['shape']))}]{within}"
+
+
+def _is_table(network: nn.Module) -> bool:
+    from aekit.anomaly.tabular import TabularAutoencoder  # the anomaly package is heavier
+
+    return isinstance(network, TabularAutoencoder)
+
+
+def _output_name(network: nn.Module) -> str:
+    # A table's model gives rows in the features' units, which are not probabilities.
+    return "reconstruction" if _is_table(network) else "probabilities"
+
+
+def _spec(
+    net: ReconstructionNetwork,
+    formats: tuple[str, ...],
+    settings: Mapping[str, Any] | None,
+    step: int | None,
+) -> dict[str, Any]:
+    table = _is_table(net)
+    pixels = None if table else (0.0, 1.0)
+    x = example_input(net, 2)
+    code = net.encode(x)
+    given = _tensor("x", x, pixels, f"{'rows' if table else 'images'} to encode or rebuild")
+    given["preprocessing"] = _preprocessing(net, x, settings)
+    posterior = " (the posterior mean)" if callable(getattr(net, "posterior", None)) else ""
+    coded = _tensor("code", code, None, f"the code of each example{posterior}")
+    meaning = "each row rebuilt, in the features' own units" if table else (
+        "each pixel's intensity in [0, 1] (times 255: 8-bit pixels)")  # fmt: skip
+    ends = {"encoder": (given, coded)}
+    for part, source, arg in (("decoder", coded, code), ("autoencoder", given, x)):
+        output = _Part(net, part)(arg)  # the shape the traced file gives
+        ends[part] = (source, _tensor(_output_name(net), output, pixels, meaning))
+    files = {part: [f"{part}.{FORMATS[f]}" for f in formats] for part in PARTS}
+    return {
+        "spec_version": 1,
+        "kind": "table" if table else "images",
+        "parts": {
+            part: {"files": files[part], "inputs": [takes], "outputs": [gives]}
+            for part, (takes, gives) in ends.items()
+        },
+        "note": "ONNX files name their input and output as here and take any batch size; "
+        "a TorchScript file takes the same tensor as its one argument",
+        "made_by": {
+            "model": None if settings is None else settings.get("model"),
+            "network": type(net).__name__,
+            "step": step,
+            "aekit_version": aekit.__version__,
+            "settings": None if settings is None else dict(settings),
+        },
+    }
+
+
+def _tensor(
+    name: str, value: torch.Tensor, bounds: tuple[float, float] | None, meaning: str
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "shape": [BATCH_AXIS, *value.shape[1:]],
+        "dtype": str(value.dtype).removeprefix("torch."),
+        "range": None if bounds is None else list(bounds),  # None: any finite number
+        "meaning": meaning,
+    }
+
+
+def _preprocessing(
+    net: ReconstructionNetwork, x: torch.Tensor, settings: Mapping[str, Any] | None
+) -> str:
+    """How to turn a user's examples into `x`, in words."""
+    features, settings = x.shape[1:].numel(), settings or {}
+    if _is_table(net):
+        return (
+            f"none: rows of {features} float features in their own units, columns in the "
+            f"training table's order; the model applies {settings.get('scaling') or 'its'} "
+            "scaling (fitted on the training rows) itself"
+        )
+    images = "(N, {}, {}, {})".format(*net.image_shape)
+    layout = f"channels first: {images}"
+    if x.dim() == 2:  # a fully-connected model takes each image flattened
+        layout = f"images {images} flattened: x.reshape(N, {features})"
+    how = f"pixels / 255 as float32, {layout}"
+    if settings.get("binarize"):  # evaluation also draws 0/1 pixels (seed 0)
+        how += f"; trained on 0/1 pixels drawn with the intensity as p ({settings['binarize']})"
+    return how

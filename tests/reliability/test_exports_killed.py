@@ -1,13 +1,14 @@
 """`aekit export` and `aekit score` killed with SIGKILL at every write, fsync and rename.
 
-An export is one set: after any kill `export/` holds the three files of the earlier export
-or of the new one, never a mix, and the next run (an export, or training's clean-up) leaves
-no temporary, set-aside folder or lock behind. Real processes (tests/crash_harness.py's
-fork server), real files, real SIGKILL.
+An export is one set: after any kill `export/` holds the three files and the spec of the
+earlier export or of the new one, never a mix, and the next run (an export, or training's
+clean-up) leaves no temporary, set-aside folder or lock behind. Real processes
+(tests/crash_harness.py's fork server), real files, real SIGKILL.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -55,6 +56,12 @@ def outputs(export_dir: Path) -> dict[str, torch.Tensor]:
     return result
 
 
+def spec_step(export_dir: Path) -> int:
+    """The checkpoint step that the export's spec.json names."""
+    step: int = json.loads((export_dir / "spec.json").read_text())["made_by"]["step"]
+    return step
+
+
 def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return all(torch.allclose(a[p], b[p]) for p in PARTS)
 
@@ -90,6 +97,8 @@ def test_export_killed_at_every_point_leaves_one_whole_set(
     points = export_points(zygote, probe)
     new = outputs(probe / "export")
     assert not same(old, new)  # step 24 and step 30 differ, so a mix would show
+    steps = {"old": spec_step(base / "export"), "new": spec_step(probe / "export")}
+    assert steps == {"old": 24, "new": 30}
     # Two renames publish the set: the earlier folder set aside, the new one put in place.
     assert len([p for p in points if p[0] == "rename"]) >= 5
     between_renames = 0
@@ -102,17 +111,22 @@ def test_export_killed_at_every_point_leaves_one_whole_set(
         if export.exists():
             found = outputs(export)
             assert same(found, old) or same(found, new), f"{kind} {n}: a mix of two exports"
+            # The spec belongs to the same export as the model files beside it.
+            assert spec_step(export) == steps["old" if same(found, old) else "new"], (kind, n)
         else:  # killed between the swap's renames: the earlier set waits, whole, beside it
             between_renames += 1
             (aside,) = model_dir.glob(".export.old-*")
-            assert same(outputs(aside), old), (kind, n)
+            assert same(outputs(aside), old) and spec_step(aside) == steps["old"], (kind, n)
             # Training's clean-up of a model dir puts it back, as an export rerun does.
             ckpt.remove_stale_temporaries(model_dir)
             assert same(outputs(export), old), (kind, n)
         rerun = zygote.run(export_argv(model_dir))
         assert rerun.status == 0, rerun.output
         assert same(outputs(export), new), (kind, n)
-        assert sorted(p.name for p in export.iterdir()) == sorted(f"{p}.pt" for p in PARTS)
+        assert sorted(p.name for p in export.iterdir()) == sorted(
+            [*(f"{p}.pt" for p in PARTS), "spec.json"]
+        )
+        assert spec_step(export) == steps["new"], (kind, n)
         assert leftovers(model_dir) == [], (kind, n)
     assert between_renames == 1  # the kill after the first rename of the swap
 

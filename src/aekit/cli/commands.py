@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator
 from aekit.files import check_output_dir, check_output_file, writing
 from aekit.models.heads import ReconstructionNetwork
+
+_log = logging.getLogger("aekit")
 
 
 def evaluate(
@@ -156,8 +159,12 @@ def embed(
 
 
 def export(model_dir: str | Path, output: str | Path | None, formats: Sequence[str]) -> list[Path]:
-    """TorchScript and ONNX files of the encoder, decoder and whole model."""
-    from aekit.export import export_model, onnx_missing
+    """TorchScript and ONNX files of the encoder, decoder and whole model; their paths.
+
+    `spec.json` beside them says what each takes and gives; it is logged in a few lines, so
+    that the paths returned (and printed) stay the model files alone.
+    """
+    from aekit.export import SPEC_FILE, describe_spec, export_model, onnx_missing, read_spec
 
     out = Path(output or Path(model_dir) / "export")
 
@@ -176,8 +183,14 @@ def export(model_dir: str | Path, output: str | Path | None, formats: Sequence[s
             )
         check_output_dir("--output", out)
 
-    _, estimator, _ = open_run(model_dir, precheck, read_data=False)  # export reads no data
+    settings, estimator, _ = open_run(model_dir, precheck, read_data=False)  # reads no data
     network = estimator.network
     assert isinstance(network, ReconstructionNetwork)  # the precheck refused anything else
     with writing(out):
-        return list(export_model(network, out, formats=tuple(formats)).values())
+        paths = export_model(
+            network, out, tuple(formats), settings=settings, step=estimator.global_step
+        )
+    first, *rest = describe_spec(read_spec(out))
+    for line in (f"{out / SPEC_FILE}: {first}", *rest):  # stdout keeps the files alone
+        _log.info("%s", line)
+    return [path for name, path in paths.items() if name != SPEC_FILE]

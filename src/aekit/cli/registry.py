@@ -30,8 +30,36 @@ Builder = Callable[[Mapping[str, Any], tuple[int, ...], RunConfig], Estimator]
 
 
 @dataclass(frozen=True)
+class Usable:
+    """After how many epochs a model's reconstructions are usable at its defaults.
+
+    Measured on mnist-split (MNIST digits, 8,000 to train and 2,000 to test; see
+    docs/measurements.md): the first epoch whose test reconstructions are all recognisable
+    digits, and the test RMSE then. Counted in epochs of 8,000 digits: an epoch of a larger
+    data set takes more steps, so it likely needs fewer (not measured).
+    """
+
+    epochs: int
+    val_rmse: float
+
+    def __str__(self) -> str:
+        return (
+            f"usable reconstructions after about {self.epochs} epochs of {DIGITS} "
+            f"(val_rmse {self.val_rmse:g})"
+        )
+
+
+DIGITS = "8,000 MNIST digits"
+"""The data the `Usable` figures were measured on (mnist-split), as users know it."""
+SHORT_RUN = 0.5
+"""A run of at most this share of `Usable.epochs` is short..."""
+FAR_ABOVE = 1.3
+"""...and its error is far above the usual one beyond this many times `Usable.val_rmse`."""
+
+
+@dataclass(frozen=True)
 class ModelEntry:
-    """A named model: its builder and a one-line description.
+    """A named model: its builder, a one-line description and, for autoencoders, `usable`.
 
     `build(settings, example_shape, config)` gets the run's settings (those the model takes,
     `aekit.cli.settings`) and the shape of one example, e.g. (28, 28) or (3, 32, 32).
@@ -42,6 +70,12 @@ class ModelEntry:
     description: str
     needs_images: bool = False
     supervised: bool = False
+    usable: Usable | None = None
+
+    @property
+    def help(self) -> str:
+        """The description and, when measured, after how many epochs the model is usable."""
+        return self.description + ("" if self.usable is None else f"; {self.usable}")
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -70,6 +104,33 @@ def get(name: str) -> ModelEntry:
 def names() -> list[str]:
     """Registered model names, sorted."""
     return sorted(_REGISTRY)
+
+
+def models_help() -> str:
+    """The help of `aekit train`'s MODEL: the names, then each measured model's `usable`."""
+    measured = [f"{n}: {_REGISTRY[n].usable}" for n in names() if _REGISTRY[n].usable]
+    return f"one of: {', '.join(names())}" + "".join(f"; {line}" for line in measured)
+
+
+def short_run_note(settings: Mapping[str, Any], result: Mapping[str, float]) -> str | None:
+    """One line for the end of a run far shorter than its model needs, whose error shows it.
+
+    None when the model has no `usable` figure, the run models a table (trained by its
+    own recipe), it trained more than SHORT_RUN of the usual epochs, or its final RMSE is
+    within FAR_ABOVE times the usual one.
+    """
+    entry = _REGISTRY.get(str(settings.get("model")))
+    usable = None if entry is None else entry.usable
+    epochs, rmse = settings.get("epochs"), result.get("rmse")
+    if usable is None or is_table_run(settings) or not isinstance(epochs, int) or rmse is None:
+        return None
+    if epochs > SHORT_RUN * usable.epochs or not rmse > FAR_ABOVE * usable.val_rmse:
+        return None
+    return (
+        f"{settings['model']} usually needs ~{usable.epochs} epochs of {DIGITS} for usable "
+        f"reconstructions (val_rmse {usable.val_rmse:g}); this run trained {epochs} and "
+        f"reached val_rmse {rmse:.3g}: raise --epochs"
+    )
 
 
 IMAGE_UNITS = [128, 64, 32]
@@ -137,6 +198,7 @@ register(
         description="seed 000: fully-connected autoencoder (denoising with --noise-factor); "
         "on a table, the outlier detector's model",
         build=_fully_connected,
+        usable=Usable(epochs=15, val_rmse=0.15),
     )
 )
 
@@ -145,6 +207,7 @@ register(
         name="convolutional",
         description="seed 004: convolutional autoencoder (max-pool or strided down-sampling)",
         needs_images=True,
+        usable=Usable(epochs=20, val_rmse=0.149),
         build=lambda hp, shape, config: ConvolutionalAutoencoder(
             num_filters=hp["num_filters"],
             downsample=hp["downsample"],
@@ -215,6 +278,7 @@ register(
         name="variational",
         description="variational autoencoder (fully-connected or convolutional encoder, beta-VAE)",
         build=_variational,
+        usable=Usable(epochs=10, val_rmse=0.156),
     )
 )
 

@@ -285,7 +285,7 @@ def _train(
     )
     # Log lines (a checkpoint's, a warning) go above the bar instead of through it.
     with logging_redirect_tqdm():
-        return train_and_evaluate(
+        result = train_and_evaluate(
             estimator,
             TrainSpec(
                 inputs.train,
@@ -299,6 +299,10 @@ def _train(
             ),
             verbose=0,  # the run's bar and epoch lines are EpochProgress's
         )
+    note = registry.short_run_note(settings, result)  # far fewer epochs than the model needs
+    if note is not None and estimator.strategy.is_chief:
+        _log.warning(note)
+    return result
 
 
 def _steps_per_epoch(examples: int, batch_size: int) -> int:
