@@ -72,3 +72,10 @@ def test_a_short_run_says_so_at_its_end_and_a_long_enough_one_does_not(
     with caplog.at_level(logging.INFO, logger="aekit"):  # the same run, resumed to the figure
         assert main([*run, "--epochs", str(usable("fully_connected").epochs)]) == 0
     assert notes(caplog) == []
+
+
+def test_train_help_shows_the_epochs_each_model_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    for model in MEASURED:
+        assert f"{model}: usable reconstructions after about {usable(model).epochs} epochs" in shown

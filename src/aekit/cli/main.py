@@ -94,7 +94,7 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore
     train = commands.add_parser(
         "train", help="train a model (resumes a run in --model-dir)", formatter_class=_Formatter
     )
-    train.add_argument("model", nargs="?", help=f"one of: {', '.join(registry.names())}")
+    train.add_argument("model", nargs="?", help=registry.models_help().replace("%", "%%"))
     _flag(train, "model_dir", help="where the run lives (default: runs/MODEL)")
     _flag(train, "config", help="TOML or YAML file of settings; flags override it")
     _flag(train, "preset", help="named settings, e.g. seed_002 (the stacked model of seed 002)")
