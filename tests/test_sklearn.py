@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pickle
 import time
+import tracemalloc
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
+import aekit.sklearn as sklearn_module
 from aekit.sklearn import AutoencoderTransformer
 
 
@@ -182,3 +185,34 @@ def test_reachable_from_the_package() -> None:
     assert aekit.VariationalAutoencoder is aekit.models.VariationalAutoencoder
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         aekit.nope  # noqa: B018
+
+
+def test_a_memory_map_is_fitted_and_transformed_in_chunks_with_the_same_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20_000, 64), dtype=np.uint8)
+    x[:, 5] = 7  # a constant feature keeps scale 1, as in memory
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    monkeypatch.setattr(sklearn_module, "_CHUNK_FLOATS", 64 * 1000)  # chunks of 1,000 rows
+    settings: dict[str, Any] = {"hidden_units": (16, 4), "epochs": 2, "random_state": 3,
+                                "batch_size": 500}  # fmt: skip
+    eager = AutoencoderTransformer(**settings).fit(x)
+    tracemalloc.start()
+    lazy = AutoencoderTransformer(**settings).fit(mapped)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < x.size * 8 / 4  # a float64 copy would take 8 bytes a value
+    np.testing.assert_array_equal(lazy.center_, eager.center_)
+    np.testing.assert_array_equal(lazy.scale_, eager.scale_)
+    for name, value in eager.network_.state_dict().items():
+        torch.testing.assert_close(lazy.network_.state_dict()[name], value, rtol=0, atol=0)
+    np.testing.assert_array_equal(lazy.transform(mapped), eager.transform(x))
+    assert lazy.score(mapped) == eager.score(x)
+    bad = np.lib.format.open_memmap(tmp_path / "bad.npy", mode="w+", dtype=np.float32,
+                                    shape=(20_000, 64))  # fmt: skip
+    bad[-1, -1] = np.nan  # in the last chunk
+    bad.flush()
+    with pytest.raises(ValueError, match="NaN"):
+        AutoencoderTransformer(**settings).fit(np.load(tmp_path / "bad.npy", mmap_mode="r"))

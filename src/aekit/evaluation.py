@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from aekit.data.input_fn import predict_input_fn
+from aekit.data.rows import Rows
 from aekit.errors import InputError
 from aekit.estimator import Estimator
 
 
-def embeddings(estimator: Estimator, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def embeddings(estimator: Estimator, x: np.ndarray | Rows, batch_size: int = 1000) -> np.ndarray:
     """The `embedding` prediction of every example, stacked."""
     batches = estimator.predict(
         predict_input_fn(x, estimator.network, batch_size),
@@ -21,9 +22,9 @@ def embeddings(estimator: Estimator, x: np.ndarray, batch_size: int = 1000) -> n
 
 def linear_probe(
     estimator: Estimator,
-    x_train: np.ndarray,
+    x_train: np.ndarray | Rows,
     y_train: np.ndarray | None,
-    x_test: np.ndarray,
+    x_test: np.ndarray | Rows,
     y_test: np.ndarray | None,
 ) -> float:
     """Test accuracy of a logistic regression fitted on the training embeddings.

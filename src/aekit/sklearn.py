@@ -9,7 +9,9 @@ works as a step of a `Pipeline`, e.g. before a classifier. For an anomaly score 
 
 Features are scaled to [0, 1] per feature with the training minimum and range (min-max, the
 one scaling of aekit.anomaly.tabular), because the decoder's sigmoid output lives there;
-`inverse_transform` undoes the scaling.
+`inverse_transform` undoes the scaling. A memory map (`np.load(..., mmap_mode="r")`) is never
+copied whole: it is validated, scaled and encoded a few MB of rows at a time, and training
+reads it batch by batch, with the same figures as the same rows in memory.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from aekit import metrics
 from aekit.anomaly.outliers import AutoencoderOutlierDetector, validate_data
 from aekit.anomaly.tabular import fit_scaling
 from aekit.checks import Choice, Integer, Sizes, shown
-from aekit.data.input_fn import numpy_input_fn
+from aekit.data.dataset import Dataset
+from aekit.data.input_fn import numpy_input_fn, shard_for_estimator
+from aekit.data.rows import Rows, is_mapped, row_chunks
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
 from aekit.estimator import rng as rng_state
@@ -42,6 +46,7 @@ __all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer"]
 MODELS = ("fully_connected", "variational")
 _BATCH = 4096  # rows per forward pass in transform: bounds memory on large inputs
 _MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1], as scikit-learn does
+_CHUNK_FLOATS = 2 << 20  # values of a memory map validated (as float64) at a time: 16 MB
 
 
 class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -98,17 +103,27 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
         """Train an autoencoder on the rows of X (y is ignored)."""
         # Settings first: a bad one is reported before the data are validated or copied.
         units, seed = self._check_params()
-        X = self._validate(X, reset=True)
-        self.center_, self.scale_ = fit_scaling(X, "minmax")
-        scaled = self._scale(X).astype(np.float32)
+        if _mapped(X):  # data on disk, maybe larger than memory: in chunks, never a copy
+            lows, highs = self._check_chunks(X, reset=True)
+            # Min-max scaling depends on each feature's extremes alone: those two rows give
+            # fit_scaling the same figures (and the same checks) as every row would.
+            self.center_, self.scale_ = fit_scaling(np.stack([lows, highs]), "minmax")
+            inputs = self._mapped_input(X, seed)
+        else:
+            X = self._validate(X, reset=True)
+            self.center_, self.scale_ = fit_scaling(X, "minmax")
+            scaled = self._scale(X).astype(np.float32)
+            inputs = numpy_input_fn(
+                scaled, batch_size=self.batch_size, num_epochs=self.epochs, seed=seed
+            )
         # Training seeds the global generators; a library call should leave the caller's alone.
         saved = rng_state.get_state()
         try:
             if self.model_dir is not None:
-                network = self._train(scaled, Path(self.model_dir), units, seed)
+                network = self._train(inputs, X.shape[1], Path(self.model_dir), units, seed)
             else:
                 with tempfile.TemporaryDirectory(prefix="aekit-sklearn-") as tmp:
-                    network = self._train(scaled, Path(tmp), units, seed)
+                    network = self._train(inputs, X.shape[1], Path(tmp), units, seed)
         finally:
             rng_state.set_state(saved)
         # Inference in float64 on the CPU: a row's code does not depend on the batch around it
@@ -164,7 +179,7 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
         return int(generator.randint(0, 2**31 - 1))
 
     def _train(
-        self, scaled: np.ndarray, model_dir: Path, units: list[int], seed: int | None
+        self, inputs: Any, n_features: int, model_dir: Path, units: list[int], seed: int | None
     ) -> ReconstructionNetwork:
         config = RunConfig(
             random_seed=seed,
@@ -173,17 +188,9 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
             save_summary_steps=0 if self.model_dir is None else 100,
             save_checkpoints_secs=None,
         )
-        estimator = self._estimator(scaled.shape[1], model_dir, config, units)
+        estimator = self._estimator(n_features, model_dir, config, units)
         try:
-            estimator.train(
-                numpy_input_fn(
-                    scaled,
-                    batch_size=self.batch_size,
-                    num_epochs=self.epochs,
-                    seed=seed,
-                ),
-                verbose=0,
-            )
+            estimator.train(inputs, verbose=0)
         finally:
             estimator.event_writers.close()
         network = estimator.network
@@ -223,6 +230,14 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
     def transform(self, X: Any) -> np.ndarray:
         """The code of each row of X, shape (n_samples, hidden_units[-1])."""
         check_is_fitted(self, "network_")
+        if _mapped(X):
+            parts = [
+                self._map(self._scale(self._validate(part, reset=False)), self.network_.encode)
+                for _, part in self._chunks(X)
+            ]
+            if not parts:
+                self._validate(np.asarray(X), reset=False)  # no rows: scikit-learn's own message
+            return np.concatenate(parts)
         X = self._validate(X, reset=False)
         return self._map(self._scale(X), self.network_.encode)
 
@@ -242,9 +257,18 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
     def score(self, X: Any, y: Any = None) -> float:
         """Negative mean squared reconstruction error of X in its own units: higher is better."""
         check_is_fitted(self, "network_")
-        X = self._validate(X, reset=False)
-        rebuilt = torch.from_numpy(self.inverse_transform(self.transform(X)))
-        return -float(metrics.example_mse(torch.from_numpy(X), rebuilt).mean())
+        if not _mapped(X):
+            X = self._validate(X, reset=False)
+            rebuilt = torch.from_numpy(self.inverse_transform(self.transform(X)))
+            return -float(metrics.example_mse(torch.from_numpy(X), rebuilt).mean())
+        errors = []
+        for _, part in self._chunks(X):  # per-row errors of each chunk, their mean at the end
+            rows = self._validate(part, reset=False)
+            rebuilt = torch.from_numpy(self.inverse_transform(self.transform(rows)))
+            errors.append(metrics.example_mse(torch.from_numpy(rows), rebuilt))
+        if not errors:
+            self._validate(X, reset=False)  # no rows: scikit-learn's own message
+        return -float(torch.cat(errors).mean())
 
     def _validate(self, X: Any, reset: bool) -> np.ndarray:
         # scikit-learn's finiteness check sums X first: finite data near ±1e308 make that sum
@@ -252,6 +276,40 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
         with np.errstate(over="ignore", invalid="ignore"):
             checked: np.ndarray = validate_data(self, X, dtype=np.float64, reset=reset)
         return checked
+
+    def _chunks(self, X: Any) -> Any:
+        """(offset, rows) of a memory map, sized so that a chunk in float64 takes ~16 MB."""
+        row_values = max(1, int(np.prod(X.shape[1:], dtype=np.int64)))
+        return row_chunks(X, max(1, _CHUNK_FLOATS // row_values) * row_values * X.dtype.itemsize)
+
+    def _check_chunks(self, X: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+        """scikit-learn's checks of a memory map, chunk by chunk; each feature's min and max."""
+        lows: np.ndarray | None = None
+        highs: np.ndarray | None = None
+        for start, part in self._chunks(X):
+            rows = self._validate(part, reset=reset and start == 0)
+            low, high = rows.min(axis=0), rows.max(axis=0)
+            lows = low if lows is None else np.minimum(lows, low)
+            highs = high if highs is None else np.maximum(highs, high)
+        if lows is None or highs is None:  # no rows: scikit-learn's own message
+            self._validate(np.asarray(X), reset=reset)
+            raise AssertionError("unreachable: scikit-learn refuses an empty X")
+        return lows, highs
+
+    def _mapped_input(self, X: Any, seed: int | None) -> Any:
+        """numpy_input_fn's batches (the same order) over a memory map, scaled per batch."""
+        center, scale = self.center_, self.scale_
+        batch_size, epochs = self.batch_size, self.epochs
+
+        def scaled(rows: torch.Tensor) -> tuple[torch.Tensor, None]:
+            values = (rows.numpy().astype(np.float64) - center) / scale
+            return torch.from_numpy(values.astype(np.float32)), None
+
+        def input_fn() -> Dataset:
+            data = Dataset.from_tensor_slices((X,)).shuffle(len(X), seed=seed)
+            return shard_for_estimator(data.repeat(epochs)).batch(batch_size).map(scaled)
+
+        return input_fn
 
     def _scale(self, X: np.ndarray) -> np.ndarray:
         scaled: np.ndarray = (X - self.center_) / self.scale_
@@ -266,3 +324,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
         if not outputs:
             return np.zeros((0, 0))
         return np.concatenate(outputs)
+
+
+def _mapped(X: Any) -> bool:
+    """Whether X reads a file (a memory map, or `Rows` of one): streamed, never copied whole."""
+    return isinstance(X, np.memmap | Rows) or is_mapped(X)

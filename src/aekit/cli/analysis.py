@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aekit.cli import limits, registry
-from aekit.cli.data import Splits, describe, load_images, with_data
+from aekit.cli.data import Examples, Splits, describe, load_images, with_data
 from aekit.cli.run import eval_input_fn, open_run
+from aekit.data.rows import concat_rows, first_rows
 from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator
 from aekit.files import check_output_dir, check_output_file, writing
@@ -102,13 +103,12 @@ def likelihood(
 
     settings, estimator, (_, (x_test, _)) = open_run(model_dir, precheck, dataset, data_dir)
     assert isinstance(estimator, VariationalAutoencoder)  # the precheck refused anything else
-    data = eval_input_fn(settings, x_test[:images])
-    log_px = estimator.log_likelihood(
-        data, samples=samples, seed=seed, expected=len(x_test[:images])
-    )
+    scored = first_rows(x_test, images)  # read batch by batch, not copied here
+    data = eval_input_fn(settings, scored)
+    log_px = estimator.log_likelihood(data, samples=samples, seed=seed, expected=len(scored))
     elbo = estimator.evaluate(data, name="likelihood")["elbo"]
     return {"log_likelihood": log_px, "nll": -log_px, "elbo": elbo, "samples": samples,
-            "images": len(x_test[:images])}  # fmt: skip
+            "images": len(scored)}  # fmt: skip
 
 
 def _variational(
@@ -131,8 +131,8 @@ def _scale(shape: Sequence[int]) -> int:
 
 
 def _scored_data(
-    settings: dict[str, Any], x_train: np.ndarray, dataset: str | None, data_dir: str | None
-) -> tuple[np.ndarray, np.ndarray | None]:
+    settings: dict[str, Any], x_train: Examples, dataset: str | None, data_dir: str | None
+) -> tuple[Examples, np.ndarray | None]:
     """The examples `score` scores: the run's test split with every class, or all of `dataset`."""
     if dataset is None:
         _, (x, y) = load_images(settings, with_excluded=True)
@@ -140,7 +140,7 @@ def _scored_data(
     # Every example of the given data set, read and checked as training data are.
     other = with_data(settings, dataset, data_dir)
     (x_a, y_a), (x_b, y_b) = load_images(other, with_excluded=True)
-    x = np.concatenate([np.asarray(x_a), np.asarray(x_b)])
+    x = concat_rows(x_a, x_b)  # the training then the test rows, as indices: nothing is copied
     y = None if y_a is None or y_b is None else np.concatenate([y_a, y_b])
     if math.prod(x.shape[1:]) != math.prod(x_train.shape[1:]):
         raise InputError(
@@ -197,7 +197,7 @@ def score(
     run_data_dir = data_dir if dataset is None else None
 
     out = Path(output or Path(model_dir) / "scores")
-    scored: list[tuple[np.ndarray, np.ndarray | None]] = []
+    scored: list[tuple[Examples, np.ndarray | None]] = []
 
     weights: list[float] = []
 

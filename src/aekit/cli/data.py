@@ -11,10 +11,13 @@ import numpy as np
 
 from aekit.cli.settings import absolute, check_values
 from aekit.data import mnist
+from aekit.data.rows import Rows, row_chunks, take_rows
 from aekit.data.sources import DATASET_NAMES, load_dataset
 from aekit.errors import ConfigError, InputError
 
-Splits = tuple[tuple[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray | None]]
+Examples = np.ndarray | Rows
+"""A split's examples: an array, or `Rows` of one (a memory map's rows stay on disk)."""
+Splits = tuple[tuple[Examples, np.ndarray | None], tuple[Examples, np.ndarray | None]]
 
 
 def with_data(
@@ -37,6 +40,8 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
     The classes in the setting `exclude_classes` are left out of both splits (a model of
     the normal classes, for anomaly detection) unless `with_excluded` is true. The rows of
     a table run (a `scaling` setting) are numbers as they are (float64), never pixels.
+    Nothing here copies the examples of images: the splits stay `Rows` of what was loaded
+    (a .npy file's memory map), checked a few MB at a time.
     """
     data_dir = settings["data_dir"]
     if data_dir is not None and not Path(data_dir).is_dir():
@@ -68,10 +73,11 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
             )
         y_train, y_test = np.asarray(y_train), np.asarray(y_test)
         _check_excluded(excluded, y_train, y_test, settings["dataset"])
-        keep_train = ~np.isin(y_train, excluded)
-        keep_test = ~np.isin(y_test, excluded)
-        x_train, y_train = x_train[keep_train], y_train[keep_train]
-        x_test, y_test = x_test[keep_test], y_test[keep_test]
+        # The rows kept are indices into the data, not a copy of them.
+        keep_train = np.flatnonzero(~np.isin(y_train, excluded))
+        keep_test = np.flatnonzero(~np.isin(y_test, excluded))
+        x_train, y_train = take_rows(x_train, keep_train), y_train[keep_train]
+        x_test, y_test = take_rows(x_test, keep_test), y_test[keep_test]
     if settings.get("scaling") in ("standard", "robust", "minmax"):  # rows, not pixels
         # float64, as the outlier detector reads them: the same seed gives the same model.
         x_train, x_test = x_train.astype(np.float64), x_test.astype(np.float64)
@@ -89,8 +95,8 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
                 f"the {name} set of {settings['dataset']} has shape {x.shape}, one number per "
                 "example; give examples as rows (N, features) or images (N, H, W)"
             )
-        if x.dtype != np.uint8 and not np.isfinite(x).all():
-            raise InputError(f"the {name} set holds NaN or infinite values; clean the data")
+        if x.dtype != np.uint8:
+            _check_finite(x, f"the {name} set")
         if settings.get("scaling", "none") == "none":  # images ("auto": not decided yet)
             check_pixels(x, f"the {name} set", "scaling" in settings)
     return (x_train, y_train), (x_test, y_test)
@@ -98,7 +104,7 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
 
 def describe(
     settings: Mapping[str, Any],
-    parts: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    parts: Sequence[tuple[Examples, np.ndarray | None]],
     names: Sequence[str] = ("training", "test"),
     left_out: Sequence[int] | None = None,
 ) -> str:
@@ -148,9 +154,19 @@ def _labels(ys: Sequence[np.ndarray | None]) -> str:
     return f"{len(ints)} classes (labels {shown})"
 
 
-def check_pixels(x: np.ndarray, name: str, takes_tables: bool) -> None:
-    """InputError unless `x` holds pixels: uint8, or floats in [0, 1]."""
-    if x.dtype == np.uint8 or (x.min() >= 0 and x.max() <= 1):
+def check_pixels(x: Examples, name: str, takes_tables: bool) -> None:
+    """InputError unless `x` holds pixels: uint8, or floats in [0, 1]; read in chunks."""
+    if x.dtype == np.uint8:
+        return
+    low, high, first = math.inf, -math.inf, None
+    for start, part in row_chunks(x):
+        if not part.size:
+            continue
+        low, high = min(low, float(part.min())), max(high, float(part.max()))
+        if first is None:
+            outside = ((part < 0) | (part > 1)).reshape(len(part), -1).any(axis=1)
+            first = start + int(np.argmax(outside)) if outside.any() else None
+    if first is None:
         return
     fix = (
         "rows of a table take --scaling standard"
@@ -158,12 +174,27 @@ def check_pixels(x: np.ndarray, name: str, takes_tables: bool) -> None:
         else "a table's rows train with the fully_connected model"
     )
     raise InputError(
-        f"{name}'s pixels run from {x.min():g} to {x.max():g}; give uint8 (0..255) or floats "
-        f"in [0, 1]; {fix}"
+        f"{name}'s pixels run from {low:g} to {high:g} (example {first:,} is the first outside "
+        f"[0, 1]); give uint8 (0..255) or floats in [0, 1]; {fix}"
     )
 
 
-def table_or_images(dataset: str, x: np.ndarray) -> tuple[bool, str | None]:
+def _check_finite(x: Examples, name: str) -> None:
+    """InputError naming the first example with NaN or infinite values; read in chunks."""
+    count, first = 0, None
+    for start, part in row_chunks(x):
+        bad = ~np.isfinite(part.reshape(len(part), -1)).all(axis=1)
+        if bad.any():
+            count += int(bad.sum())
+            first = start + int(np.argmax(bad)) if first is None else first
+    if first is not None:
+        raise InputError(
+            f"{name} holds NaN or infinite values in {count:,} example(s), the first example "
+            f"{first:,}; clean the data"
+        )
+
+
+def table_or_images(dataset: str, x: Examples) -> tuple[bool, str | None]:
     """Whether the examples are rows of a table (not images), and why (None: no guess).
 
     Decided by the source and the shape, never by the values' range alone: named data sets,
@@ -216,9 +247,12 @@ def _check_excluded(
         )
 
 
-def _channels_first(x: np.ndarray) -> np.ndarray:
+def _channels_first(x: Examples) -> Examples:
     # Image folders give (N, H, W, C); the models take channels first. A last axis shorter
     # than both others holds the channels, whatever their number (2, 4, 5, ...).
-    if x.ndim == 4 and x.shape[-1] < min(x.shape[1], x.shape[2]):
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    return x
+    if not (x.ndim == 4 and x.shape[-1] < min(x.shape[1], x.shape[2])):
+        return x
+    if isinstance(x, Rows) and isinstance(x.base, np.ndarray) and x.base.ndim == 4:
+        # A view of the array underneath: nothing is read, batches are gathered from it.
+        return Rows(x.base.transpose(0, 3, 1, 2), x.index)
+    return np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2))

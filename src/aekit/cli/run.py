@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from aekit.cli import config, limits, registry
-from aekit.cli.data import Splits, describe, load_images, with_data
+from aekit.cli.data import Examples, Splits, describe, load_images, with_data
 from aekit.cli.settings import run_config_args
 from aekit.data.binarize import Binarization
 from aekit.data.corruption import make_corruption
@@ -45,7 +45,7 @@ def build(
 
 
 def eval_input_fn(
-    settings: Mapping[str, Any], x: np.ndarray, y: np.ndarray | None = None
+    settings: Mapping[str, Any], x: Examples, y: np.ndarray | None = None
 ) -> Callable[[], Any]:
     """The test data in order, in batches of 1,000; drawn once (seed 0) if the run binarizes.
 

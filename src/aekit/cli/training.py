@@ -138,7 +138,7 @@ def _from_the_data(
         said += f"; labels {', '.join(map(str, anomalies))} mark anomalies, left out of training"
     splits = load_images(settings)  # the normal rows, as numbers (not pixels)
     recipe = TabularRecipe.of(
-        splits[0][0],
+        np.asarray(splits[0][0]),  # a table's rows: float64 in memory already (load_images)
         settings["seed"],
         None if settings["batch_size"] == "auto" else settings["batch_size"],
         None if settings["epochs"] == "auto" else settings["epochs"],
@@ -262,7 +262,8 @@ def _train(
             ReconstructionSnapshots(estimator, x_test[:10], settings["save_images"], settings)
         )
     if inputs.recipe is not None and estimator.latest_checkpoint() is None:
-        set_scaling(estimator.network, x_train, settings["scaling"])  # checkpoints keep it
+        # A table's rows: float64 in memory already (load_images), so no copy here.
+        set_scaling(estimator.network, np.asarray(x_train), settings["scaling"])
     if isinstance(estimator, StackedDenoisingAutoencoder) and inputs.pretrain is not None:
         estimator.pretrain(
             inputs.pretrain,

@@ -16,6 +16,7 @@ import torch
 
 from aekit.checks import shown
 from aekit.data.checks import as_array, check_values, to_float
+from aekit.data.rows import Rows
 from aekit.errors import ConfigError, InputError
 
 Binarization = Literal["dynamic", "fixed"]
@@ -52,7 +53,7 @@ def bernoulli_pixels(features: torch.Tensor) -> torch.Tensor:
     return torch.bernoulli(probs)
 
 
-def binarize(x: np.ndarray | torch.Tensor, seed: int = 0) -> np.ndarray:
+def binarize(x: np.ndarray | torch.Tensor | Rows, seed: int = 0) -> np.ndarray:
     """One fixed draw of `x` (uint8 pixels or floats in [0, 1]) as a bool array of its shape.
 
     The same `seed` gives the same draw on every machine: the draw uses numpy's PCG64.

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aekit.data.rows import Rows, is_mapped, row_chunks
 from aekit.errors import ConfigError, InputError
 
 __all__ = [
@@ -32,7 +33,6 @@ MAX_BYTES_ENV = "AEKIT_MAX_DATA_BYTES"
 """Environment variable raising (or lowering) the most bytes one loaded array may take."""
 
 _DEFAULT_MAX_BYTES = 8 << 30  # 8 GiB: MNIST takes 47 MB; beyond this, memory-map the data
-_CHUNK_BYTES = 16 << 20  # rows read at a time when scanning a memory map
 
 
 def max_load_bytes() -> int:
@@ -88,9 +88,9 @@ def existing_path(path: Any, kind: str) -> Path:
     return resolved
 
 
-def as_array(value: Any, name: str) -> np.ndarray | torch.Tensor:
-    """A numpy array or torch tensor as it is; a nested list or tuple as a numpy array."""
-    if isinstance(value, np.ndarray | torch.Tensor):
+def as_array(value: Any, name: str) -> np.ndarray | torch.Tensor | Rows:
+    """A numpy array, torch tensor or `Rows` as it is; a nested list or tuple as a numpy array."""
+    if isinstance(value, np.ndarray | torch.Tensor | Rows):
         return value
     # Lists, numpy scalars and array-likes (pandas, xarray) through numpy, as scikit-learn does.
     if isinstance(value, list | tuple | np.generic | int | float | complex) or hasattr(
@@ -108,7 +108,7 @@ def as_array(value: Any, name: str) -> np.ndarray | torch.Tensor:
     )
 
 
-def check_values(x: np.ndarray | torch.Tensor, name: str) -> None:
+def check_values(x: np.ndarray | torch.Tensor | Rows, name: str) -> None:
     """Refuse data that would be read wrong, without loading a memory map whole.
 
     Numbers only; integers other than uint8 (which is scaled by 1/255) hold 0/1 only, since
@@ -154,8 +154,8 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _kind(x: np.ndarray | torch.Tensor) -> str:
-    if isinstance(x, np.ndarray):
+def _kind(x: np.ndarray | torch.Tensor | Rows) -> str:
+    if isinstance(x, np.ndarray | Rows):
         return str(x.dtype.kind)
     if x.dtype == torch.bool:
         return "b"
@@ -166,18 +166,20 @@ def _kind(x: np.ndarray | torch.Tensor) -> str:
     return "i" if x.dtype.is_signed else "u"
 
 
-def _chunks(x: np.ndarray | torch.Tensor) -> Iterator[np.ndarray | torch.Tensor]:
-    """`x` whole, or a memory map a few MB of rows at a time (so it is never read whole)."""
-    if not isinstance(x, np.memmap) or x.ndim == 0:
-        yield x
+def _chunks(x: np.ndarray | torch.Tensor | Rows) -> Iterator[np.ndarray | torch.Tensor]:
+    """`x` whole, or a memory map (or `Rows`) a few MB of rows at a time, never read whole."""
+    if (
+        isinstance(x, torch.Tensor)
+        or x.ndim == 0
+        or not (isinstance(x, np.memmap | Rows) or is_mapped(x))
+    ):
+        yield x if isinstance(x, np.ndarray | torch.Tensor) else np.asarray(x)
         return
-    row_bytes = max(1, x.nbytes // max(1, len(x)))
-    step = max(1, _CHUNK_BYTES // row_bytes)
-    for start in range(0, len(x), step):
-        yield np.asarray(x[start : start + step])
+    for _, part in row_chunks(x):
+        yield part
 
 
-def _extremes(x: np.ndarray | torch.Tensor) -> tuple[int, int]:
+def _extremes(x: np.ndarray | torch.Tensor | Rows) -> tuple[int, int]:
     low: int | None = None
     high: int | None = None
     for part in _chunks(x):

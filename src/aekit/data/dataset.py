@@ -6,8 +6,8 @@ from the source arrays in one indexing operation. Element-wise `map` functions
 given before `batch` are applied to the gathered rows one by one (correct but
 slow); a `map` after `batch` sees whole batches and is the fast path. Arrays stay
 in the dtype given (uint8 images take a quarter of the memory of float32), numpy
-memory maps are read batch by batch, and tensors moved with `to(device)` before
-`batch` are gathered on that device.
+memory maps and `Rows` (rows of an array chosen by index: a split) are read batch by
+batch, and tensors moved with `to(device)` before `batch` are gathered on that device.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from aekit.data.rows import Rows, read_rows
 from aekit.errors import ConfigError, InputError
 from aekit.estimator.inputs import input_context
 
-Array = torch.Tensor | np.ndarray
+Array = torch.Tensor | np.ndarray | Rows
 _CHUNK = 4096  # indices handed on at a time by the element-wise shuffle
 
 
@@ -39,9 +40,9 @@ class _Source:
 
     def to(self, device: torch.device) -> _Source:
         leaves: list[Array] = [
-            (torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a).to(
-                device
-            )
+            (
+                torch.from_numpy(np.ascontiguousarray(a)) if not isinstance(a, torch.Tensor) else a
+            ).to(device)
             for a in self.leaves
         ]
         return _Source(leaves, self.rebuild)
@@ -53,8 +54,8 @@ class _Source:
                 # index_select copies rows ~10x faster than advanced indexing on CPU
                 # (benchmarks/bench_kernels.py).
                 out.append(leaf.index_select(0, _index_on(leaf.device, index)))
-            else:  # numpy (also memory-mapped): read just these rows
-                out.append(torch.from_numpy(np.ascontiguousarray(leaf[index])))
+            else:  # numpy, a memory map or Rows: read just these rows
+                out.append(torch.from_numpy(np.ascontiguousarray(read_rows(leaf, index))))
         return out
 
 
@@ -175,13 +176,13 @@ class Dataset:
         if not leaves:
             raise InputError("from_tensor_slices needs at least one array")
         for leaf in leaves:
-            if not isinstance(leaf, torch.Tensor | np.ndarray):
+            if not isinstance(leaf, torch.Tensor | np.ndarray | Rows):
                 raise InputError(
                     f"from_tensor_slices takes tensors or numpy arrays, got {type(leaf).__name__}"
                 )
             if leaf.ndim == 0:
                 raise InputError("from_tensor_slices needs arrays with a first dimension to slice")
-            if isinstance(leaf, np.ndarray) and leaf.dtype.kind not in "biuf":
+            if isinstance(leaf, np.ndarray | Rows) and leaf.dtype.kind not in "biuf":
                 # Text, objects or dates cannot become tensors: say so now, not at the first batch.
                 raise InputError(
                     f"from_tensor_slices takes arrays of numbers, got one of dtype {leaf.dtype}; "

@@ -13,6 +13,7 @@ from aekit.data.binarize import Binarization, bernoulli_pixels, binarize, check_
 from aekit.data.checks import as_array, check_values, to_float
 from aekit.data.corruption import Corruption, GaussianNoise
 from aekit.data.dataset import Array, Dataset
+from aekit.data.rows import Rows, is_mapped
 from aekit.errors import ConfigError, InputError
 from aekit.estimator.inputs import input_context
 from aekit.estimator.run_config import resolve_device
@@ -105,6 +106,7 @@ def numpy_input_fn(
     the clean features, or `y` when given, are the labels: a denoising setup.
     `device` keeps the arrays on that device and builds batches there; by default
     an Estimator on an accelerator gets them there when they fit (not memory maps).
+    `x` may be `Rows` (a split of `load_dataset`): each batch reads just its rows.
     In a data-parallel job each process takes its share of every epoch, so the
     global batch is `batch_size` × the number of processes. `binarize` makes the features
     0/1 pixels drawn with their intensity as the probability: "fixed" once (with `seed`,
@@ -185,9 +187,10 @@ def shard_for_estimator(data: Dataset) -> Dataset:
 def _resident_device(x: Array, y: Array | None) -> torch.device | None:
     """The calling Estimator's accelerator when the arrays fit comfortably in its memory."""
     target = input_context().device
-    if target is None or target.type != "cuda" or isinstance(x, np.memmap):
+    # A memory map (or rows of one) stays on disk: it may be larger than the host's memory.
+    if target is None or target.type != "cuda" or isinstance(x, np.memmap) or is_mapped(x):
         return None
-    size = sum(a.nbytes if isinstance(a, np.ndarray) else a.numel() * a.element_size()
+    size = sum(a.nbytes if isinstance(a, np.ndarray | Rows) else a.numel() * a.element_size()
                for a in (x, y) if a is not None)  # fmt: skip
     free, _ = torch.cuda.mem_get_info(target)
     return target if size <= _RESIDENT_SHARE * free else None

@@ -2,8 +2,10 @@
 
 Each loader returns ``(x, y)``: `x` uint8 when the values are integers in 0..255 (pixels), else
 floating point; `y` the labels, or None when the source has none. `load_dataset` turns a name or
-a path into ``((x_train, y_train), (x_test, y_test))``. Image folders live in `image_folder`,
-CSV in `csv_file`; every loader checks the size it will allocate first (`checks.check_size`).
+a path into ``((x_train, y_train), (x_test, y_test))``, a .npy file memory-mapped, and splits
+without copying: each split is a `Rows` of the loaded array. Image folders live in
+`image_folder`, CSV in `csv_file`; every loader checks the size it will allocate first
+(`checks.check_size`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from aekit.data import mnist
 from aekit.data.checks import check_size, existing_path
 from aekit.data.csv_file import load_csv
 from aekit.data.image_folder import IMAGE_SUFFIXES, load_image_folder
+from aekit.data.rows import Rows, row_chunks, take_rows
 from aekit.errors import ConfigError, InputError
 
 __all__ = [
@@ -37,7 +40,7 @@ __all__ = [
 
 Array = npt.NDArray[Any]
 XY = tuple[Array, Array | None]
-Splits = tuple[XY, XY]
+Splits = tuple[tuple[Array | Rows, Array | None], tuple[Array | Rows, Array | None]]
 PathLike = str | os.PathLike[str]
 
 DATASET_NAMES = (*mnist.DATASETS, "digits")
@@ -134,7 +137,9 @@ def load_dataset(
     Names: "mnist", "fashion_mnist", "kmnist" (their own splits, see `mnist.load_data`) and
     "digits". Paths: .npz (its own split when it has x_train and x_test), .npy, .csv, a folder of
     MNIST IDX files, or a folder of images. Sources without a split of their own are split
-    deterministically: every 5th example is a test example (20%), the order kept.
+    deterministically: every 5th example is a test example (20%), the order kept; those splits
+    are `Rows` of the loaded array (no copy; indexing or `np.asarray` reads them). A .npy file
+    is memory-mapped, never read whole: data bigger than memory train batch by batch.
     `label_column` names the labels: a .csv file's column (header name, or index) or a .npz
     archive's array.
     """
@@ -172,7 +177,9 @@ def load_dataset(
         own = _npz_own_split(path) if label_column is None else None
         if own is not None:
             return own
-    if suffix in (".npz", ".npy"):
+    if suffix == ".npy":
+        return _split(_pixels(open_npy_memmap(path), path), None, path)
+    if suffix == ".npz":
         return _split(*load_npz(path, y_key=label_column), path)
     if suffix == ".csv":
         column: str | int | None = label_column
@@ -281,7 +288,7 @@ def _pixels(x: Array, path: Path) -> Array:
         raise InputError(f"{path}: the data array is empty ({x.shape}); give at least one example")
     if x.dtype == np.uint8:
         return x
-    if x.dtype.kind in "iu" and x.min() >= 0 and x.max() <= 255:
+    if x.dtype.kind in "iu" and _lowest(x) >= 0 and _highest(x) <= 255:
         return x.astype(np.uint8)
     # Booleans are binary intensities 0.0/1.0, not 8-bit pixels: keep them off the 0..255 scale.
     if x.dtype.kind in "biu" or (x.dtype.kind == "f" and x.dtype.itemsize < 4):
@@ -311,13 +318,33 @@ def _idx_present(folder: Path, name: str) -> bool:
     return (folder / name).is_file() or (folder / name.removesuffix(".gz")).is_file()
 
 
+def _lowest(x: Array) -> Any:
+    return min(part.min() for _, part in row_chunks(x))  # a memory map: never read whole
+
+
+def _highest(x: Array) -> Any:
+    return max(part.max() for _, part in row_chunks(x))
+
+
+def split_positions(n: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The positions of the training and the test examples among `n`: every 5th is a test one.
+
+    Fewer than 5 examples: the last one is the test split. Both keep the order.
+    """
+    positions = np.arange(n, dtype=np.int64)
+    is_test = positions % TEST_EVERY == TEST_EVERY - 1
+    if n and not is_test.any():
+        is_test[-1] = True
+    return positions[~is_test], positions[is_test]
+
+
 def _split(x: Array, y: Array | None, source: object) -> Splits:
+    """Train and test `Rows` of `x` (its rows stay where they are) and their labels."""
     n = len(x)
     if n < 2:
         raise InputError(f"{source}: {n} example(s) cannot be split into train and test; add more")
-    is_test = np.arange(n) % TEST_EVERY == TEST_EVERY - 1
-    if not is_test.any():  # fewer than 5 examples: the last one is the test split
-        is_test[-1] = True
-    train = (x[~is_test], None if y is None else y[~is_test])
-    test = (x[is_test], None if y is None else y[is_test])
-    return train, test
+    train, test = split_positions(n)
+    return (
+        (take_rows(x, train), None if y is None else y[train]),
+        (take_rows(x, test), None if y is None else y[test]),
+    )
