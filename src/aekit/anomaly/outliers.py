@@ -7,6 +7,13 @@ space, which finds rows off the pattern of the normal ones, and the Mahalanobis 
 the row's code from the training rows' codes, which finds rows that follow the pattern to
 values the normal ones never reach (an autoencoder reconstructs those well).
 
+X is an array, a path to a .parquet, .feather/.arrow or .csv file, or a
+`aekit.data.tables.TableSource` (`open_table(path, label_column)`): a table larger than the
+row cap (`max_rows`) is never held in memory. Its scaling statistics are taken in one pass
+(the robust median and IQR from a uniform sample of the cap's rows), it trains on a fresh
+uniform sample each epoch (`aekit.anomaly.sampling`) and it is scored a chunk at a time;
+float32 arrays and memory maps are converted to float64 a chunk at a time too.
+
 It follows scikit-learn's outlier convention: `score_samples` is higher for normal rows,
 `decision_function` is negative for outliers, and `predict` gives -1 (outlier) or 1, with the
 threshold at the `contamination` share of the training rows. PyOD's names are there too, in
@@ -25,28 +32,38 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from aekit.anomaly.sampling import SampledRecipe, chunk_rows, row_cap, uniform_sample
+from aekit.anomaly.scaling import fit_scaling, stream_scaling
 from aekit.anomaly.scores import ErrorAndCodeScore
 from aekit.anomaly.tabular import (
     SCALINGS,
     TabularAutoencoder,
     TabularRecipe,
+    load_scaling,
     set_scaling,
     sized_hidden_units,
     tabular_config,
     tabular_estimator,
 )
 from aekit.checks import Choice, Integer, Number, Optional, Sizes
+from aekit.data.tables import ArrayTable, TableSource, is_table_path, open_table
+from aekit.errors import InputError
 from aekit.estimator import rng as rng_state
 
+_STATISTICS_ROWS = 16_384  # rows per batch of the statistics pass: each makes a few temporaries
 PROBA_METHODS = ("linear", "unify")
 """predict_proba's ways from scores to probabilities, PyOD's names."""
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as validate_data
+
+    _NO_FINITE_CHECK = {"ensure_all_finite": False}  # done a chunk at a time, naming the column
 except ImportError:  # older versions validate through a method of BaseEstimator
 
     def validate_data(estimator: Any, X: Any, **kwargs: Any) -> Any:
         return estimator._validate_data(X, **kwargs)
+
+    _NO_FINITE_CHECK = {"force_all_finite": False}
 
 
 class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
@@ -69,6 +86,10 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         contamination: the share of training rows taken as outliers by `predict`.
         random_state: an int seed in [0, 2**32 - 1], or None for a fresh one each fit.
         device: where to train ("cpu", "cuda", "auto").
+        max_rows: the most rows held in memory to train on. A larger table trains on a new
+            uniform sample of that many rows each epoch (early stopping on a sample of its
+            held-out rows) and is scored a chunk at a time. None: as many rows as fit 64 MiB
+            in float64, at most 100,000.
         verbose: 0 quiet; 2 a line per epoch on stderr (steps, the mean training loss and
             the held-out error "held_out_loss"); 1 adds a progress bar.
 
@@ -93,6 +114,7 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         contamination: float = 0.1,
         random_state: int | None = None,
         device: str = "cpu",
+        max_rows: int | None = None,
         verbose: int = 0,
     ) -> None:
         self.hidden_units = hidden_units
@@ -107,33 +129,56 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         self.contamination = contamination
         self.random_state = random_state
         self.device = device
+        self.max_rows = max_rows
         self.verbose = verbose
 
     def fit(self, X: Any, y: Any = None) -> AutoencoderOutlierDetector:
-        """Train on the rows of X, taken as (mostly) normal; y is ignored."""
+        """Train on the rows of X, taken as (mostly) normal; y is ignored.
+
+        X: an array, a table file's path or a TableSource (see the module's docstring).
+        """
         self._check_params()
-        X = self._validate(X, reset=True)
+        table = self._table(X, reset=True)
         units = (
             [int(u) for u in self.hidden_units]
             if self.hidden_units is not None
-            else sized_hidden_units(X.shape[1])
+            else sized_hidden_units(table.n_features)
         )
         seed = (
             int(np.random.default_rng().integers(2**31))  # None: a fresh draw each fit
             if self.random_state is None
             else int(self.random_state)
         )
+        cap = row_cap(table.n_features, self.max_rows)
+        # A table within the cap is held in memory, as it always was (the same scores for a
+        # seed); a larger one is read in pieces and trained on samples.
+        rows = table.to_numpy() if table.n_rows <= cap else None
+        sample = scaling = None
+        if rows is None and self.scaling == "robust":  # a median needs rows at once: a sample's
+            sample = uniform_sample(table, cap, seed)
+            scaling = fit_scaling(sample, "robust")
+        elif rows is None:  # one pass over the table
+            batches = table.batches(_STATISTICS_ROWS)
+            scaling = stream_scaling(batches, table.n_features, self.scaling)
         saved = rng_state.get_state()  # training seeds the global generators; restore the caller's
         try:
-            self.networks_ = [self._train_one(X, units, seed + i) for i in range(self.n_estimators)]
+            self.networks_ = [
+                self._train_one(table if rows is None else rows, units, seed + i, cap, scaling)
+                for i in range(self.n_estimators)
+            ]
         finally:
             rng_state.set_state(saved)
         self.hidden_units_ = units
+        # The score's training means: of every row in memory, or of a uniform sample (drawn
+        # now, so that it is not held through training).
+        if rows is None:
+            rows = sample if sample is not None else uniform_sample(table, cap, seed)
         self.scorers_ = [
-            ErrorAndCodeScore(self.code_weight).fit(*network.errors_and_codes(X))
+            ErrorAndCodeScore(self.code_weight).fit(*network.errors_and_codes(rows))
             for network in self.networks_
         ]
-        normality = self.score_samples(X)
+        del rows, sample
+        normality = self._score_table(table)
         self.offset_ = float(np.percentile(normality, 100 * self.contamination))
         # PyOD's attributes, with its sign. threshold_ is minus offset_ rather than PyOD's
         # percentile at 1 - contamination (equal but for rounding) so that labels_ and predict
@@ -143,19 +188,42 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         self.labels_: np.ndarray = (self.decision_scores_ > self.threshold_).astype(np.int64)
         return self
 
-    def _train_one(self, X: np.ndarray, units: list[int], seed: int) -> TabularAutoencoder:
-        recipe = TabularRecipe.of(
-            X, seed, self.batch_size, self.epochs, self.validation_fraction, self.patience
-        )
+    def _train_one(
+        self,
+        data: np.ndarray | TableSource,
+        units: list[int],
+        seed: int,
+        cap: int,
+        scaling: tuple[np.ndarray, np.ndarray] | None,
+    ) -> TabularAutoencoder:
+        """One network: on the rows in memory, or on samples of a table with `scaling`."""
+        if isinstance(data, np.ndarray):
+            recipe: TabularRecipe | SampledRecipe = TabularRecipe.of(
+                data, seed, self.batch_size, self.epochs, self.validation_fraction, self.patience
+            )
+        else:
+            recipe = SampledRecipe.of(
+                data,
+                cap,
+                seed,
+                self.batch_size,
+                self.epochs,
+                self.validation_fraction,
+                self.patience,
+            )
         with tempfile.TemporaryDirectory(prefix="aekit-outliers-") as model_dir:
             est = tabular_estimator(
-                X.shape[1],
+                int(self.n_features_in_),
                 units,
                 self.learning_rate,
                 model_dir=model_dir,
                 config=tabular_config(seed, self.device),
             )
-            set_scaling(est.network, X, self.scaling)
+            if isinstance(data, np.ndarray):
+                set_scaling(est.network, data, self.scaling)
+            else:
+                assert scaling is not None
+                load_scaling(est.network, *scaling)
             est.train(recipe.input_fn(), hooks=recipe.hooks(), verbose=self.verbose)
             est.event_writers.close()
         network = est.network
@@ -168,10 +236,17 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         """Minus each row's reconstruction error plus its code's distance: lower is more abnormal.
 
         Each part is divided by its mean over the training rows; the ensemble's scores are
-        averaged.
+        averaged. X: an array, a table file's path or a TableSource, scored a chunk at a time.
         """
         check_is_fitted(self, "scorers_")
-        rows = self._validate(X, reset=False)
+        return self._score_table(self._table(X, reset=False))
+
+    def _score_table(self, table: TableSource) -> np.ndarray:
+        chunk = chunk_rows(table, row_cap(table.n_features, self.max_rows))
+        parts = [self._score_rows(rows) for rows in table.batches(chunk)]
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def _score_rows(self, rows: np.ndarray) -> np.ndarray:
         total = np.zeros(len(rows))
         for network, scorer in zip(self.networks_, self.scorers_, strict=True):
             total += scorer(*network.errors_and_codes(rows))
@@ -231,10 +306,40 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         ErrorAndCodeScore(self.code_weight)  # checks the weight
         Optional(Integer(0, below=2**32))("random_state", self.random_state)
         Integer(0, below=3)("verbose", self.verbose)
+        Optional(Integer(1))("max_rows", self.max_rows)
+
+    def _table(self, X: Any, reset: bool) -> TableSource:
+        """X as a TableSource, its width checked against the fitted one (and its names)."""
+        if is_table_path(X):
+            X = open_table(X)
+        if not isinstance(X, TableSource):
+            if reset:
+                self.table_columns_: tuple[str, ...] | None = None
+            return ArrayTable(self._validate(X, reset))
+        if reset:
+            if not X.n_rows:
+                raise InputError(f"{X.name}: no rows to train on; give a table with rows")
+            self.n_features_in_ = X.n_features
+            # Not scikit-learn's feature_names_in_: that would warn at every array scored after.
+            self.table_columns_ = X.feature_names if X.named else None
+            return X
+        if X.n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        fitted = getattr(self, "table_columns_", None)
+        if X.named and fitted is not None and fitted != X.feature_names:
+            raise InputError(
+                f"{X.name}: columns {list(X.feature_names)} differ from the fitted ones "
+                f"{list(fitted)}; give the same columns in the same order"
+            )
+        return X
 
     def _validate(self, X: Any, reset: bool) -> np.ndarray:
-        # scikit-learn's finiteness check sums X first: finite data near ±1e308 make that sum
-        # inf - inf, a harmless warning (it then checks element by element).
-        with np.errstate(over="ignore", invalid="ignore"):
-            checked: np.ndarray = validate_data(self, X, dtype=np.float64, reset=reset)
+        # float32 and float64 are kept as they are (a memory map stays one); NaN and infinite
+        # values are looked for a chunk at a time as the rows are read (ArrayTable).
+        checked: np.ndarray = validate_data(
+            self, X, dtype=(np.float64, np.float32), reset=reset, **_NO_FINITE_CHECK
+        )
         return checked

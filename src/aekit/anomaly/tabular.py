@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 from torch import nn
 
 from aekit import metrics
+from aekit.anomaly.scaling import SCALINGS, fit_scaling
 from aekit.anomaly.scores import CODE_KEY, SCORE_KEY
 from aekit.data.dataset import Dataset
 from aekit.data.input_fn import numpy_input_fn
@@ -40,43 +40,23 @@ from aekit.models.layers import Activation, ActivationLayer, check_units
 from aekit.models.memory import build_within_memory
 
 _log = logging.getLogger("aekit")
-SCALINGS = ("standard", "robust", "minmax")
+__all__ = [  # fit_scaling and SCALINGS live in aekit.anomaly.scaling; imported from here too
+    "SCALINGS",
+    "KeepBestOnHeldOut",
+    "TabularAutoencoder",
+    "TabularRecipe",
+    "fit_scaling",
+    "load_scaling",
+    "set_scaling",
+    "sized_batch",
+    "sized_epochs",
+    "sized_hidden_units",
+    "tabular_config",
+    "tabular_estimator",
+    "tabular_model_fn",
+]
 _CLIP = 1e4  # scaled values beyond this (a heavy tail after robust scaling) are clipped
 _BATCH = 8192  # rows per forward pass when scoring
-
-
-def fit_scaling(rows: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """The (center, scale) of each feature: standard, robust (median, IQR) or min-max.
-
-    The statistics are taken of each feature divided by a power of two near its largest
-    value, then multiplied back: exact in floating point, and a variance of values near
-    1e300 does not overflow. A constant feature keeps scale 1; a feature whose scale is
-    beyond float64 itself (a range over 1.8e308) is refused with an InputError naming it.
-    """
-    if method not in SCALINGS:
-        raise ConfigError(f"scaling must be one of {', '.join(SCALINGS)}, got {method!r}")
-    largest = np.abs(rows).max(axis=0)
-    unit = np.exp2(np.minimum(np.ceil(np.log2(np.where(largest > 0, largest, 1.0))), 1023))
-    scaled = rows / unit
-    if method == "standard":
-        standard = StandardScaler().fit(scaled)
-        center, scale = standard.mean_, standard.scale_
-    elif method == "robust":
-        robust = RobustScaler().fit(scaled)
-        center, scale = robust.center_, robust.scale_
-    else:
-        minmax = MinMaxScaler().fit(scaled)
-        center, scale = minmax.data_min_, minmax.data_range_
-    scale = np.where(scale > 0, scale, 1.0 / unit)  # a constant feature: scale 1, once multiplied
-    with np.errstate(over="ignore"):
-        center, scale = center * unit, scale * unit
-    if not np.isfinite(scale).all():
-        worst = int(np.argmin(np.isfinite(scale)))
-        raise InputError(
-            f"feature {worst} spans {rows[:, worst].min():.3g} to {rows[:, worst].max():.3g}, "
-            f"too large to {method}-scale in float64; divide the data by a power of ten first"
-        )
-    return center, scale
 
 
 def sized_hidden_units(n_features: int) -> list[int]:
@@ -274,10 +254,16 @@ def set_scaling(network: torch.nn.Module, rows: np.ndarray, method: str) -> None
     flat = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
     if flat.shape[1] != network.n_features or not len(flat):
         raise InputError(f"scaling got rows of shape {flat.shape}; give (N, {network.n_features})")
-    center, scale = fit_scaling(flat, method)
+    load_scaling(network, *fit_scaling(flat, method))
+
+
+def load_scaling(network: torch.nn.Module, center: np.ndarray, scale: np.ndarray) -> None:
+    """Put statistics already fitted (by `fit_scaling` or a streaming pass) into the network."""
+    if not isinstance(network, TabularAutoencoder):
+        raise ConfigError("load_scaling needs the network of a tabular_estimator")
     with torch.no_grad():
-        network.center.copy_(torch.from_numpy(center))
-        network.scale.copy_(torch.from_numpy(scale))
+        network.center.copy_(torch.from_numpy(np.asarray(center, dtype=np.float64)))
+        network.scale.copy_(torch.from_numpy(np.asarray(scale, dtype=np.float64)))
 
 
 class KeepBestOnHeldOut(Hook):

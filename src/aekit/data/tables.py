@@ -1,0 +1,234 @@
+"""Tables read in pieces: Parquet, Arrow IPC / Feather and CSV files, and arrays, alike.
+
+`open_table(path, label_column)` gives a `TableSource`: its number of rows, its feature
+names, float64 batches of its rows in order (`batches`), the labels column when there is
+one (`labels`) and rows by index (`take`, to draw a uniform sample). Nothing holds the
+whole table: a Parquet file is read a few thousand rows at a time, an Arrow file through a
+memory map, record batch by record batch, a CSV file parsed in blocks. `ArrayTable` gives
+an in-memory array or a memory map the same interface, converting a batch at a time.
+
+Every feature column must hold numbers (integers, floats or booleans) with no missing, NaN
+or infinite value; the error names the column. The label column follows the CSV rule of
+`aekit.data.csv_file`: a column named label, labels, class, target or y (any case) unless
+`label_column` names another (or an index), and none at all with `label_column=False`.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aekit.errors import ConfigError, InputError
+
+__all__ = ["SUFFIXES", "ArrayTable", "TableSource", "open_table"]
+
+SUFFIXES = (".parquet", ".pq", ".feather", ".arrow", ".ipc", ".arrows", ".csv")
+"""File names `open_table` reads, by their ending (any case)."""
+
+BATCH_ROWS = 65_536
+"""Rows per batch when the caller does not say."""
+
+
+class TableSource(ABC):
+    """Rows of numbers read in pieces, in a fixed order: the interface every table gives.
+
+    Subclasses give `n_rows` and `_pieces`, the table's feature rows in order as float64
+    arrays of any length, already checked.
+    """
+
+    name: str  # what error messages call the table: its path, or "X"
+    feature_names: tuple[str, ...]
+    label_name: str | None = None
+    named = True  # whether the feature names come from the data (False: their positions)
+
+    @property
+    @abstractmethod
+    def n_rows(self) -> int:
+        """The number of rows."""
+
+    @property
+    def n_features(self) -> int:
+        """The number of feature columns (the label column not counted)."""
+        return len(self.feature_names)
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __repr__(self) -> str:
+        labels = f", labels {self.label_name!r}" if self.label_name else ""
+        return f"{type(self).__name__}({self.name}: {self.n_features} features{labels})"
+
+    @abstractmethod
+    def _pieces(self) -> Iterator[np.ndarray]:
+        """The feature rows in order, float64 (rows, n_features), in pieces of any size."""
+
+    def batches(self, rows_per_batch: int = BATCH_ROWS) -> Iterator[np.ndarray]:
+        """The feature rows in order, float64, `rows_per_batch` a batch (the last one fewer)."""
+        if isinstance(rows_per_batch, bool) or not isinstance(rows_per_batch, int | np.integer):
+            raise ConfigError(f"rows_per_batch must be an int >= 1, got {rows_per_batch!r}")
+        if rows_per_batch < 1:
+            raise ConfigError(f"rows_per_batch must be an int >= 1, got {rows_per_batch}")
+        yield from rebatch(self._pieces(), int(rows_per_batch))
+
+    def to_numpy(self) -> np.ndarray:
+        """Every row, float64 (n_rows, n_features): only for a table known to fit in memory."""
+        pieces = list(self._pieces())
+        if not pieces:
+            return np.empty((0, self.n_features))
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def take(self, indices: np.ndarray | list[int]) -> np.ndarray:
+        """The rows at `indices` (any order, repeats allowed), float64, in that order.
+
+        Files are read once from the start to the last index asked for, converting only the
+        rows asked for.
+        """
+        wanted = np.asarray(indices)
+        if wanted.ndim != 1 or (wanted.size and wanted.dtype.kind not in "iu"):
+            raise ConfigError(f"take needs a 1-D array of integer row indices, got {wanted!r}")
+        wanted = wanted.astype(np.int64, copy=False)
+        out = np.empty((len(wanted), self.n_features))
+        if not len(wanted):
+            return out
+        if wanted.min() < 0 or wanted.max() >= self.n_rows:
+            raise ConfigError(
+                f"{self.name}: row indices must be in 0..{self.n_rows - 1}, got "
+                f"{int(wanted.min())}..{int(wanted.max())}"
+            )
+        order = np.argsort(wanted, kind="stable")
+        ordered = wanted[order]
+        self._fill(ordered, order, out)
+        return out
+
+    def _fill(self, ordered: np.ndarray, order: np.ndarray, out: np.ndarray) -> None:
+        """Put the rows at sorted indices `ordered` into out[order], reading in order."""
+        start = 0
+        for piece in self._pieces():
+            stop = start + len(piece)
+            lo, hi = np.searchsorted(ordered, [start, stop])
+            if hi > lo:
+                out[order[lo:hi]] = piece[ordered[lo:hi] - start]
+            if hi == len(ordered):
+                return
+            start = stop
+
+    def labels(self) -> np.ndarray | None:
+        """The label column as int64 (n_rows,), or None when the table has none."""
+        return None
+
+
+class ArrayTable(TableSource):
+    """An array (or a read-only memory map) of rows, converted to float64 a batch at a time.
+
+    `x` must already be a 2-D array of real numbers (the detector validates it first); the
+    check for NaN and infinite values happens batch by batch, naming the column by position.
+    """
+
+    named = False
+
+    def __init__(self, x: np.ndarray, name: str = "X", piece_rows: int = BATCH_ROWS) -> None:
+        if x.ndim != 2:
+            raise InputError(f"{name} must be 2-D (rows, features), got shape {x.shape}")
+        self.x, self.name, self.piece_rows = x, name, piece_rows
+        self.feature_names = tuple(str(i) for i in range(x.shape[1]))
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.x)
+
+    def _pieces(self) -> Iterator[np.ndarray]:
+        for start in range(0, len(self.x), self.piece_rows):
+            yield self._checked(self.x[start : start + self.piece_rows], start)
+
+    def to_numpy(self) -> np.ndarray:
+        if self.x.dtype == np.float64:  # no copy: the array itself, checked in pieces
+            for start in range(0, len(self.x), self.piece_rows):
+                check_finite(self.x[start : start + self.piece_rows], start, self)
+            return np.asarray(self.x)
+        return super().to_numpy()
+
+    def _fill(self, ordered: np.ndarray, order: np.ndarray, out: np.ndarray) -> None:
+        out[order] = self._checked(self.x[ordered], None)
+
+    def _checked(self, rows: np.ndarray, first_row: int | None) -> np.ndarray:
+        converted = np.asarray(rows, dtype=np.float64)
+        check_finite(converted, first_row, self)
+        return converted
+
+
+def open_table(
+    path: str | os.PathLike[str], label_column: int | str | bool | None = None
+) -> TableSource:
+    """A table file read in pieces, by its ending: .parquet/.pq, .feather/.arrow/.ipc, .csv.
+
+    `label_column` names the labels column (or gives its index); None takes a column named
+    label, labels, class, target or y if there is one, False none. The labels are left out
+    of the features.
+    """
+    from aekit.data import table_files
+
+    checked = Path(os.fspath(path))
+    if not checked.exists():
+        raise InputError(f"{checked}: no such file; give the path of a table file")
+    if checked.is_dir():
+        raise InputError(f"{checked}: a folder, not a table file; give the file's path")
+    suffix = checked.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return table_files.ParquetTable(checked, label_column)
+    if suffix in (".feather", ".arrow", ".ipc", ".arrows"):
+        return table_files.ArrowTable(checked, label_column)
+    if suffix == ".csv":
+        return table_files.CsvTable(checked, label_column)
+    raise InputError(
+        f"{checked}: cannot tell the table format from {suffix or 'no ending'!r}; give a file "
+        f"ending in {', '.join(SUFFIXES)}"
+    )
+
+
+def is_table_path(value: Any) -> bool:
+    """Whether `value` is a path (str or PathLike), which `open_table` would read."""
+    return isinstance(value, str | os.PathLike)
+
+
+def check_finite(rows: np.ndarray, first_row: int | None, table: TableSource) -> None:
+    """Raise an InputError naming the first column (and row) with NaN or an infinite value."""
+    finite = np.isfinite(rows)
+    if finite.all():
+        return
+    row, column = np.argwhere(~finite)[0]
+    where = f" (row {first_row + int(row)})" if first_row is not None else ""
+    raise InputError(
+        f"{table.name}: column {table.feature_names[column]!r} holds NaN or infinite values"
+        f"{where}; fill or drop them first"
+    )
+
+
+def rebatch(pieces: Iterator[np.ndarray], rows: int) -> Iterator[np.ndarray]:
+    """Pieces of any length as batches of exactly `rows` rows (the last one fewer).
+
+    A batch made of several pieces is filled in place, never concatenated: one batch's
+    memory, not two.
+    """
+    batch: np.ndarray | None = None
+    count = 0
+    for piece in pieces:
+        if batch is None and count == 0 and len(piece) == rows:
+            yield piece  # a piece the size of a batch passes as it is
+            continue
+        while len(piece):
+            if batch is None:
+                batch = np.empty((rows, piece.shape[1]), dtype=piece.dtype)
+            take = min(rows - count, len(piece))
+            batch[count : count + take] = piece[:take]
+            count += take
+            piece = piece[take:]
+            if count == rows:
+                yield batch
+                batch, count = None, 0
+    if batch is not None and count:
+        yield batch[:count]
