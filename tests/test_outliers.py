@@ -25,7 +25,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import aekit
 from aekit.anomaly.sampling import SampledRecipe, row_cap, uniform_sample
 from aekit.anomaly.tabular import sized_batch, sized_epochs, sized_hidden_units
-from aekit.data.tables import ArrayTable, open_table
+from aekit.data.table_files import open_table
+from aekit.data.tables import ArrayTable
 from aekit.sklearn import AutoencoderOutlierDetector
 
 

@@ -8,8 +8,8 @@ the row's code from the training rows' codes, which finds rows that follow the p
 values the normal ones never reach (an autoencoder reconstructs those well).
 
 X is an array, a path to a .parquet, .feather/.arrow or .csv file, or a
-`aekit.data.tables.TableSource` (`open_table(path, label_column)`): a table larger than the
-row cap (`max_rows`) is never held in memory. Its scaling statistics are taken in one pass
+`aekit.data.tables.TableSource` (`aekit.data.table_files.open_table(path, label_column)`): a
+table larger than the row cap (`max_rows`) is never held in memory. Its scaling statistics are taken in one pass
 (the robust median and IQR from a uniform sample of the cap's rows), it trains on a fresh
 uniform sample each epoch (`aekit.anomaly.sampling`) and it is scored a chunk at a time;
 float32 arrays and memory maps are converted to float64 a chunk at a time too.
@@ -46,7 +46,8 @@ from aekit.anomaly.tabular import (
     tabular_estimator,
 )
 from aekit.checks import Choice, Integer, Number, Optional, Sizes
-from aekit.data.tables import ArrayTable, TableSource, is_table_path, open_table
+from aekit.data.table_files import open_table
+from aekit.data.tables import ArrayTable, TableSource, is_table_path
 from aekit.errors import InputError
 from aekit.estimator import rng as rng_state
 

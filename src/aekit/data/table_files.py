@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import re
 from abc import abstractmethod
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import numpy as np
 
 from aekit.data.csv_file import _check_label_argument, _csv_header, _fields, _label_index
 from aekit.data.csv_file import _named_label as _label_named
-from aekit.data.tables import TableSource, check_finite
+from aekit.data.tables import SUFFIXES, TableSource, check_finite
 from aekit.errors import ConfigError, InputError
 
 _PARQUET_ROWS = 8192
@@ -279,3 +280,30 @@ class CsvTable(FileTable):
                 f"{value.group(1) if value else 'a value'}, not a number; CSV rows must hold "
                 f"numbers only (a header is allowed on the first line)"
             ) from None
+
+
+def open_table(
+    path: str | os.PathLike[str], label_column: int | str | bool | None = None
+) -> TableSource:
+    """A table file read in pieces, by its ending: .parquet/.pq, .feather/.arrow/.ipc, .csv.
+
+    `label_column` names the labels column (or gives its index); None takes a column named
+    label, labels, class, target or y if there is one, False none. The labels are left out
+    of the features.
+    """
+    checked = Path(os.fspath(path))
+    if not checked.exists():
+        raise InputError(f"{checked}: no such file; give the path of a table file")
+    if checked.is_dir():
+        raise InputError(f"{checked}: a folder, not a table file; give the file's path")
+    suffix = checked.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return ParquetTable(checked, label_column)
+    if suffix in (".feather", ".arrow", ".ipc", ".arrows"):
+        return ArrowTable(checked, label_column)
+    if suffix == ".csv":
+        return CsvTable(checked, label_column)
+    raise InputError(
+        f"{checked}: cannot tell the table format from {suffix or 'no ending'!r}; give a file "
+        f"ending in {', '.join(SUFFIXES)}"
+    )

@@ -18,14 +18,13 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aekit.errors import ConfigError, InputError
 
-__all__ = ["SUFFIXES", "ArrayTable", "TableSource", "open_table"]
+__all__ = ["SUFFIXES", "ArrayTable", "TableSource"]
 
 SUFFIXES = (".parquet", ".pq", ".feather", ".arrow", ".ipc", ".arrows", ".csv")
 """File names `open_table` reads, by their ending (any case)."""
@@ -159,35 +158,6 @@ class ArrayTable(TableSource):
         converted = np.asarray(rows, dtype=np.float64)
         check_finite(converted, first_row, self)
         return converted
-
-
-def open_table(
-    path: str | os.PathLike[str], label_column: int | str | bool | None = None
-) -> TableSource:
-    """A table file read in pieces, by its ending: .parquet/.pq, .feather/.arrow/.ipc, .csv.
-
-    `label_column` names the labels column (or gives its index); None takes a column named
-    label, labels, class, target or y if there is one, False none. The labels are left out
-    of the features.
-    """
-    from aekit.data import table_files
-
-    checked = Path(os.fspath(path))
-    if not checked.exists():
-        raise InputError(f"{checked}: no such file; give the path of a table file")
-    if checked.is_dir():
-        raise InputError(f"{checked}: a folder, not a table file; give the file's path")
-    suffix = checked.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return table_files.ParquetTable(checked, label_column)
-    if suffix in (".feather", ".arrow", ".ipc", ".arrows"):
-        return table_files.ArrowTable(checked, label_column)
-    if suffix == ".csv":
-        return table_files.CsvTable(checked, label_column)
-    raise InputError(
-        f"{checked}: cannot tell the table format from {suffix or 'no ending'!r}; give a file "
-        f"ending in {', '.join(SUFFIXES)}"
-    )
 
 
 def is_table_path(value: Any) -> bool:
