@@ -9,10 +9,10 @@ values the normal ones never reach (an autoencoder reconstructs those well).
 
 X is an array, a path to a .parquet, .feather/.arrow or .csv file, or a
 `aekit.data.tables.TableSource` (`aekit.data.table_files.open_table(path, label_column)`): a
-table larger than the row cap (`max_rows`) is never held in memory. Its scaling statistics are taken in one pass
-(the robust median and IQR from a uniform sample of the cap's rows), it trains on a fresh
-uniform sample each epoch (`aekit.anomaly.sampling`) and it is scored a chunk at a time;
-float32 arrays and memory maps are converted to float64 a chunk at a time too.
+table larger than the row cap (`max_rows`) is never held in memory. Its scaling statistics
+are taken in one pass (the robust median and IQR from a uniform sample of the cap's rows), it
+trains on a fresh uniform sample each epoch (`aekit.anomaly.sampling`) and it is scored a
+chunk at a time; float32 arrays and memory maps are converted to float64 a chunk at a time too.
 
 It follows scikit-learn's outlier convention: `score_samples` is higher for normal rows,
 `decision_function` is negative for outliers, and `predict` gives -1 (outlier) or 1, with the

@@ -350,6 +350,7 @@ class Estimator:
             strategy.rank,
             equal_shards=True,
             shuffle_generator=self._state.shuffle_rng,
+            global_step=self.global_step,
         )
         finished = False
         try:

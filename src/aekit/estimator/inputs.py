@@ -29,6 +29,8 @@ class InputContext:
         shuffle_generator: where shuffles not given a seed draw theirs: in training, a
             generator in the same state on every process of a job (so the shares stay
             disjoint), saved with the checkpoints; None elsewhere (torch's global one).
+        global_step: the training step the call starts from (0 outside training): a
+            stream that is a whole run's input may skip what the steps before it took.
     """
 
     device: torch.device | None = None
@@ -36,6 +38,7 @@ class InputContext:
     shard_index: int = 0
     equal_shards: bool = False
     shuffle_generator: torch.Generator | None = None
+    global_step: int = 0
 
 
 _OUTSIDE = InputContext()  # frozen, so one shared default is safe

@@ -1,0 +1,278 @@
+"""A folder of images streamed from disk: decoded batch by batch, in worker processes.
+
+`image_folder_input_fn` gives the batches `numpy_input_fn` gives over `load_image_folder`'s
+arrays (same seed: same values, same order), without ever holding the folder in memory:
+the files are listed first (`list_image_folder`), and each batch is decoded when training
+reaches it — in `num_workers` processes of a torch DataLoader, which keeps the order, so
+the batches do not depend on the number of workers.
+
+Resuming: a stream that is a run's one training input (`num_epochs=None`, as the command
+line trains) may pass `resume=True` with a seed: each train call then starts at the example
+the run's global step has reached (steps × batch size × processes), so a run resumed from a
+checkpoint continues at the example after the last one trained on. Once a finite stream has
+run out, another call starts it afresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch.utils.data import DataLoader
+
+from aekit.checks import check_bool, check_int, shown
+from aekit.data.binarize import Binarization, bernoulli_pixels, check_binarization
+from aekit.data.checks import to_float
+from aekit.data.corruption import Corruption
+from aekit.data.image_folder import ImageFolderFiles, list_image_folder
+from aekit.data.input_fn import _check_noise
+from aekit.data.sources import _split
+from aekit.errors import ConfigError, InputError
+from aekit.estimator.inputs import InputContext, input_context
+
+__all__ = ["image_folder_input_fn", "split_image_folder"]
+
+Batch = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def split_image_folder(files: ImageFolderFiles) -> tuple[ImageFolderFiles, ImageFolderFiles]:
+    """(train, test) files split as `load_dataset` splits a folder: every 5th file is a test one.
+
+    The same rule (`sources.TEST_EVERY`), applied by the same function, so streaming the
+    train split gives exactly the examples of `load_dataset(folder)`'s train split.
+    """
+    index = np.arange(len(files))
+    (train, _), (test, _) = _split(index, None, files.root)
+    return files.subset(train), files.subset(test)
+
+
+def image_folder_input_fn(
+    folder: str | os.PathLike[str] | ImageFolderFiles,
+    batch_size: int = 128,
+    num_epochs: int | None = 1,
+    shuffle: bool = True,
+    seed: int | None = None,
+    num_workers: int = 0,
+    labels: bool = False,
+    size: int | tuple[int, int] | None = None,
+    mode: str = "L",
+    noise: Corruption | None = None,
+    binarize: Binarization | None = None,
+    drop_remainder: bool = False,
+    resume: bool = False,
+) -> Callable[[], Iterable[Batch]]:
+    """An input_fn streaming a folder of images (or its listed files, e.g. one split).
+
+    Batches as `numpy_input_fn(x, y, ...)` over `load_image_folder(folder, size, mode)`
+    gives them: float32 pixels in [0, 1], shuffled anew each epoch (from `seed`, else
+    from the Estimator's shared generator), each process of a job taking its equal
+    share of every epoch. `labels` adds the class ids (class sub-folders) as labels;
+    `noise` corrupts the features (the clean ones become the labels); `binarize` takes
+    "dynamic" only ("fixed" draws over the whole array). `num_workers` > 0 decodes in
+    that many processes, a few batches ahead: memory holds those batches, not the folder.
+    With `resume` (and a `seed`), each train call starts at the example the run's global
+    step has reached: for the one input of a run, resumed from a checkpoint.
+    """
+    if isinstance(folder, ImageFolderFiles):
+        if size is not None or mode != "L":
+            raise ConfigError(
+                "size and mode apply when listing a folder; give them to list_image_folder"
+            )
+        files = folder
+    else:
+        files = list_image_folder(folder, size, mode)
+    settings = _Settings(
+        batch_size=check_int("batch_size", batch_size, low=1),
+        num_epochs=None if num_epochs is None else check_int("num_epochs", num_epochs, low=1),
+        shuffle=check_bool("shuffle", shuffle),
+        seed=None if seed is None else check_int("seed", seed, low=0, high=2**63 - 1),
+        num_workers=check_int("num_workers", num_workers, low=0),
+        drop_remainder=check_bool("drop_remainder", drop_remainder),
+        resume=check_bool("resume", resume),
+    )
+    if settings.resume and settings.seed is None:
+        raise ConfigError(
+            "resume=True continues a seeded order; give seed (an unseeded order is drawn anew "
+            "each call)"
+        )
+    if check_bool("labels", labels) and files.labels is None:
+        raise ConfigError(
+            f"{files.root}: a flat folder has no labels; put the images in one sub-folder per "
+            f"class, or give labels=False"
+        )
+    corruption = _check_noise(noise)
+    binarization = check_binarization(binarize)
+    if binarization == "fixed":
+        raise ConfigError(
+            f"binarize={shown(binarize)} draws over the whole array at once; a streamed folder "
+            f"takes binarize='dynamic' (or load the folder into memory)"
+        )
+
+    def prepare(features: torch.Tensor, target: torch.Tensor | None) -> Batch:
+        pixels = bernoulli_pixels(features) if binarization == "dynamic" else to_float(features)
+        if corruption is not None:
+            return corruption(pixels, target)
+        return pixels, target
+
+    def input_fn() -> Iterable[Batch]:
+        # Read now: the stream is iterated after the Estimator's context is gone.
+        return _Stream(files, labels, settings, input_context(), prepare)
+
+    return input_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    batch_size: int
+    num_epochs: int | None
+    shuffle: bool
+    seed: int | None
+    num_workers: int
+    drop_remainder: bool
+    resume: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class _Failed:
+    """A worker's InputError, handed back as data: re-raised whole, its message one line."""
+
+    message: str
+
+
+class _Decoder(torch.utils.data.Dataset[Any]):
+    """Decodes a whole batch of files per item (the sampler hands out index arrays)."""
+
+    def __init__(self, files: ImageFolderFiles, labels: bool) -> None:
+        self.files = files
+        self.labels = labels
+
+    def __getitem__(self, index: npt.NDArray[np.int64]) -> tuple[torch.Tensor, Any] | _Failed:
+        try:
+            pixels = torch.from_numpy(self.files.read_batch(index))
+        except InputError as exc:
+            # A DataLoader re-raises a worker's error with its traceback in the message.
+            return _Failed(str(exc))
+        labels = self.files.labels
+        if not self.labels or labels is None:
+            return pixels, None
+        return pixels, torch.from_numpy(labels[index])
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+class _Stream:
+    """One process's batches, from the start or, resumed, from the run's global step."""
+
+    def __init__(
+        self,
+        files: ImageFolderFiles,
+        labels: bool,
+        settings: _Settings,
+        context: InputContext,
+        prepare: Callable[[torch.Tensor, torch.Tensor | None], Batch],
+    ) -> None:
+        self.files = files
+        self.labels = labels
+        self.settings = settings
+        self.context = context
+        self.prepare = prepare
+
+    def __iter__(self) -> Iterator[Batch]:
+        settings, context = self.settings, self.context
+        n = len(self.files)
+        start = 0
+        if settings.resume:  # the run's one input: the steps behind it trained on these
+            start = context.global_step * settings.batch_size * context.num_shards
+            if settings.num_epochs is not None and start >= n * settings.num_epochs:
+                start = 0  # it ran out: another train() call, another pass
+        if settings.seed is not None:
+            seed = settings.seed
+        else:
+            # Drawn when the stream starts, as numpy_input_fn's: from the Estimator's shared
+            # generator in training (the same on every process of a job).
+            seed = int(torch.randint(0, 2**62, (), generator=context.shuffle_generator))
+        shards = context.num_shards
+        plan = _batches(
+            n,
+            settings,
+            seed,
+            start,
+            shards,
+            context.shard_index,
+            context.equal_shards and shards > 1,
+        )
+        loader = DataLoader(
+            _Decoder(self.files, self.labels),
+            batch_size=None,  # the sampler's items are whole batches of indices
+            sampler=plan,
+            num_workers=settings.num_workers,
+            collate_fn=_as_is,
+            # Its own generator for the workers' seeds (decoding draws nothing): drawing them
+            # from torch's global one would change the noise the batches get.
+            generator=torch.Generator().manual_seed(0),
+        )
+        for item in loader:
+            if isinstance(item, _Failed):
+                raise InputError(item.message)
+            features, labels = item
+            yield self.prepare(features, labels)
+
+
+def _batches(
+    n: int,
+    settings: _Settings,
+    seed: int,
+    start: int,
+    shards: int,
+    shard: int,
+    equal: bool,
+) -> Iterator[npt.NDArray[np.int64]]:
+    """This process's batches of file indices, from example `start` of the repeated stream.
+
+    The stream is `numpy_input_fn`'s: each epoch a permutation drawn from ``[seed, epoch]``,
+    the epochs one after another, every `shards`-th example this process's (cut to a
+    multiple of `shards` when `equal`), grouped into batches across epoch boundaries.
+    """
+    end: int | None = None
+    if settings.num_epochs is not None:
+        left = max(n * settings.num_epochs - start, 0)
+        end = start + (left - left % shards if equal else left)
+    first = start + shard  # the positions p with p ≡ start + shard (mod shards) are ours
+    pending: list[npt.NDArray[np.int64]] = []
+    held = 0
+    size = settings.batch_size
+    for epoch in itertools.count(start // n):
+        low, high = epoch * n, (epoch + 1) * n
+        if end is not None:
+            high = min(high, end)
+        if low >= high:
+            break
+        offset = max(low, first)
+        offset += (first - offset) % shards
+        positions = np.arange(offset, high, shards, dtype=np.int64)
+        if not len(positions):
+            continue
+        if settings.shuffle:
+            # As Dataset.shuffle draws it when the buffer holds the whole data.
+            order = np.random.default_rng([seed, epoch]).permutation(np.arange(n))
+        else:
+            order = np.arange(n)
+        pending.append(order[positions - low])
+        held += len(positions)
+        if held < size:
+            continue
+        flat = np.concatenate(pending)
+        full = len(flat) - len(flat) % size
+        for i in range(0, full, size):
+            yield flat[i : i + size]
+        pending, held = [flat[full:]], len(flat) - full
+    if held and not settings.drop_remainder:
+        yield np.concatenate(pending)
