@@ -27,6 +27,7 @@ figure beside it. Run it alone: other work on the cores distorts the times.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import resource
@@ -176,8 +177,18 @@ def run_job(job: str, n: int, workdir: Path) -> dict[str, Any]:
 
 def child(job: str, n: int, workdir: Path) -> None:
     result = run_job(job, n, workdir)
-    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_mib"] = peak_mib()
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def peak_mib() -> float:
+    """This process's peak RSS. VmHWM where Linux has it: `ru_maxrss` survives `exec`, so a
+    child started from a large parent would report the parent's size."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # -- the parent ------------------------------------------------------------------------------
