@@ -15,8 +15,9 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
 from aekit.anomaly.scaling import StreamingScaling, fit_scaling, stream_scaling
+from aekit.data.batching import rebatch
 from aekit.data.table_files import open_table
-from aekit.data.tables import ArrayTable, TableSource, rebatch
+from aekit.data.tables import ArrayTable, TableSource
 from aekit.errors import ConfigError, InputError
 
 N, WIDTH = 1_000, 5

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aekit.anomaly.tabular import KeepBestOnHeldOut, sized_batch, sized_epochs
+from aekit.anomaly.tabular import KeepBestOnHeldOut, held_out_split, sized_batch, sized_epochs
 from aekit.data.input_fn import numpy_input_fn
 from aekit.data.tables import ArrayTable, TableSource
 from aekit.hooks.base import Hook
@@ -92,8 +92,7 @@ class SampledRecipe:
     ) -> SampledRecipe:
         """Split `table`'s rows into held-out and training ones; size the epochs."""
         n = table.n_rows
-        order = np.random.default_rng(seed).permutation(n)
-        n_held = int(n * validation_fraction) if n >= 20 else 0
+        order, n_held = held_out_split(n, seed, validation_fraction)
         watched = min(n_held, int(cap * validation_fraction))
         held = table.take(np.sort(order[:watched]))
         pool = order[n_held:]

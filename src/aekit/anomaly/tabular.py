@@ -319,6 +319,13 @@ class KeepBestOnHeldOut(Hook):
         self.best_step = context.global_step
 
 
+def held_out_split(n: int, seed: int, fraction: float) -> tuple[np.ndarray, int]:
+    """(a permutation of the n rows, how many of its first rows are held out): `fraction` of
+    them, none under 20 rows. Every recipe holds out its early-stopping rows this way."""
+    order = np.random.default_rng(seed).permutation(n)
+    return order, int(n * fraction) if n >= 20 else 0
+
+
 @dataclass(frozen=True)
 class TabularRecipe:
     """How a table's rows are trained: the held-out split, batch size, epochs, early stopping.
@@ -349,8 +356,7 @@ class TabularRecipe:
         # float64: features far from zero (timestamps, large offsets) keep their digits until
         # the model scales them.
         flat = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
-        order = np.random.default_rng(seed).permutation(len(flat))
-        n_held = int(len(flat) * validation_fraction) if len(flat) >= 20 else 0
+        order, n_held = held_out_split(len(flat), seed, validation_fraction)
         train, held = flat[order[n_held:]], flat[order[:n_held]]
         batch = batch_size or sized_batch(len(train))
         return cls(train, held, batch, epochs or sized_epochs(len(train), batch), patience, seed)

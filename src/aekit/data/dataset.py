@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aekit.data.batching import rebatch
 from aekit.data.rows import Rows, read_rows
 from aekit.errors import ConfigError, InputError
 from aekit.estimator.inputs import input_context
@@ -293,20 +294,8 @@ class Dataset:
             return _stack(list(_elements(source, index, fns)))
 
         def batches() -> Iterator[Any]:
-            pending: list[np.ndarray] = []
-            held = 0
-            for chunk in indices():
-                pending.append(chunk)
-                held += len(chunk)
-                if held < batch_size:
-                    continue
-                flat = np.concatenate(pending)
-                full = len(flat) - len(flat) % batch_size
-                for start in range(0, full, batch_size):
-                    yield gather(flat[start : start + batch_size])
-                pending, held = [flat[full:]], len(flat) - full
-            if held and not drop_remainder:
-                yield gather(np.concatenate(pending))
+            for index in rebatch(indices(), batch_size, drop_remainder):
+                yield gather(index)
 
         if self._length is None:
             length = None

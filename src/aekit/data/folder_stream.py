@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from aekit.checks import check_bool, check_int, shown
+from aekit.data.batching import rebatch
 from aekit.data.binarize import Binarization, bernoulli_pixels, check_binarization
 from aekit.data.checks import to_float
 from aekit.data.corruption import Corruption
@@ -246,33 +247,22 @@ def _batches(
         left = max(n * settings.num_epochs - start, 0)
         end = start + (left - left % shards if equal else left)
     first = start + shard  # the positions p with p ≡ start + shard (mod shards) are ours
-    pending: list[npt.NDArray[np.int64]] = []
-    held = 0
-    size = settings.batch_size
-    for epoch in itertools.count(start // n):
-        low, high = epoch * n, (epoch + 1) * n
-        if end is not None:
-            high = min(high, end)
-        if low >= high:
-            break
-        offset = max(low, first)
-        offset += (first - offset) % shards
-        positions = np.arange(offset, high, shards, dtype=np.int64)
-        if not len(positions):
-            continue
-        if settings.shuffle:
-            # As Dataset.shuffle draws it when the buffer holds the whole data.
-            order = np.random.default_rng([seed, epoch]).permutation(np.arange(n))
-        else:
-            order = np.arange(n)
-        pending.append(order[positions - low])
-        held += len(positions)
-        if held < size:
-            continue
-        flat = np.concatenate(pending)
-        full = len(flat) - len(flat) % size
-        for i in range(0, full, size):
-            yield flat[i : i + size]
-        pending, held = [flat[full:]], len(flat) - full
-    if held and not settings.drop_remainder:
-        yield np.concatenate(pending)
+
+    def epochs() -> Iterator[npt.NDArray[np.int64]]:
+        for epoch in itertools.count(start // n):
+            low, high = epoch * n, (epoch + 1) * n
+            if end is not None:
+                high = min(high, end)
+            if low >= high:
+                return
+            offset = max(low, first)
+            offset += (first - offset) % shards
+            positions = np.arange(offset, high, shards, dtype=np.int64)
+            if settings.shuffle:
+                # As Dataset.shuffle draws it when the buffer holds the whole data.
+                order = np.random.default_rng([seed, epoch]).permutation(np.arange(n))
+            else:
+                order = np.arange(n)
+            yield order[positions - low]
+
+    return rebatch(epochs(), settings.batch_size, settings.drop_remainder)

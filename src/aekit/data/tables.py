@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from aekit.data.batching import rebatch
 from aekit.errors import ConfigError, InputError
 
 __all__ = ["SUFFIXES", "ArrayTable", "TableSource"]
@@ -176,29 +177,3 @@ def check_finite(rows: np.ndarray, first_row: int | None, table: TableSource) ->
         f"{table.name}: column {table.feature_names[column]!r} holds NaN or infinite values"
         f"{where}; fill or drop them first"
     )
-
-
-def rebatch(pieces: Iterator[np.ndarray], rows: int) -> Iterator[np.ndarray]:
-    """Pieces of any length as batches of exactly `rows` rows (the last one fewer).
-
-    A batch made of several pieces is filled in place, never concatenated: one batch's
-    memory, not two.
-    """
-    batch: np.ndarray | None = None
-    count = 0
-    for piece in pieces:
-        if batch is None and count == 0 and len(piece) == rows:
-            yield piece  # a piece the size of a batch passes as it is
-            continue
-        while len(piece):
-            if batch is None:
-                batch = np.empty((rows, piece.shape[1]), dtype=piece.dtype)
-            take = min(rows - count, len(piece))
-            batch[count : count + take] = piece[:take]
-            count += take
-            piece = piece[take:]
-            if count == rows:
-                yield batch
-                batch, count = None, 0
-    if batch is not None and count:
-        yield batch[:count]
