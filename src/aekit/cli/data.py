@@ -49,8 +49,8 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
     label_column = settings.get("label_column")
     if label_column is not None and settings["dataset"] in DATASET_NAMES:
         raise ConfigError(
-            f"--label-column names a column of a .csv or .npz file; {settings['dataset']} comes "
-            "with its labels, drop it"
+            f"--label-column names a column of a table file or an .npz array; "
+            f"{settings['dataset']} comes with its labels, drop it"
         )
     try:
         (x_train, y_train), (x_test, y_test) = load_dataset(

@@ -92,7 +92,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "dataset",
         Text(),
-        "mnist, fashion_mnist, kmnist, digits, or a .npz/.npy/.csv/folder path",
+        "mnist, fashion_mnist, kmnist, digits, or a .npz/.npy/.csv/.parquet/.feather/folder path",
         default="mnist",
     ),
     Setting(
@@ -106,7 +106,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "label_column",
         Optional(Text()),
-        "the labels' CSV column (header name or index) "
+        "the labels' column of a CSV, Parquet or Feather table (name or index) "
         "or .npz array; on a table, rows with a label other than 0 are anomalies, left "
         "out of training",
     ),

@@ -10,6 +10,7 @@ from aekit.data.image_folder import ImageFolderFiles, list_image_folder, load_im
 from aekit.data.input_fn import InputFunction, numpy_input_fn, to_float
 from aekit.data.mnist import DownloadError, load_data
 from aekit.data.sources import load_dataset, load_digits
+from aekit.data.table_stream import table_input_fn
 
 __all__ = [
     "Corruption",
@@ -33,6 +34,7 @@ __all__ = [
     "read_idx",
     "sources",
     "split_image_folder",
+    "table_input_fn",
     "to_float",
     "write_idx",
 ]

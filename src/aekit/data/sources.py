@@ -1,11 +1,11 @@
-"""Data sources besides MNIST's IDX files: .npz/.npy, image folders, CSV, scikit-learn's digits.
+"""Data sources besides MNIST's IDX files: .npz/.npy, image folders, tables, scikit-learn's digits.
 
 Each loader returns ``(x, y)``: `x` uint8 when the values are integers in 0..255 (pixels), else
 floating point; `y` the labels, or None when the source has none. `load_dataset` turns a name or
 a path into ``((x_train, y_train), (x_test, y_test))``, a .npy file memory-mapped, and splits
 without copying: each split is a `Rows` of the loaded array. Image folders live in
-`image_folder`, CSV in `csv_file`; every loader checks the size it will allocate first
-(`checks.check_size`).
+`image_folder`, CSV in `csv_file`, Parquet and Feather in `table_files`; every loader checks
+the size it will allocate first (`checks.check_size`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from aekit.data.checks import check_size, existing_path
 from aekit.data.csv_file import load_csv
 from aekit.data.image_folder import IMAGE_SUFFIXES, load_image_folder
 from aekit.data.rows import Rows, row_chunks, take_rows
+from aekit.data.table_files import open_table
 from aekit.errors import ConfigError, InputError
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "load_digits",
     "load_image_folder",
     "load_npz",
+    "load_table",
     "open_npy_memmap",
 ]
 
@@ -42,6 +44,9 @@ Array = npt.NDArray[Any]
 XY = tuple[Array, Array | None]
 Splits = tuple[tuple[Array | Rows, Array | None], tuple[Array | Rows, Array | None]]
 PathLike = str | os.PathLike[str]
+
+TABLE_SUFFIXES = (".parquet", ".pq", ".feather", ".arrow", ".ipc", ".arrows")
+"""Table files `load_dataset` reads through `open_table` (CSV has its own loader)."""
 
 DATASET_NAMES = (*mnist.DATASETS, "digits")
 """Names `load_dataset` accepts besides paths."""
@@ -135,13 +140,14 @@ def load_dataset(
     """Load a named data set or a file/folder as ``((x_train, y_train), (x_test, y_test))``.
 
     Names: "mnist", "fashion_mnist", "kmnist" (their own splits, see `mnist.load_data`) and
-    "digits". Paths: .npz (its own split when it has x_train and x_test), .npy, .csv, a folder of
-    MNIST IDX files, or a folder of images. Sources without a split of their own are split
+    "digits". Paths: .npz (its own split when it has x_train and x_test), .npy, .csv, a Parquet
+    (.parquet/.pq) or Arrow IPC / Feather (.feather/.arrow/.ipc) table, a folder of MNIST IDX
+    files, or a folder of images. Sources without a split of their own are split
     deterministically: every 5th example is a test example (20%), the order kept; those splits
     are `Rows` of the loaded array (no copy; indexing or `np.asarray` reads them). A .npy file
     is memory-mapped, never read whole: data bigger than memory train batch by batch.
-    `label_column` names the labels: a .csv file's column (header name, or index) or a .npz
-    archive's array.
+    `label_column` names the labels: a table's column (header name, or index) or a .npz
+    archive's array; a table's default is its column named label/labels/class/target/y.
     """
     if not isinstance(name_or_path, str | os.PathLike):
         raise ConfigError(
@@ -161,7 +167,7 @@ def load_dataset(
         if not any(c in text for c in "/\\.~"):
             raise ConfigError(
                 f"unknown dataset {text!r}; choose one of {', '.join(map(repr, DATASET_NAMES))} "
-                f"or give the path of a .npz, .npy or .csv file or of a folder"
+                f"or give the path of a .npz, .npy, .csv, .parquet or .feather file or of a folder"
             )
         raise InputError(f"{path}: no such file or folder; check the path")
     if path.is_dir():
@@ -169,9 +175,10 @@ def load_dataset(
             return mnist.load_data(path, download=False)
         return _split(*load_image_folder(path), path)
     suffix = path.suffix.lower()
-    if label_column is not None and suffix not in (".csv", ".npz"):
+    if label_column is not None and suffix not in (".csv", ".npz", *TABLE_SUFFIXES):
         raise ConfigError(
-            f"{path}: a label column applies to .csv and .npz files; drop --label-column"
+            f"{path}: a label column applies to .csv, .npz, Parquet and Feather files; drop "
+            f"--label-column"
         )
     if suffix == ".npz":
         own = _npz_own_split(path) if label_column is None else None
@@ -181,15 +188,42 @@ def load_dataset(
         return _split(_pixels(open_npy_memmap(path), path), None, path)
     if suffix == ".npz":
         return _split(*load_npz(path, y_key=label_column), path)
+    column: str | int | None = label_column
+    if label_column is not None and label_column.lstrip("-").isdigit():
+        column = int(label_column)  # a column's index, from the end when negative
     if suffix == ".csv":
-        column: str | int | None = label_column
-        if label_column is not None and label_column.lstrip("-").isdigit():
-            column = int(label_column)  # a column's index, from the end when negative
         return _split(*load_csv(path, column), path)
+    if suffix in TABLE_SUFFIXES:
+        return _split(*load_table(path, column), path)
     raise InputError(
-        f"{path}: unsupported file type {suffix or '(none)'}; give a .npz, .npy or .csv file, "
-        f"a folder of images, or a folder of MNIST IDX files"
+        f"{path}: unsupported file type {suffix or '(none)'}; give a .npz, .npy, .csv, .parquet "
+        f"or .feather/.arrow file, a folder of images, or a folder of MNIST IDX files"
     )
+
+
+def load_table(path: PathLike, label_column: int | str | bool | None = None) -> XY:
+    """A Parquet or Arrow/Feather file's rows in memory: float64, or uint8 for pixels.
+
+    Read through `open_table` (`label_column` as it takes it), the size checked first. Like
+    an .npz array, integer columns whose values all lie in 0..255 are pixels (uint8); any
+    other numbers stay float64. For a table bigger than memory, stream it with
+    `aekit.data.table_input_fn`.
+    """
+    table = open_table(path, label_column)
+    n, width = table.n_rows, table.n_features
+    if n == 0:
+        raise InputError(f"{table.name}: the table has no rows; give at least one example")
+    check_size(
+        f"{table.name}: {n} rows of {width} values",
+        (n, width),
+        np.dtype(np.float64).itemsize,
+        "stream it with aekit.data.table_input_fn, or use fewer rows",
+    )
+    # One batch of every row, filled in place: the table once in memory, not its pieces too.
+    x = next(table.batches(n))
+    if getattr(table, "integer_columns", False) and x.min() >= 0 and x.max() <= 255:
+        x = x.astype(np.uint8)
+    return x, table.labels()
 
 
 # --- helpers -------------------------------------------------------------------------------

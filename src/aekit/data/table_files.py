@@ -19,7 +19,7 @@ import numpy as np
 
 from aekit.data.csv_file import _check_label_argument, _csv_header, _fields, _label_index
 from aekit.data.csv_file import _named_label as _label_named
-from aekit.data.tables import SUFFIXES, TableSource, check_finite
+from aekit.data.tables import SUFFIXES, Part, TableSource, check_finite
 from aekit.errors import ConfigError, InputError
 
 _PARQUET_ROWS = 8192
@@ -57,6 +57,7 @@ class FileTable(TableSource):
 
     kind = "a table"
     missing = "missing values"
+    integer_columns = False  # whether every feature column holds integers (pixels, perhaps)
 
     def __init__(self, path: Path, label_column: int | str | bool | None) -> None:
         _check_label_argument(label_column)
@@ -146,19 +147,41 @@ class FileTable(TableSource):
             return None
         name = self.label_name
         parts = [self._values(b.column(name), name, None) for b in self._record_batches([name])]
-        values = np.concatenate(parts) if parts else np.empty(0)
+        return self._whole(np.concatenate(parts) if parts else np.empty(0))
+
+    def _whole(self, values: np.ndarray) -> np.ndarray:
+        """Label values as int64, refused unless they are whole numbers."""
         if values.dtype.kind not in "biuf" or not np.all(values == np.round(values)):
             raise InputError(
-                f"{self.path}: label column {name!r} holds values other than whole numbers; "
-                f"give integer class labels, or label_column=False if that column is data"
+                f"{self.path}: label column {self.label_name!r} holds values other than whole "
+                f"numbers; give integer class labels, or label_column=False if that column is data"
             )
         return values.astype(np.int64)
+
+    def read_rows(self, labels: bool = False) -> Iterator[Part]:
+        # The labels come from the same record batches as the rows: one pass, not two.
+        yield from self._parts(self._record_batches(self._columns(labels)), 0, labels)
+
+    def _columns(self, labels: bool) -> list[str]:
+        extra = [self.label_name] if labels and self.label_name is not None else []
+        return [*self.feature_names, *extra]
+
+    def _parts(self, batches: Iterator[Any], first_row: int, labels: bool) -> Iterator[Part]:
+        """Record batches as (rows, labels) parts, checked; rows numbered from `first_row`."""
+        name = self.label_name
+        for batch in batches:
+            y = None
+            if labels and name is not None:
+                y = self._whole(self._values(batch.column(name), name, first_row))
+            yield self._matrix(batch, first_row), y
+            first_row += batch.num_rows
 
     def _check_schema(self, schema: Any) -> None:
         pa = arrow()
         numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
-        for name in self.feature_names:
-            kind = schema.field(name).type
+        kinds = [schema.field(name).type for name in self.feature_names]
+        self.integer_columns = all(pa.types.is_integer(kind) for kind in kinds)
+        for name, kind in zip(self.feature_names, kinds, strict=True):
             if not any(test(kind) for test in numeric):
                 raise InputError(
                     f"{self.path}: column {name!r} holds {kind} values, not numbers; encode "
@@ -171,16 +194,45 @@ class ParquetTable(FileTable):
 
     kind = "Parquet"
 
+    _metadata: Any = None
+
     def _file(self) -> Any:
         pq = arrow("pyarrow.parquet")
         with reading(self.path, self.kind):
-            return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=_PARQUET_BUFFER)
+            # The footer read once: reading it again for every row group would read the
+            # file's metadata once per row group, a cost that grows with their square.
+            return pq.ParquetFile(
+                self.path,
+                metadata=self._metadata,
+                pre_buffer=False,
+                buffer_size=_PARQUET_BUFFER,
+            )
 
     def _column_names(self) -> list[str]:
         with self._file() as f:
             self._schema = f.schema_arrow
             self._rows_in_file: int = f.metadata.num_rows
+            meta = self._metadata = f.metadata
+            self._groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
         return list(self._schema.names)
+
+    def piece_sizes(self) -> tuple[int, ...]:
+        """The row groups' row counts: a row group is read on its own."""
+        return self._groups
+
+    def read_piece(self, index: int, labels: bool = False) -> Iterator[Part]:
+        first_row = sum(self._groups[:index])
+        try:
+            with self._file() as f, reading(self.path, self.kind):
+                batches = f.iter_batches(
+                    batch_size=_PARQUET_ROWS,
+                    row_groups=[index],
+                    columns=self._columns(labels),
+                    use_threads=False,
+                )
+                yield from self._parts(batches, first_row, labels)
+        finally:
+            arrow().default_memory_pool().release_unused()
 
     def _check_types(self) -> None:
         self._check_schema(self._schema)
@@ -216,7 +268,28 @@ class ArrowTable(FileTable):
     def _column_names(self) -> list[str]:
         with self._reader() as reader:
             self._schema = reader.schema
+        self._sizes: tuple[int, ...] | None = None
         return list(self._schema.names)
+
+    def piece_sizes(self) -> tuple[int, ...] | None:
+        """The record batches' row counts in the file format; None for a stream (in order)."""
+        if self._sizes is None:
+            with self._reader() as reader:
+                if not hasattr(reader, "get_batch"):
+                    return None
+                self._sizes = tuple(
+                    reader.get_batch(i).num_rows for i in range(reader.num_record_batches)
+                )
+        return self._sizes
+
+    def read_piece(self, index: int, labels: bool = False) -> Iterator[Part]:
+        sizes = self.piece_sizes()
+        if sizes is None:
+            yield from super().read_piece(index, labels)
+            return
+        with self._reader() as reader:
+            batch = reader.get_batch(index).select(self._columns(labels))
+            yield from self._parts(iter([batch]), sum(sizes[:index]), labels)
 
     def _check_types(self) -> None:
         self._check_schema(self._schema)

@@ -33,6 +33,9 @@ SUFFIXES = (".parquet", ".pq", ".feather", ".arrow", ".ipc", ".arrows", ".csv")
 BATCH_ROWS = 65_536
 """Rows per batch when the caller does not say."""
 
+Part = tuple[np.ndarray, np.ndarray | None]
+"""Rows (float64) and their int64 labels, or None when not asked for or the table has none."""
+
 
 class TableSource(ABC):
     """Rows of numbers read in pieces, in a fixed order: the interface every table gives.
@@ -121,6 +124,22 @@ class TableSource(ABC):
         """The label column as int64 (n_rows,), or None when the table has none."""
         return None
 
+    def piece_sizes(self) -> tuple[int, ...] | None:
+        """The row counts of the pieces `read_piece` reads on their own; None: only in order."""
+        return None
+
+    def read_piece(self, index: int, labels: bool = False) -> Iterator[Part]:
+        """Piece `index`'s rows (float64) and, with `labels`, their labels, in a few parts."""
+        raise InputError(f"{self.name}: this table can only be read in order; use read_rows")
+
+    def read_rows(self, labels: bool = False) -> Iterator[Part]:
+        """Every row in order, in parts, with its labels (or None) beside each part."""
+        y = self.labels() if labels else None
+        start = 0
+        for piece in self._pieces():
+            yield piece, None if y is None else y[start : start + len(piece)]
+            start += len(piece)
+
 
 class ArrayTable(TableSource):
     """An array (or a read-only memory map) of rows, converted to float64 a batch at a time.
@@ -154,6 +173,14 @@ class ArrayTable(TableSource):
 
     def _fill(self, ordered: np.ndarray, order: np.ndarray, out: np.ndarray) -> None:
         out[order] = self._checked(self.x[ordered], None)
+
+    def piece_sizes(self) -> tuple[int, ...]:
+        n, step = len(self.x), self.piece_rows
+        return tuple(min(step, n - start) for start in range(0, n, step))
+
+    def read_piece(self, index: int, labels: bool = False) -> Iterator[Part]:
+        start = index * self.piece_rows
+        yield self._checked(self.x[start : start + self.piece_rows], start), None
 
     def _checked(self, rows: np.ndarray, first_row: int | None) -> np.ndarray:
         converted = np.asarray(rows, dtype=np.float64)
