@@ -5,11 +5,11 @@ rows each epoch, drawn from every row but the held-out share; early stopping wat
 fixed sample of the held-out rows. Only the samples are in memory: the table is read once
 per epoch to draw one (a Parquet or Arrow file in well under a second per million rows).
 
-Why 100,000 rows at most: the recipe trains about 10,000 steps of at most 512 rows whatever
-the table's size (`sized_epochs`), so past about 100,000 rows more rows per epoch only
-means fewer, longer epochs, and early stopping checks less often; with a new sample each
-epoch, training still sees rows from all over the table. On ADBench's tables even 2,000
-rows a sample lost little AUROC (docs/anomaly.md). Why 64 MiB: a wide table (hundreds of
+Why 100,000 rows at most: the recipe goes through at most a million rows (`sized_epochs`),
+so past about 100,000 rows more rows per epoch only means fewer, longer epochs, and early
+stopping checks less often; with a new sample each epoch, training still sees rows from all
+over the table. On ADBench's tables even 2,000 rows a sample lost little AUROC
+(docs/anomaly.md). Why 64 MiB: a wide table (hundreds of
 features) keeps its sample, the held-out rows and their copies in a few hundred MiB.
 """
 

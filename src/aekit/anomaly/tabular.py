@@ -57,6 +57,7 @@ __all__ = [  # fit_scaling and SCALINGS live in aekit.anomaly.scaling; imported 
 ]
 _CLIP = 1e4  # scaled values beyond this (a heavy tail after robust scaling) are clipped
 _BATCH = 8192  # rows per forward pass when scoring
+_ROWS_SEEN = 1_000_000  # the most rows a training run goes through (sized_epochs)
 
 
 def sized_hidden_units(n_features: int) -> list[int]:
@@ -76,9 +77,13 @@ def sized_batch(n_rows: int) -> int:
 
 
 def sized_epochs(n_rows: int, batch_size: int) -> int:
-    """At most 100 epochs and about 10,000 steps (at least 5 epochs); early stopping ends most."""
+    """About 10,000 steps and at most a million rows seen, within 5 to 100 epochs.
+
+    Early stopping ends most runs sooner. The row budget bites above 10,000 rows an epoch:
+    a large table's error settles within a few passes, and every pass costs its rows.
+    """
     steps_per_epoch = max(1, -(-n_rows // batch_size))
-    return int(np.clip(10_000 // steps_per_epoch, 5, 100))
+    return int(np.clip(min(10_000 // steps_per_epoch, _ROWS_SEEN // max(n_rows, 1)), 5, 100))
 
 
 class TabularAutoencoder(ReconstructionNetwork):
@@ -270,9 +275,11 @@ class KeepBestOnHeldOut(Hook):
     """Early stopping: the held-out error every `every_n_steps` (an epoch), the best weights kept.
 
     Stops training once `patience` checks in a row have not improved on the best error by
-    0.01%, and training ends with the best check's weights in the network (and, through a
-    checkpoint request, in the final checkpoint).
+    `min_improvement` (a share of it), and training ends with the best check's weights in
+    the network (and, through a checkpoint request, in the final checkpoint).
     """
+
+    min_improvement = 1e-4
 
     def __init__(self, held: np.ndarray, every_n_steps: int, patience: int) -> None:
         self.held = np.ascontiguousarray(held, dtype=np.float64)
@@ -293,7 +300,7 @@ class KeepBestOnHeldOut(Hook):
         error = float(errors.mean())
         if context.history is not None:  # "held_out_loss" in the epoch's record
             context.history.add_evaluation(context.global_step, {"loss": error}, "held_out")
-        if error < self.best * (1 - 1e-4):
+        if error < self.best * (1 - self.min_improvement):
             self.best, self.waited, self.best_step = error, 0, context.global_step
             self.best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
             return
