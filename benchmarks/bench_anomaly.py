@@ -42,7 +42,7 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedShuffleSplit, train_test_split
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from aekit.anomaly import AutoencoderOutlierDetector, read_scores_csv
 from aekit.cli.main import main as aekit_command
@@ -101,7 +101,7 @@ def pyod_results(
     with tempfile.TemporaryDirectory() as tmp:
         arrays = {f"{part}_{i}": rows for i, pair in enumerate(splits)
                   for part, rows in zip(("train", "test"), pair, strict=True)}  # fmt: skip
-        np.savez(Path(tmp) / "splits.npz", **arrays)
+        np.savez(Path(tmp) / "splits.npz", **arrays)  # type: ignore[arg-type]
         command = [python, str(script), "--splits", f"{tmp}/splits.npz", "--out",
                    f"{tmp}/scores.npz", "--detectors", *PYOD_NAMES]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, check=True)
