@@ -27,6 +27,7 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "data_dir": ("/tmp/aekit-data", "/tmp/aekit-data"),
     "label_column": ("is_anomaly", "is_anomaly"),
     "exclude_classes": ("3,5", [3, 5]),
+    "stream": ("always", "always"),
     "binarize": ("dynamic", "dynamic"),
     "scaling": ("robust", "robust"),
     "hidden_units": ("64,8", [64, 8]),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aekit.cli import limits, registry
-from aekit.cli.data import Examples, Splits, describe, load_images, with_data
+from aekit.cli.data import Examples, Split, Splits, describe, load_images, loaded, with_data
 from aekit.cli.run import eval_input_fn, open_run
 from aekit.data.rows import concat_rows, first_rows
 from aekit.errors import ConfigError, InputError
@@ -131,7 +131,7 @@ def _scale(shape: Sequence[int]) -> int:
 
 
 def _scored_data(
-    settings: dict[str, Any], x_train: Examples, dataset: str | None, data_dir: str | None
+    settings: dict[str, Any], x_train: Split, dataset: str | None, data_dir: str | None
 ) -> tuple[Examples, np.ndarray | None]:
     """The examples `score` scores: the run's test split with every class, or all of `dataset`."""
     if dataset is None:
@@ -212,7 +212,7 @@ def score(
     x, y = scored[0]
     if dataset is not None:  # other data than the run's, whose line open_run gave
         _log.info("%s", describe(with_data(settings, dataset, data_dir), [(x, y)], ["scored"]))
-    detector = AnomalyDetector(estimator, percentile, weights[0]).calibrate(x_train)
+    detector = AnomalyDetector(estimator, percentile, weights[0]).calibrate(loaded(x_train))
     assert detector.threshold is not None and detector.training_scores is not None
     scores = detector.score(x)
     labels = None if y is None else np.asarray(y)

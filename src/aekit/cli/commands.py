@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from aekit.cli import limits, registry
-from aekit.cli.data import Splits
+from aekit.cli.data import Splits, loaded
 from aekit.cli.run import eval_input_fn, open_run, reconstruction_grid
 from aekit.data.input_fn import predict_input_fn
 from aekit.errors import ConfigError, InputError
@@ -42,7 +42,12 @@ def evaluate(
         _check_probe_labels(data[0][1], data[1][1], settings["dataset"])
 
     settings, estimator, ((x_train, y_train), (x_test, y_test)) = open_run(
-        model_dir, precheck, dataset, data_dir, distributed=True
+        model_dir,
+        precheck,
+        dataset,
+        data_dir,
+        distributed=True,
+        stream=not linear_probe,  # the probe fits on the training split's embeddings in memory
     )
     supervised = registry.get(settings["model"]).supervised
     result = estimator.evaluate(
@@ -51,7 +56,9 @@ def evaluate(
     if linear_probe:
         from aekit.evaluation import linear_probe as probe
 
-        result["linear_probe_accuracy"] = probe(estimator, x_train, y_train, x_test, y_test)
+        result["linear_probe_accuracy"] = probe(
+            estimator, loaded(x_train), y_train, loaded(x_test), y_test
+        )
     return result
 
 
@@ -101,7 +108,9 @@ def reconstruct(
         x = data[1][0][:images]
         limits.check_picture("--images", 3 * len(x), x.shape[1:], scale=2)  # 3 rows at most
 
-    settings, estimator, (_, (x_test, _)) = open_run(model_dir, precheck, dataset, data_dir)
+    settings, estimator, (_, (x_test, _)) = open_run(
+        model_dir, precheck, dataset, data_dir, stream=True
+    )
     grid = reconstruction_grid(estimator, x_test[:images], settings)
     with writing(path):
         save_png(grid, path)
@@ -130,7 +139,9 @@ def embed(
         if path is not None:
             check_output_file("--output", path)
 
-    settings, estimator, (_, (x_test, y_test)) = open_run(model_dir, precheck, dataset, data_dir)
+    settings, estimator, (_, (x_test, y_test)) = open_run(
+        model_dir, precheck, dataset, data_dir, stream=True
+    )
     x = x_test[:images]
     labels = None if y_test is None else y_test[: len(x)]
     batches = estimator.predict(

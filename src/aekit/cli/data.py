@@ -3,21 +3,79 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
+import numpy.typing as npt
+import torch
 
 from aekit.cli.settings import absolute, check_values
 from aekit.data import mnist
+from aekit.data.checks import max_load_bytes
+from aekit.data.folder_stream import image_folder_input_fn, split_image_folder
+from aekit.data.image_folder import ImageFolderFiles, list_image_folder
 from aekit.data.rows import Rows, row_chunks, take_rows
-from aekit.data.sources import DATASET_NAMES, load_dataset
+from aekit.data.sources import DATASET_NAMES, _idx_present, load_dataset
 from aekit.errors import ConfigError, InputError
 
+Batch = tuple[torch.Tensor, torch.Tensor | None]
+
+
+@dataclass(frozen=True)
+class FolderImages:
+    """A split of a streamed folder: its files listed, decoded only when read.
+
+    Looks like the (N, H, W) uint8 array the folder would load as (the command line reads
+    folders grey): shape, dtype and length, so the data line and the checks read it
+    unchanged; a slice (a few test images for a picture) decodes those images alone.
+    Training and evaluation read it through `stream_input_fn`.
+    """
+
+    files: ImageFolderFiles
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.files), *self.files.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """uint8: decoded 8-bit images, so their pixels are always valid."""
+        return np.dtype(np.uint8)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: slice) -> npt.NDArray[np.uint8]:
+        """The images of a slice, decoded."""
+        if not isinstance(key, slice):
+            raise TypeError("a streamed folder's images are read by slices")
+        return self.files.read_batch(np.arange(len(self.files))[key])
+
+    def subset(self, rows: npt.ArrayLike) -> FolderImages:
+        """These images only, in the order of `rows`."""
+        return FolderImages(self.files.subset(rows))
+
+
 Examples = np.ndarray | Rows
-"""A split's examples: an array, or `Rows` of one (a memory map's rows stay on disk)."""
-Splits = tuple[tuple[Examples, np.ndarray | None], tuple[Examples, np.ndarray | None]]
+"""A split's examples in memory: an array, or `Rows` of one (a memory map's rows stay on disk)."""
+Split = Examples | FolderImages
+"""A split's examples as a command reads them: in memory, or the files of a streamed folder."""
+Splits = tuple[tuple[Split, np.ndarray | None], tuple[Split, np.ndarray | None]]
+Loaded = tuple[tuple[Examples, np.ndarray | None], tuple[Examples, np.ndarray | None]]
+
+
+def loaded(x: Split) -> Examples:
+    """`x`, which a command read with `stream=False`: in memory (or memory-mapped)."""
+    assert not isinstance(x, FolderImages), "read without stream=True"
+    return x
 
 
 def with_data(
@@ -34,8 +92,21 @@ def with_data(
     return {**settings, **absolute(chosen)}
 
 
-def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Splits:
+@overload
+def load_images(
+    settings: Mapping[str, Any], with_excluded: bool = False, stream: Literal[False] = False
+) -> Loaded: ...
+@overload
+def load_images(
+    settings: Mapping[str, Any], with_excluded: bool = False, *, stream: bool
+) -> Splits: ...
+def load_images(
+    settings: Mapping[str, Any], with_excluded: bool = False, stream: bool = False
+) -> Splits:
     """The run's data set, images as (N, H, W) or (N, C, H, W), pixels checked.
+
+    With `stream` (a command that reads its data through `stream_input_fn` or by slices),
+    a folder the `stream` setting streams comes as `FolderImages`: listed, not decoded.
 
     The classes in the setting `exclude_classes` are left out of both splits (a model of
     the normal classes, for anomaly detection) unless `with_excluded` is true. The rows of
@@ -52,10 +123,20 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
             f"--label-column names a column of a table file or an .npz array; "
             f"{settings['dataset']} comes with its labels, drop it"
         )
+    streamed = streamed_folder(settings) if stream else None
+    x_train: Split
+    x_test: Split
     try:
-        (x_train, y_train), (x_test, y_test) = load_dataset(
-            settings["dataset"], data_dir, label_column=label_column
-        )
+        if streamed is not None:
+            train, test = split_image_folder(streamed)
+            (x_train, y_train), (x_test, y_test) = (
+                (FolderImages(train), train.labels),
+                (FolderImages(test), test.labels),
+            )
+        else:
+            (x_train, y_train), (x_test, y_test) = load_dataset(
+                settings["dataset"], data_dir, label_column=label_column
+            )
     except mnist.DownloadError:
         # The library's message speaks to Python callers (load_data(data_dir=...)); this
         # one names the flag and the files.
@@ -76,12 +157,14 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
         # The rows kept are indices into the data, not a copy of them.
         keep_train = np.flatnonzero(~np.isin(y_train, excluded))
         keep_test = np.flatnonzero(~np.isin(y_test, excluded))
-        x_train, y_train = take_rows(x_train, keep_train), y_train[keep_train]
-        x_test, y_test = take_rows(x_test, keep_test), y_test[keep_test]
-    if settings.get("scaling") in ("standard", "robust", "minmax"):  # rows, not pixels
-        # float64, as the outlier detector reads them: the same seed gives the same model.
-        x_train, x_test = x_train.astype(np.float64), x_test.astype(np.float64)
-    x_train, x_test = _channels_first(x_train), _channels_first(x_test)
+        x_train, y_train = _keep(x_train, keep_train), y_train[keep_train]
+        x_test, y_test = _keep(x_test, keep_test), y_test[keep_test]
+    if not isinstance(x_train, FolderImages):  # a stream moves channels batch by batch
+        assert not isinstance(x_test, FolderImages)
+        if settings.get("scaling") in ("standard", "robust", "minmax"):  # rows, not pixels
+            # float64, as the outlier detector reads them: the same seed gives the same model.
+            x_train, x_test = x_train.astype(np.float64), x_test.astype(np.float64)
+        x_train, x_test = _channels_first(x_train), _channels_first(x_test)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise InputError(
             f"the training examples of {settings['dataset']} have shape {list(x_train.shape[1:])}"
@@ -95,16 +178,110 @@ def load_images(settings: Mapping[str, Any], with_excluded: bool = False) -> Spl
                 f"the {name} set of {settings['dataset']} has shape {x.shape}, one number per "
                 "example; give examples as rows (N, features) or images (N, H, W)"
             )
-        if x.dtype != np.uint8:
+        if not isinstance(x, FolderImages) and x.dtype != np.uint8:
             _check_finite(x, f"the {name} set")
         if settings.get("scaling", "none") == "none":  # images ("auto": not decided yet)
             check_pixels(x, f"the {name} set", "scaling" in settings)
     return (x_train, y_train), (x_test, y_test)
 
 
+def streamed_folder(settings: Mapping[str, Any]) -> ImageFolderFiles | None:
+    """The listed files of the run's folder when the `stream` setting streams it, else None.
+
+    "always" streams any folder of images, "auto" one whose decoded pixels exceed
+    `max_load_bytes()` (loading it would be refused), "never" none. Other data sets (named
+    ones, files, a folder of MNIST's IDX files) load as before: a .npy is memory-mapped.
+    """
+    choice = settings.get("stream", "auto")  # a run saved before the setting: auto
+    path = Path(settings["dataset"]).expanduser()
+    if (
+        choice == "never"
+        or settings["dataset"] in DATASET_NAMES
+        or not path.is_dir()
+        or all(_idx_present(path, name) for name in mnist.FILES)
+    ):
+        return None
+    files = list_image_folder(path)  # headers only: counts, size and mode
+    if choice == "auto" and len(files) * math.prod(files.shape) <= max_load_bytes():
+        return None
+    if settings.get("scaling") in ("standard", "robust", "minmax"):
+        raise ConfigError(
+            f"{path} is streamed, as images; --scaling {settings['scaling']} reads the data "
+            "as a table's rows in memory: give --scaling none, or --stream never"
+        )
+    return files
+
+
+def stream_workers() -> int:
+    """Decoding processes of a stream: up to two, leaving a core to training itself.
+
+    Decoding small images is cheap beside a step; more workers would take cores from the
+    training process. On one core the training process decodes (no worker).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores - 1)) if cores > 1 else 0
+
+
+def stream_input_fn(
+    x: FolderImages,
+    labels: bool,
+    batch_size: int,
+    seed: int,
+    binarize: str | None,
+    train: bool,
+    resume: bool = True,
+) -> Callable[[], Iterable[Batch]]:
+    """The input function of a streamed split: endless training batches, or one test pass.
+
+    Training: `numpy_input_fn`'s batches over the loaded split (same seed, same order),
+    with `resume` from the example the run's global step reached. Evaluation: the split in order,
+    once; with `binarize`, each pass draws its 0/1 pixels from seed 0, so every evaluation
+    scores the same images (the in-memory run draws them once, from the whole array).
+    """
+    if train and binarize == "fixed":
+        raise ConfigError(
+            "--binarize fixed draws the whole training set once, and a streamed folder is never "
+            "whole in memory; give --binarize dynamic (a draw per batch), or --stream never"
+        )
+    stream = image_folder_input_fn(
+        x.files,
+        batch_size,
+        num_epochs=None if train else 1,
+        shuffle=train,
+        seed=seed,  # unused in order, but a draw from the Estimator's generator would be
+        num_workers=stream_workers(),
+        labels=labels,
+        binarize="dynamic" if train and binarize else None,
+        resume=train and resume,
+    )
+    if train or not binarize:
+        return stream
+
+    def input_fn() -> Iterable[Batch]:
+        return _Drawn(stream())  # called here: it reads the input context
+
+    return input_fn
+
+
+class _Drawn:
+    """A test stream's pixels as 0/1 draws, each pass from seed 0: every pass the same draw."""
+
+    def __init__(self, batches: Iterable[Batch]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        # Its own generator: the training generator's draws (noise, dropout) stay as they were.
+        generator = torch.Generator().manual_seed(0)
+        for features, labels in self.batches:
+            yield torch.bernoulli(features, generator=generator), labels
+
+
 def describe(
     settings: Mapping[str, Any],
-    parts: Sequence[tuple[Examples, np.ndarray | None]],
+    parts: Sequence[tuple[Split, np.ndarray | None]],
     names: Sequence[str] = ("training", "test"),
     left_out: Sequence[int] | None = None,
 ) -> str:
@@ -118,7 +295,8 @@ def describe(
     if dataset in DATASET_NAMES:
         source = "a named data set" + (f", in {data_dir}" if data_dir else "")
     elif Path(dataset).is_dir():
-        source = "a folder of images"
+        streamed = isinstance(parts[0][0], FolderImages)
+        source = "a folder of images" + (", streamed" if streamed else "")
     else:
         source = f"a {Path(dataset).suffix or 'data'} file"
     counts = " and ".join(f"{len(x):,} {name}" for (x, _), name in zip(parts, names, strict=True))
@@ -154,9 +332,12 @@ def _labels(ys: Sequence[np.ndarray | None]) -> str:
     return f"{len(ints)} classes (labels {shown})"
 
 
-def check_pixels(x: Examples, name: str, takes_tables: bool) -> None:
-    """InputError unless `x` holds pixels: uint8, or floats in [0, 1]; read in chunks."""
-    if x.dtype == np.uint8:
+def check_pixels(x: Split, name: str, takes_tables: bool) -> None:
+    """InputError unless `x` holds pixels: uint8, or floats in [0, 1]; read in chunks.
+
+    A streamed folder is uint8, decoded from 8-bit images: valid without reading a pixel.
+    """
+    if x.dtype == np.uint8 or isinstance(x, FolderImages):
         return
     low, high, first = math.inf, -math.inf, None
     for start, part in row_chunks(x):
@@ -194,7 +375,7 @@ def _check_finite(x: Examples, name: str) -> None:
         )
 
 
-def table_or_images(dataset: str, x: Examples) -> tuple[bool, str | None]:
+def table_or_images(dataset: str, x: Split) -> tuple[bool, str | None]:
     """Whether the examples are rows of a table (not images), and why (None: no guess).
 
     Decided by the source and the shape, never by the values' range alone: named data sets,
@@ -247,7 +428,12 @@ def _check_excluded(
         )
 
 
-def _channels_first(x: Examples) -> Examples:
+def _keep(x: Split, rows: np.ndarray) -> Split:
+    """The examples at `rows`: indices into the data (or its files), not a copy of them."""
+    return x.subset(rows) if isinstance(x, FolderImages) else take_rows(x, rows)
+
+
+def _channels_first(x: Any) -> Any:
     # Image folders give (N, H, W, C); the models take channels first. A last axis shorter
     # than both others holds the channels, whatever their number (2, 4, 5, ...).
     if not (x.ndim == 4 and x.shape[-1] < min(x.shape[1], x.shape[2])):

@@ -12,7 +12,15 @@ import torch
 from PIL import Image
 
 from aekit.cli import config, limits, registry
-from aekit.cli.data import Examples, Splits, describe, load_images, with_data
+from aekit.cli.data import (
+    FolderImages,
+    Split,
+    Splits,
+    describe,
+    load_images,
+    stream_input_fn,
+    with_data,
+)
 from aekit.cli.settings import run_config_args
 from aekit.data.binarize import Binarization
 from aekit.data.corruption import make_corruption
@@ -45,15 +53,28 @@ def build(
 
 
 def eval_input_fn(
-    settings: Mapping[str, Any], x: Examples, y: np.ndarray | None = None
+    settings: Mapping[str, Any], x: Split, y: np.ndarray | None = None
 ) -> Callable[[], Any]:
     """The test data in order, in batches of 1,000; drawn once (seed 0) if the run binarizes.
 
+    A streamed folder's test split is read whole, as a loaded one: the same figures.
+
     A table's rows come in float64, which its model scales before anything else.
     """
+    if isinstance(x, FolderImages):  # the whole test split, decoded batch by batch
+        return stream_input_fn(
+            x,
+            labels=y is not None,
+            batch_size=limits.EVAL_BATCH,
+            seed=0,
+            binarize=settings.get("binarize"),
+            train=False,
+        )
     binarize: Binarization | None = "fixed" if settings.get("binarize") else None
     dtype = torch.float64 if registry.is_table_run(settings) else None
-    return numpy_input_fn(x, y, batch_size=1000, shuffle=False, binarize=binarize, dtype=dtype)
+    return numpy_input_fn(
+        x, y, batch_size=limits.EVAL_BATCH, shuffle=False, binarize=binarize, dtype=dtype
+    )
 
 
 _NO_DATA: Splits = ((np.zeros((0,)), None), (np.zeros((0,)), None))
@@ -66,13 +87,16 @@ def open_run(
     data_dir: str | None = None,
     read_data: bool = True,
     distributed: bool = False,
+    stream: bool = False,
 ) -> tuple[dict[str, Any], Estimator, Splits]:
     """Settings, estimator and data of a trained model dir.
 
     `dataset` and `data_dir` replace the saved ones (data moved since training, or other
     data of the same example shape). Commands that need no data pass `read_data=False` and
-    get empty splits. Only `evaluate` runs on every process of a torchrun job
-    (`distributed`); the other commands run on rank 0 alone. `precheck` sees all three
+    get empty splits. Those that read the test split by slices or through `eval_input_fn`
+    pass `stream`: a folder the run streams is then listed, not loaded. Only `evaluate`
+    runs on every process of a torchrun job (`distributed`); the other commands run on
+    rank 0 alone. `precheck` sees all three
     before the checkpoint is restored (slow, and logged), so that a command's own bad input
     is refused first, in one line.
     """
@@ -101,7 +125,7 @@ def open_run(
     data = _NO_DATA
     if read_data:
         settings = with_data(settings, dataset, data_dir)
-        data = load_images(settings)
+        data = load_images(settings, stream=stream)
         shape = list(data[0][0].shape[1:])
         if shape != settings["example_shape"]:  # other data, or files changed since training
             raise InputError(

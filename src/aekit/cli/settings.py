@@ -116,6 +116,18 @@ SETTINGS: tuple[Setting, ...] = (
         "leave these labels out of training and evaluation (e.g. 9, for `aekit score`)",
     ),
     Setting(
+        "stream",
+        Choice("auto", "always", "never"),
+        "a folder of images: decode it batch by batch in worker processes as training reaches "
+        "it, never whole in memory (the same batches; a resumed run goes on at the same "
+        "example); auto streams a folder whose decoded pixels exceed the memory limit for "
+        "loaded data (the smaller of 8 GiB and half the RAM, or AEKIT_MAX_DATA_BYTES), which "
+        "would otherwise be refused; smaller folders load once, faster than decoding every "
+        "epoch",
+        default="auto",
+        resumable=True,
+    ),
+    Setting(
         "binarize",
         Optional(Choice("dynamic", "fixed")),
         "0/1 pixels drawn with their "

@@ -17,11 +17,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from aekit.anomaly.tabular import TabularRecipe, set_scaling, sized_hidden_units
 from aekit.cli import config, limits, registry
 from aekit.cli.data import (
+    FolderImages,
     Splits,
     anomaly_labels,
     check_pixels,
     describe,
     load_images,
+    stream_input_fn,
     table_or_images,
 )
 from aekit.cli.progress import EpochProgress
@@ -43,8 +45,13 @@ _log = logging.getLogger("aekit")
 def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     """Train and evaluate after every epoch; resumes the run in `model_dir`."""
     entry = registry.get(settings["model"])
-    splits, recipe, said = _from_the_data(settings, load_images(settings))
+    splits, recipe, said = _from_the_data(settings, load_images(settings, stream=True))
     (x_train, y_train), (_, y_test) = splits
+    if settings.get("stream") == "always" and not isinstance(x_train, FolderImages):
+        raise ConfigError(
+            f"--stream always streams a folder of images, and {settings['dataset']} is not one "
+            "(a .npy file is memory-mapped anyway); give --stream auto"
+        )
     if entry.supervised and (y_train is None or y_test is None):
         raise InputError(f"the {entry.name} model needs labels, and {settings['dataset']} has none")
     if entry.supervised:
@@ -230,7 +237,17 @@ class _Inputs:
         batch_size = settings["batch_size"]
         steps_per_epoch = _steps_per_epoch(len(x_train), batch_size)
 
-        def endless(y: np.ndarray | None) -> Any:
+        def endless(y: np.ndarray | None, resume: bool = True) -> Any:
+            if isinstance(x_train, FolderImages):  # decoded as training reaches each batch
+                return stream_input_fn(
+                    x_train,
+                    labels=y is not None,
+                    batch_size=batch_size,
+                    seed=settings["seed"],
+                    binarize=settings.get("binarize"),
+                    train=True,
+                    resume=resume,
+                )
             return numpy_input_fn(
                 x_train,
                 y,
@@ -240,7 +257,8 @@ class _Inputs:
                 binarize=settings.get("binarize"),
             )
 
-        pretrain = endless(None) if settings["model"] == "stacked" else None
+        # Each pretraining phase starts at the first example, as an in-memory one does.
+        pretrain = endless(None, resume=False) if settings["model"] == "stacked" else None
         max_steps = steps_per_epoch * settings["epochs"]
         return cls(endless(labels[0]), evaluate, pretrain, steps_per_epoch, max_steps, [], None)
 
