@@ -24,6 +24,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import aekit
 from aekit.anomaly.sampling import SampledRecipe, row_cap, uniform_sample
+from aekit.anomaly.scores import ErrorAndCodeScore
 from aekit.anomaly.tabular import sized_batch, sized_epochs, sized_hidden_units
 from aekit.data.table_files import open_table
 from aekit.data.tables import ArrayTable
@@ -89,8 +90,10 @@ def test_the_fitted_scaling_travels_with_the_model(scaling: str) -> None:
 
 def test_sizes_follow_the_data() -> None:
     assert sized_hidden_units(3) == [8, 2] and sized_hidden_units(100) == [128, 20]
-    assert sized_batch(100) == 16 and sized_batch(8000) == 128 and sized_batch(10**6) == 512
-    assert sized_epochs(1000, 16) == 100 and sized_epochs(10**6, 512) == 5
+    # About 16 steps an epoch; at most 100 epochs, 10,000 steps and 300,000 rows seen.
+    assert sized_batch(100) == 16 and sized_batch(2000) == 128 and sized_batch(10**6) == 512
+    assert sized_epochs(1000, 64) == 100 and sized_epochs(1000, 16) == 100
+    assert sized_epochs(12_000, 512) == 25 and sized_epochs(10**6, 512) == 5
     det = AutoencoderOutlierDetector(epochs=1, random_state=0).fit(correlated(100, seed=4))
     assert det.hidden_units_ == [16, 6]
 
@@ -113,7 +116,13 @@ def test_seeds_ensemble_averages_and_the_callers_random_state_is_kept() -> None:
         np.testing.assert_allclose(
             [errors.mean(), distances.mean()], [scorer.error_mean_, scorer.distance_mean_]
         )
-        each.append(errors / scorer.error_mean_ + distances / scorer.distance_mean_)
+        neighbors = scorer.neighbor_distances(codes.numpy())  # the 5 nearest training codes
+        assert scorer.neighbors == 5 and scorer.code_weight == 0.5  # the defaults
+        each.append(
+            errors / scorer.error_mean_
+            + 0.5 * distances / scorer.distance_mean_
+            + neighbors / scorer.neighbor_mean_
+        )
     assert len(each) == 3 and not np.allclose(each[0], each[1])  # three seeds, three models
     np.testing.assert_allclose(det.score_samples(x), -np.mean(each, axis=0), rtol=1e-12)
 
@@ -131,9 +140,33 @@ def test_the_code_distance_finds_rows_that_follow_the_pattern_too_far() -> None:
     flags = np.r_[np.zeros(len(test_normal)), np.ones(len(far))]
     auroc = {}
     for weight in (0.0, 1.0):
-        detector = AutoencoderOutlierDetector(code_weight=weight, random_state=0).fit(normal)
-        auroc[weight] = roc_auc_score(flags, -detector.score_samples(x))
+        detector = AutoencoderOutlierDetector(code_weight=weight, n_neighbors=0, random_state=0)
+        auroc[weight] = roc_auc_score(flags, -detector.fit(normal).score_samples(x))
     assert auroc[0.0] < 0.85 and auroc[1.0] > 0.95
+
+
+def test_the_nearest_codes_find_codes_between_clusters_of_normal_ones() -> None:
+    # Training codes in two clusters 4 apart; the test codes halfway between them lie near
+    # the codes' mean, so one Gaussian over the codes ranks them as normal; their nearest
+    # training codes are far. Errors equal: only the code parts differ.
+    rng = np.random.default_rng(13)
+
+    def clusters(n: int) -> np.ndarray:
+        return np.c_[np.where(rng.random(n) < 0.5, -2.0, 2.0), np.zeros(n)] + rng.normal(
+            scale=0.3, size=(n, 2)
+        )
+
+    codes = np.vstack([clusters(200), rng.normal(scale=0.3, size=(40, 2))])
+    flags = np.r_[np.zeros(200), np.ones(40)]
+    errors = np.ones(len(codes))
+    auroc = {}
+    for k in (0, 5):
+        scorer = ErrorAndCodeScore(code_weight=1.0, neighbors=k).fit(np.ones(600), clusters(600))
+        auroc[k] = roc_auc_score(flags, scorer(errors, codes))
+    assert auroc[0] < 0.3 and auroc[5] > 0.95, auroc
+    # A row's score does not depend on the rows scored with it.
+    one = scorer(errors[:1], codes[:1])
+    assert one[0] == scorer(errors, codes)[0]
 
 
 def test_a_random_state_gives_the_same_scores_whatever_the_callers_threads_and_seeds() -> None:

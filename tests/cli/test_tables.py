@@ -110,14 +110,19 @@ def test_score_adds_the_code_distance_for_rows_beyond_the_normal_range(
     far = write_csv(model_dir.parent / "far.csv", rows * units + 5 * units,
                     np.r_[np.zeros(200, int), np.ones(40, int)])  # fmt: skip
     auroc = {}
-    for weight in ("0", "1", None):  # None: the default
-        chosen = ["--code-weight", weight] if weight else []
+    scores = {
+        "error": ["--code-weight", "0", "--neighbors", "0"],
+        "code": ["--code-weight", "1", "--neighbors", "0"],
+        "detector's": ["--code-weight", "0.5", "--neighbors", "5"],
+        "default": [],
+    }
+    for name, chosen in scores.items():
         status, out, _ = run(capsys, "score", "--model-dir", model_dir, "--dataset", far,
-                             *chosen, "--output", model_dir.parent / f"w{weight}")  # fmt: skip
+                             *chosen, "--output", model_dir.parent / name)  # fmt: skip
         assert status == 0, out
-        auroc[weight] = float(out.split("auroc=")[1].split()[0])
-    assert auroc[None] == auroc["1"]  # on a table the outlier detector's two-part score
-    assert auroc["1"] > 0.95 and auroc["1"] > auroc["0"] + 0.1, auroc
+        auroc[name] = float(out.split("auroc=")[1].split()[0])
+    assert auroc["default"] == auroc["detector's"]  # on a table the outlier detector's score
+    assert auroc["code"] > 0.95 and auroc["code"] > auroc["error"] + 0.1, auroc
 
 
 @pytest.mark.parametrize("weight", ["-1", "inf", "nan"])

@@ -55,18 +55,26 @@ class AnomalyDetector:
         estimator: a trained model predicting `reconstruction_error` (and `embedding`,
             with a code_weight).
         percentile: where among the training scores the threshold lies, in (0, 100).
-        code_weight: 0 scores by the reconstruction error; above 0, by `ErrorAndCodeScore`
-            with this weight, fitted on the training data by `calibrate`.
+        code_weight: 0 scores by the reconstruction error; above 0 (or with `neighbors`), by
+            `ErrorAndCodeScore` with this weight, fitted on the training data by `calibrate`.
+        neighbors: how many nearest training codes the score's neighbourhood part averages
+            over (0: none).
     """
 
     def __init__(
-        self, estimator: Estimator, percentile: float = 99.0, code_weight: float = 0.0
+        self,
+        estimator: Estimator,
+        percentile: float = 99.0,
+        code_weight: float = 0.0,
+        neighbors: int = 0,
     ) -> None:
         threshold_at(np.zeros(1), percentile)  # validates the percentile now
         self.estimator = estimator
         self.percentile = float(percentile)
         self.code_weight = code_weight
-        self._two_part = ErrorAndCodeScore(code_weight) if code_weight else None
+        self.neighbors = neighbors
+        two_part = ErrorAndCodeScore(code_weight, neighbors)  # checks both
+        self._two_part = two_part if code_weight or neighbors else None
         self.threshold: float | None = None
         self.training_scores: np.ndarray | None = None
 
@@ -86,7 +94,7 @@ class AnomalyDetector:
             return reconstruction_errors(self.estimator, x)
         if self.training_scores is None:
             raise ConfigError(
-                "a code_weight needs the training codes; call calibrate(x_train) first"
+                "a code_weight or neighbors need the training codes; call calibrate(x_train) first"
             )
         return self._two_part(*errors_and_codes(self.estimator, x))
 

@@ -28,8 +28,6 @@ MAX_SAMPLES = 1_000_000
 MAX_CODES = 2**31
 """The most codes `aekit likelihood` draws in all, images × samples (the standard full-MNIST
 figure, 10,000 × 5,000, took 6 minutes on 2 cores; this is 40 times that)."""
-TABLE_CODE_WEIGHT = 1.0
-"""`aekit score`'s code weight on a table: the outlier detector's."""
 _log = logging.getLogger("aekit")
 
 
@@ -178,6 +176,7 @@ def score(
     data_dir: str | None = None,
     output: str | Path | None = None,
     code_weight: float | None = None,
+    neighbors: int | None = None,
 ) -> ScoreReport:
     """Anomaly scores of a data set: a CSV, a histogram PNG, the threshold, maybe the AUROC.
 
@@ -185,11 +184,12 @@ def score(
     are the run's test split with every class (those left out by `--exclude-classes`
     included), or every example of `dataset`. When the run left classes out and the scored
     data have labels, those classes count as the anomalies for the AUROC. The score is the
-    reconstruction error, or with a `code_weight` the two-part `ErrorAndCodeScore`; by
-    default 1 on a table (the outlier detector's score, the same figures for the same seed)
-    and 0 on images.
+    reconstruction error, or with a `code_weight` or `neighbors` `ErrorAndCodeScore`; by
+    default on a table the outlier detector's (the same figures for the same seed), on
+    images the error alone.
     """
     from aekit.anomaly import AnomalyDetector, auroc, write_scores_csv
+    from aekit.anomaly.scores import TABLE_CODE_WEIGHT, TABLE_NEIGHBORS
     from aekit.viz import histogram_plot, log_figure
 
     # Without `dataset`, `data_dir` is where the run's own data now live (both the threshold's
@@ -199,12 +199,17 @@ def score(
     out = Path(output or Path(model_dir) / "scores")
     scored: list[tuple[Examples, np.ndarray | None]] = []
 
-    weights: list[float] = []
+    weights: list[tuple[float, int]] = []
 
     def precheck(settings: dict[str, Any], estimator: Estimator, data: Splits) -> None:
-        default = TABLE_CODE_WEIGHT if registry.is_table_run(settings) else 0.0
-        weights.append(default if code_weight is None else code_weight)
-        AnomalyDetector(estimator, percentile, weights[0])  # checks both
+        table = registry.is_table_run(settings)
+        weights.append(
+            (
+                (TABLE_CODE_WEIGHT if table else 0.0) if code_weight is None else code_weight,
+                (TABLE_NEIGHBORS if table else 0) if neighbors is None else neighbors,
+            )
+        )
+        AnomalyDetector(estimator, percentile, *weights[0])  # checks them
         check_output_dir("--output", out)
         scored.append(_scored_data(settings, data[0][0], dataset, data_dir))
 
@@ -212,7 +217,7 @@ def score(
     x, y = scored[0]
     if dataset is not None:  # other data than the run's, whose line open_run gave
         _log.info("%s", describe(with_data(settings, dataset, data_dir), [(x, y)], ["scored"]))
-    detector = AnomalyDetector(estimator, percentile, weights[0]).calibrate(loaded(x_train))
+    detector = AnomalyDetector(estimator, percentile, *weights[0]).calibrate(loaded(x_train))
     assert detector.threshold is not None and detector.training_scores is not None
     scores = detector.score(x)
     labels = None if y is None else np.asarray(y)
@@ -234,11 +239,7 @@ def score(
             out / "histogram.png",
             threshold=detector.threshold,
             title="anomaly scores",
-            xlabel=(
-                f"error + {detector.code_weight:g} × code distance (in training means)"
-                if detector.code_weight
-                else "reconstruction error (mean squared)"
-            ),
+            xlabel=_score_name(detector.code_weight, detector.neighbors),
         )
         log_figure(estimator.event_writers, "anomaly/histogram", figure, estimator.global_step)
         estimator.event_writers.flush()
@@ -251,3 +252,15 @@ def score(
         flagged=int((scores > detector.threshold).sum()),
         auroc=area,
     )
+
+
+def _score_name(code_weight: float, neighbors: int) -> str:
+    """What the score adds up, for the histogram's axis."""
+    if not (code_weight or neighbors):
+        return "reconstruction error (mean squared)"
+    parts = ["error"]
+    if code_weight:
+        parts.append(f"{code_weight:g} × code distance")
+    if neighbors:
+        parts.append(f"{neighbors}-nearest codes' distance")
+    return " + ".join(parts) + " (in training means)"

@@ -281,15 +281,28 @@ def _commands() -> dict[str, Command]:
                     Optional(Number()),
                     "weight of the code's Mahalanobis "
                     "distance in the score, against 1 for the reconstruction error, each in "
-                    "units of its training mean (default: 1 on a table, as the outlier "
+                    "units of its training mean (default: 0.5 on a table, as the outlier "
                     "detector scores; 0, the error alone, on images)",
+                ),
+                Option(
+                    "neighbors",
+                    Optional(Integer(0)),
+                    "the score adds the code's mean distance to this many nearest training "
+                    "codes, in units of its training mean (default: 5 on a table, as the "
+                    "outlier detector scores; 0, none, on images)",
                 ),
                 *_data_options(scored=True),
                 Option("output", help="output directory (default MODEL_DIR/scores)"),
             ),
             lambda a: _print_score(
                 analysis.score(
-                    a.model_dir, a.percentile, a.dataset, a.data_dir, a.output, a.code_weight
+                    a.model_dir,
+                    a.percentile,
+                    a.dataset,
+                    a.data_dir,
+                    a.output,
+                    a.code_weight,
+                    a.neighbors,
                 )
             ),
         ),

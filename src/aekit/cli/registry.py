@@ -139,8 +139,8 @@ IMAGE_UNITS = [128, 64, 32]
 
 IMAGE_WEIGHT_DECAY = 1e-5
 """fully_connected's L2 factor on images (seed 000's); a table's model has none."""
-IMAGE_BATCH, IMAGE_EPOCHS = 256, 30
-"""fully_connected's batch size and epochs on images; a table's follow its size."""
+IMAGE_BATCH, IMAGE_EPOCHS, IMAGE_LEARNING_RATE = 256, 30, 1e-3
+"""fully_connected's batch size, epochs and rate on images; a table's follow its size."""
 
 
 def is_table_run(settings: Mapping[str, Any]) -> bool:

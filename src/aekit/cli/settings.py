@@ -266,10 +266,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "learning_rate",
-        Number(positive=True),
-        "Adam's rate (a resumed run may lower it: a step decay by hand)",
-        default=1e-3,
+        OrAuto(Number(positive=True)),
+        "Adam's rate; auto: 1e-3 on images, 3e-3 on a table (a resumed run may lower it: a "
+        "step decay by hand)",
         resumable=True,
+        models=NO_MODELS,
+        per_model=_per_model(
+            fully_connected="auto",
+            convolutional=1e-3,
+            variational=1e-3,
+            stacked=1e-3,
+            classifier=1e-3,
+        ),
     ),
     Setting(
         "pretrain_learning_rate",
