@@ -152,9 +152,9 @@ def test_the_nearest_codes_find_codes_between_clusters_of_normal_ones() -> None:
     rng = np.random.default_rng(13)
 
     def clusters(n: int) -> np.ndarray:
-        return np.c_[np.where(rng.random(n) < 0.5, -2.0, 2.0), np.zeros(n)] + rng.normal(
-            scale=0.3, size=(n, 2)
-        )
+        centers = np.c_[np.where(rng.random(n) < 0.5, -2.0, 2.0), np.zeros(n)]
+        codes: np.ndarray = centers + rng.normal(scale=0.3, size=(n, 2))
+        return codes
 
     codes = np.vstack([clusters(200), rng.normal(scale=0.3, size=(40, 2))])
     flags = np.r_[np.zeros(200), np.ones(40)]
