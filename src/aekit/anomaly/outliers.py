@@ -88,7 +88,7 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         code_weight: the weight of the code's Mahalanobis distance in the score, against 1
             for the reconstruction error (each divided by its mean over the training rows).
         n_neighbors: the score adds the code's mean distance to this many nearest training
-            codes (of at most 4,096 of them), in units of its training mean, weight 1; 0 adds
+            codes (of at most 2,048 of them), in units of its training mean, weight 1; 0 adds
             none. Left out of a model trained on samples (a table over `max_rows` rows):
             searching them would cost more than the model. code_weight=0 and n_neighbors=0
             score by the reconstruction error alone.
