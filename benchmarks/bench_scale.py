@@ -12,7 +12,8 @@ Each job runs alone in a child process, which reports its wall time and its peak
 Jobs:
   train-memory   `aekit train fully_connected --epochs 1` on a .npz (read whole)
   train-mmap     the same on a .npy (memory-mapped)
-  train-folder   the same on a folder of PNG files (sizes up to --max-folder)
+  train-folder   the same on a folder of PNG files, streamed (`--stream always`; sizes up to
+                 --max-folder)
   detector       AutoencoderOutlierDetector fit on the normal rows + score of every row
                  (the table as a float64 array in memory)
   detector-parquet  the same read from a Parquet file
@@ -134,8 +135,9 @@ def run_job(job: str, n: int, workdir: Path) -> dict[str, Any]:
         source = {"train-memory": npz, "train-mmap": npy}.get(job) or folder(workdir, n)
         started = time.perf_counter()  # not the generation
         run = workdir / f"run-{job}-{n}"
+        streamed = ["--stream", "always"] if job == "train-folder" else []
         code = aekit(["train", "fully_connected", "--dataset", str(source), "--epochs", "1",
-                      "--model-dir", str(run)])  # fmt: skip
+                      "--model-dir", str(run), *streamed])  # fmt: skip
         if code != 0:
             raise SystemExit(f"aekit train ended with status {code}")
         return {"seconds": time.perf_counter() - started, "data_mib": n * 784 / MIB}
