@@ -154,7 +154,10 @@ def test_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     epochs = text[text.index("--epochs EPOCHS passes") :]
     assert epochs.index("(default: 10 for classifier; 30 for convolutional, stacked") < 200
     assert "auto for fully_connected" in epochs[:300]
-    assert "--learning_rate LEARNING_RATE Adam's rate" in text and "(default: 0.001)" in text
+    assert (
+        "--learning_rate LEARNING_RATE Adam's rate; auto: 1e-3 on images, 3e-3 on a table" in text
+    )
+    assert "(default: 0.001 for classifier, convolutional, stacked, variational; auto for " in text
     assert "(default: 0.4 for classifier; 0 for stacked)" in text  # --dropout
     assert main(["score", "--help"]) == 0
     assert "(default: 99.0)" in " ".join(capsys.readouterr().out.split())

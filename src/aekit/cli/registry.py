@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aekit.anomaly.tabular import SCALINGS, tabular_estimator
+from aekit.anomaly.tabular import SCALINGS, TABLE_LEARNING_RATE, tabular_estimator
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
 from aekit.models.convolutional import ConvolutionalAutoencoder
@@ -154,6 +154,14 @@ def hidden_units(hp: Mapping[str, Any]) -> list[int]:
     return IMAGE_UNITS if units == "auto" else list(units or [])
 
 
+def learning_rate(hp: Mapping[str, Any]) -> float:
+    """The settings' rate; "auto" (not yet resolved from the data): a table's or an image's."""
+    rate = hp["learning_rate"]
+    if rate == "auto":
+        return TABLE_LEARNING_RATE if is_table_run(hp) else IMAGE_LEARNING_RATE
+    return float(rate)
+
+
 def _weight_decay(hp: Mapping[str, Any]) -> float | None:
     decay = hp.get("weight_decay")
     if decay == "auto":
@@ -175,7 +183,7 @@ def _fully_connected(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunC
         return tabular_estimator(
             n_features=math.prod(shape),
             hidden_units=hidden_units(hp),
-            learning_rate=hp["learning_rate"],
+            learning_rate=learning_rate(hp),
             activation_fn=hp["activation"],
             weight_decay=_weight_decay(hp),
             config=dataclasses.replace(config, cpu_threads=1),  # as the detector trains
@@ -185,7 +193,7 @@ def _fully_connected(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunC
         activation_fn=hp["activation"],
         dropout=hp["keep_prob"],  # AutoEncoder's `dropout` is seed 000's keep probability
         weight_decay=_weight_decay(hp),
-        learning_rate=hp["learning_rate"],
+        learning_rate=learning_rate(hp),
         input_shape=shape,
         noise=_noise(hp),
         config=config,
@@ -213,7 +221,7 @@ register(
             downsample=hp["downsample"],
             activation_fn=hp["activation"],
             weight_decay=hp["weight_decay"],
-            learning_rate=hp["learning_rate"],
+            learning_rate=learning_rate(hp),
             image_shape=image_shape(shape),
             noise=_noise(hp),
             config=config,
@@ -231,7 +239,7 @@ def _stacked(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig) -
         noise_factor=hp["noise_factor"],
         tied_weights=hp["tied_weights"],
         pretrain_learning_rates=hp["pretrain_learning_rate"],
-        finetune_learning_rate=hp["learning_rate"],
+        finetune_learning_rate=learning_rate(hp),
         dropout=hp["dropout"],
         n_classes=hp["n_classes"],
         input_shape=shape,
@@ -248,7 +256,7 @@ def _classifier(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig
         dense_units=hp["dense_units"],
         dropout=hp["dropout"],
         n_classes=hp["n_classes"],
-        learning_rate=hp["learning_rate"],
+        learning_rate=learning_rate(hp),
         config=config,
     )
 
@@ -267,7 +275,7 @@ def _variational(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfi
         activation_fn=hp["activation"],
         decoder=hp["decoder"],
         beta=hp["beta"],
-        learning_rate=hp["learning_rate"],
+        learning_rate=learning_rate(hp),
         input_shape=shape,
         config=config,
     )
