@@ -1,6 +1,7 @@
 """aekit: autoencoders in PyTorch with an Estimator-style API."""
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from aekit import anomaly, data, hooks, metrics, models, summary
@@ -30,7 +31,10 @@ from aekit.models import (
     VariationalAutoencoder,
 )
 
-__version__ = "0.1.0"
+try:  # one place holds the version: pyproject.toml, read from the installed package's metadata
+    __version__ = version("aekit")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AekitError",

@@ -63,7 +63,8 @@ class AutoencoderTransformer(TransformerMixin, BaseEstimator):  # type: ignore[m
         weight_decay: L2 on the weights (fully_connected only; None for none).
         noise_factor: Gaussian input noise while training: a denoising autoencoder
             (fully_connected only).
-        batch_size, epochs: the training schedule.
+        batch_size: examples per training step.
+        epochs: passes over the training rows.
         random_state: seed of initial weights and shuffling: an int in [0, 2**32 - 1], a
             numpy RandomState (it draws the seed) or None (drawn at random).
         device: where to train, e.g. "cpu" or "cuda" ("auto" takes a GPU when present).

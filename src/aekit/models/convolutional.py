@@ -123,12 +123,13 @@ class ConvolutionalNetwork(ReconstructionNetwork):
 class ConvolutionalAutoencoder(ReconstructionEstimator):
     """Seed 004's estimator: the convolutional autoencoder with seed 000's loss and optimizer.
 
+    Arguments not listed here are as for `AutoEncoder`.
+
     Args:
         num_filters: filters per encoder block (reversed in the decoder).
         downsample: "max_pool" (2×2 max-pooling) or "strided" (a stride-2 convolution).
         image_shape: (channels, height, width) of one example.
         channels_last: memory layout of the activations (None: channels_last).
-        Other arguments as for AutoEncoder.
     """
 
     def __init__(

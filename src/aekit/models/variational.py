@@ -66,7 +66,7 @@ class VariationalNetwork(ReconstructionNetwork):
     """Encoder body → (μ, log σ²) heads; z → decoder. `encode` gives μ, `decode` logits.
 
     Args:
-        image_shape: (C, H, W) of one example; a fully-connected body also takes (H, W) or (D,).
+        input_shape: (C, H, W) of one example; a fully-connected body also takes (H, W) or (D,).
         latent_dim: size of z.
         encoder: "fully_connected" (layers of `hidden_units`) or "convolutional"
             (blocks of `num_filters`, down-sampled by `downsample`).
