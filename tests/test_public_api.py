@@ -1,4 +1,5 @@
-"""The contract of DESIGN.md's "What users write", run as written on real digits."""
+"""The public API as a user writes it (the Estimator, input functions, hooks, the zoo), run on
+real digits: what docs/guide/estimator.md promises."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Several threads that each wait for the others at every operation collapse when one of them
 is descheduled: with one competing process the FC model kept 24% of its idle speed on 2
 pinned threads and 63% when training dropped to one thread while the other work ran
-(README, Speed). `ThreadCount` does that for the training loop.
+(docs/benchmarks/speed.md). `ThreadCount` does that for the training loop.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ def reuse_heap_pages() -> bool:
 
     With glibc's defaults, a tensor of more than a few MB is mmapped when allocated and
     unmapped when freed, so every training step first-touches its activations' pages
-    again: page faults that measured 1.4-1.7x of the convolutional model's step (README,
-    Speed). Left alone where the user tuned malloc (MALLOC_* or GLIBC_TUNABLES) or
-    preloaded another allocator, and off glibc.
+    again: page faults that measured 1.4-1.7x of the convolutional model's step
+    (docs/benchmarks/speed.md). Left alone where the user tuned malloc (MALLOC_* or
+    GLIBC_TUNABLES) or preloaded another allocator, and off glibc.
     """
     global _heap_tuned
     if _heap_tuned:

@@ -39,7 +39,7 @@ class RunConfig:
         compile: run the training step through torch.compile (forward and backward); None
             (aekit's choice) is off on every device: for the seed models it measured
             1.04-1.06x eager on a CPU and 0.82-1.10x on an H200, for 3-14 s of warm-up
-            per Estimator (README). Falls back to eager on failure.
+            per Estimator (docs/benchmarks/speed.md). Falls back to eager on failure.
         precision: "32" (float32), "bf16-mixed" (autocast to bfloat16) or "16-mixed"
             (autocast to float16 with gradient scaling); losses and metrics stay float32.
         host_sync: when the loop reads values back from the device: "every_step" checks

@@ -66,7 +66,7 @@ class ConvolutionalNetwork(ReconstructionNetwork):
         self.decoder_act = activations(activation_fn, len(filters))
         self.output = nn.ConvTranspose2d(previous, channels, 3, padding=1)
         _init(self)
-        # channels_last is faster for these convolutions on x86 CPUs (see README).
+        # channels_last is faster for these convolutions on x86 CPUs (docs/benchmarks/speed.md).
         self.channels_last = channels_last if channels_last is not None else True
         if self.channels_last:
             self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
