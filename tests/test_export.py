@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -313,19 +312,3 @@ def test_the_command_line_tells_the_spec_and_prints_only_the_files(
     lines = caplog.text
     assert "autoencoder: x float32 [batch, 1, 28, 28] in [0, 1] -> probabilities float32" in lines
     assert "x: pixels / 255 as float32, channels first: (N, 1, 28, 28)" in lines
-
-
-@pytest.mark.slow
-def test_the_docs_onnxruntime_example_runs(
-    exported: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pytest.importorskip("onnxruntime")
-    text = (Path(__file__).parents[1] / "docs" / "export.md").read_text()
-    (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert len(code.strip().splitlines()) <= 15  # a short example
-    monkeypatch.chdir(exported["root"])  # the example reads runs/convolutional/export
-    scope: dict[str, Any] = {}
-    exec(compile(code, "docs/export.md", "exec"), scope)
-    rebuilt = scope["rebuilt"]
-    assert rebuilt.shape == (5, 1, 28, 28) and rebuilt.min() >= 0 and rebuilt.max() <= 1
-    assert capsys.readouterr().out.strip() == "probabilities (5, 1, 28, 28)"

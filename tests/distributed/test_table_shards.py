@@ -36,4 +36,6 @@ def test_each_process_reads_a_disjoint_share_and_holds_far_less_than_the_table(
     for report, share in zip(reports, shares, strict=True):
         # Its own row groups only: about its share of the file, never the whole of it.
         assert report["read"] < 0.55 * size, (report["read"], size, len(share))
-        assert report["peak_growth"] < in_memory / 2, (report["peak_growth"], in_memory)
+        # Reading buffers and torch's own allocations grew 8 to 17 MB here; holding the table
+        # would grow by all of its 32 MB.
+        assert report["peak_growth"] < in_memory * 3 / 4, (report["peak_growth"], in_memory)
