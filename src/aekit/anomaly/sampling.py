@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aekit.anomaly.tabular import KeepBestOnHeldOut, held_out_split, sized_batch, sized_epochs
+from aekit.anomaly.tabular import early_stopping, held_out_split, sized_batch, sized_epochs
 from aekit.data.input_fn import numpy_input_fn
 from aekit.data.tables import ArrayTable, TableSource
 from aekit.hooks.base import Hook
@@ -132,6 +132,4 @@ class SampledRecipe:
 
     def hooks(self) -> list[Hook]:
         """Early stopping on the held-out sample (none when no rows are held out)."""
-        if not len(self.held_rows):
-            return []
-        return [KeepBestOnHeldOut(self.held_rows, self.steps_per_epoch, self.patience)]
+        return early_stopping(self.held_rows, self.steps_per_epoch, self.patience)

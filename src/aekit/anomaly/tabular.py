@@ -334,6 +334,13 @@ class KeepBestOnHeldOut(Hook):
         self.best_step = context.global_step
 
 
+def early_stopping(held_rows: np.ndarray, steps_per_epoch: int, patience: int) -> list[Hook]:
+    """Every recipe's early stopping: on the held-out rows each epoch (none without such rows)."""
+    if not len(held_rows):
+        return []
+    return [KeepBestOnHeldOut(held_rows, steps_per_epoch, patience)]
+
+
 def held_out_split(n: int, seed: int, fraction: float) -> tuple[np.ndarray, int]:
     """(a permutation of the n rows, how many of its first rows are held out): `fraction` of
     them, none under 20 rows. Every recipe holds out its early-stopping rows this way."""
@@ -398,6 +405,4 @@ class TabularRecipe:
 
     def hooks(self) -> list[Hook]:
         """Early stopping on the held-out rows (none when no rows are held out)."""
-        if not len(self.held_rows):
-            return []
-        return [KeepBestOnHeldOut(self.held_rows, self.steps_per_epoch, self.patience)]
+        return early_stopping(self.held_rows, self.steps_per_epoch, self.patience)

@@ -14,12 +14,7 @@ from typing import Any
 import numpy as np
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from aekit.anomaly.tabular import (
-    TABLE_LEARNING_RATE,
-    TabularRecipe,
-    set_scaling,
-    sized_hidden_units,
-)
+from aekit.anomaly.tabular import TabularRecipe, set_scaling, sized_hidden_units
 from aekit.cli import config, limits, registry
 from aekit.cli.data import (
     FolderImages,
@@ -123,17 +118,13 @@ def _from_the_data(
         settings["hidden_units"] = sized_hidden_units(n_features) if table else registry.IMAGE_UNITS
     if settings.get("weight_decay") == "auto":
         settings["weight_decay"] = None if table else registry.IMAGE_WEIGHT_DECAY
+    if settings.get("learning_rate") == "auto":  # saved as the number it stands for
+        settings["learning_rate"] = registry.learning_rate(settings)
     if not table:
-        for key, value in (
-            ("batch_size", registry.IMAGE_BATCH),
-            ("epochs", registry.IMAGE_EPOCHS),
-            ("learning_rate", registry.IMAGE_LEARNING_RATE),
-        ):
+        for key, value in (("batch_size", registry.IMAGE_BATCH), ("epochs", registry.IMAGE_EPOCHS)):
             if settings.get(key) == "auto":
                 settings[key] = value
         return splits, None, said
-    if settings.get("learning_rate") == "auto":
-        settings["learning_rate"] = TABLE_LEARNING_RATE
     for flag, key in (("--save-images", "save_images"), ("--binarize", "binarize")):
         if settings.get(key):
             raise ConfigError(
