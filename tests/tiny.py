@@ -12,7 +12,7 @@ from torch import nn
 import aekit
 from aekit import metrics
 from aekit.data import numpy_input_fn
-from aekit.hooks import Hook
+from aekit.hooks import Hook, RunContext, StepResult
 
 
 def tiny_autoencoder_fn(
@@ -92,3 +92,14 @@ def train_epochs(
         ),
         verbose=verbose,
     )
+
+
+class BatchLosses(Hook):
+    """Every step's batch loss, read from the loop's own result."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def after_run(self, context: RunContext, result: StepResult) -> None:
+        assert result.loss is not None
+        self.losses.append(float(result.loss))

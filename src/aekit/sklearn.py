@@ -31,14 +31,13 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from aekit import metrics
 from aekit.anomaly.outliers import AutoencoderOutlierDetector, validate_data
 from aekit.anomaly.tabular import fit_scaling
-from aekit.checks import Choice, Integer, Sizes, shown
+from aekit.checks import Choice, Integer, Sizes, resolve_device, shown
 from aekit.data.dataset import Dataset
 from aekit.data.input_fn import numpy_input_fn, shard_for_estimator
 from aekit.data.rows import Rows, is_mapped, row_chunks
 from aekit.errors import ConfigError
 from aekit.estimator import Estimator, RunConfig
 from aekit.estimator import rng as rng_state
-from aekit.estimator.run_config import resolve_device
 from aekit.models.heads import ReconstructionNetwork
 
 __all__ = ["AutoencoderOutlierDetector", "AutoencoderTransformer"]

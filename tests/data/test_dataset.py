@@ -13,6 +13,7 @@ import torch
 
 from aekit import ConfigError, InputError
 from aekit.data import Dataset
+from aekit.data.context import EpochEnd
 
 
 def flat(dataset: Dataset) -> list[int]:
@@ -40,11 +41,25 @@ def test_repeat_then_shuffle_mixes_epochs() -> None:
     assert sorted(first_epoch) != list(range(20))  # some element shows up twice early
 
 
-def test_batches_cross_epoch_boundaries_when_repeat_comes_first() -> None:
-    batches = [b.tolist() for b in Dataset.from_tensor_slices(np.arange(5)).repeat(2).batch(4)]
-    assert batches == [[0, 1, 2, 3], [4, 0, 1, 2], [3, 4]]
-    per_epoch = [b.tolist() for b in Dataset.from_tensor_slices(np.arange(5)).batch(4).repeat(2)]
-    assert per_epoch == [[0, 1, 2, 3], [4], [0, 1, 2, 3], [4]]
+def test_each_epoch_ends_with_its_own_batch_and_its_mark() -> None:
+    # Unlike tf.data, a batch never mixes two passes: the epochs Keras users count.
+    data = Dataset.from_tensor_slices(np.arange(5)).repeat(2).batch(4)
+    assert [b.tolist() for b in data] == [[0, 1, 2, 3], [4], [0, 1, 2, 3], [4]]
+    marked = [b if isinstance(b, EpochEnd) else b.tolist() for b in data.with_epoch_ends()]
+    assert marked == [[0, 1, 2, 3], [4], EpochEnd(0, 2), [0, 1, 2, 3], [4], EpochEnd(1, 2)]
+    assert data.cardinality() == 4
+    per_epoch = Dataset.from_tensor_slices(np.arange(5)).batch(4).repeat(2).map(lambda b: b * 10)
+    assert list(per_epoch.with_epoch_ends())[2] == EpochEnd(0, 2) and per_epoch.cardinality() == 4
+    # The outer repeat's passes are the epochs; a shuffle after repeat mixes them: no marks.
+    twice = Dataset.from_tensor_slices(np.arange(3)).repeat(2).batch(2).repeat(3)
+    assert [e.index for e in twice.with_epoch_ends() if isinstance(e, EpochEnd)] == [0, 1, 2]
+    mixed = Dataset.from_tensor_slices(np.arange(6)).repeat(2).shuffle(12, seed=0).batch(4)
+    assert not any(isinstance(e, EpochEnd) for e in mixed.with_epoch_ends())
+    # take counts batches, not marks; shard shares out each pass alone, cut equal per pass.
+    taken = Dataset.from_tensor_slices(np.arange(4)).batch(2).repeat(None).take(3)
+    assert [isinstance(e, EpochEnd) for e in taken.with_epoch_ends()] == [0, 0, 1, 0]
+    shard = Dataset.from_tensor_slices(np.arange(5)).repeat(2).shard(2, 1, equal=True).batch(8)
+    assert [b.tolist() for b in shard] == [[1, 3], [1, 3]] and shard.cardinality() == 2
 
 
 def test_small_buffer_shuffle_is_local_like_tf() -> None:

@@ -10,6 +10,7 @@ import torch
 
 import aekit
 from aekit.data import InputFunction, MaskingNoise, numpy_input_fn
+from aekit.data.context import EpochEnd, InputContext, calling
 from tiny import tiny_autoencoder_fn, tiny_network
 
 
@@ -20,12 +21,36 @@ def images(n: int = 20) -> np.ndarray:
 def test_batches_are_float_and_cover_every_example_per_epoch() -> None:
     x = images()
     batches = list(numpy_input_fn(x, batch_size=6, num_epochs=2, seed=1)())
-    assert [len(f) for f, _ in batches] == [6, 6, 6, 6, 6, 6, 4]
+    assert [len(f) for f, _ in batches] == [6, 6, 6, 2, 6, 6, 6, 2]  # each epoch its own
     features = torch.cat([f for f, _ in batches])
     assert features.dtype == torch.float32 and float(features.max()) <= 1.0
     first_epoch = sorted(map(tuple, (features[:20] * 255).round().int().tolist()))
     assert first_epoch == sorted(map(tuple, x.tolist()))
     assert all(labels is None for _, labels in batches)
+
+
+def test_a_resumed_input_starts_where_the_run_s_steps_left_off() -> None:
+    x = images()
+    whole = [f for f in numpy_input_fn(x, batch_size=6, num_epochs=3, seed=1)().with_epoch_ends()]
+    for step in (0, 3, 4, 9):
+        resumed = numpy_input_fn(x, batch_size=6, num_epochs=3, seed=1, resume=True)
+        later = calling(resumed, InputContext(global_step=step))
+        rest = list(later.with_epoch_ends())
+        # The marks stay where they were: 4 batches an epoch, then its EpochEnd.
+        expected = whole[step + step // 4 :]
+        assert len(rest) == len(expected)
+        for got, want in zip(rest, expected, strict=True):
+            if isinstance(want, EpochEnd):
+                assert got == want
+            else:
+                assert torch.equal(got[0], want[0])
+
+
+def test_targets_shaped_like_the_images_become_pixels_too() -> None:
+    x = images(4)
+    features, labels = next(iter(numpy_input_fn(x, x, batch_size=4, shuffle=False)()))
+    assert labels is not None and torch.equal(features, labels)
+    assert labels.dtype == torch.float32 and float(labels.max()) <= 1.0
 
 
 def test_unshuffled_keeps_order_and_labels() -> None:
@@ -68,7 +93,7 @@ def test_seed_style_input_function() -> None:
     x = images(25)
     train = InputFunction(x, batch_size=10, num_epochs=2, mode=aekit.ModeKeys.TRAIN, seed=0)
     batches = list(train())
-    assert [len(f) for f, _ in batches] == [10, 10, 10, 10, 10]
+    assert [len(f) for f, _ in batches] == [10, 10, 5, 10, 10, 5]  # an epoch at a time
     features, labels = batches[0]
     assert torch.equal(features, labels)  # no noise: input and target are the same image
     noisy = InputFunction(x, 25, 1, "eval", noise_factor=0.5)
@@ -78,7 +103,8 @@ def test_seed_style_input_function() -> None:
 
 
 def test_numpy_input_fn_keeps_cpu_data_where_it_is_and_sees_the_estimator_device() -> None:
-    from aekit.estimator.inputs import InputContext, input_context, iterate_batches
+    from aekit.data.context import InputContext, input_context
+    from aekit.estimator.inputs import iterate_batches
 
     seen = []
 

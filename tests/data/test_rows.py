@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from aekit.data import numpy_input_fn
+from aekit.data.context import InputContext
 from aekit.data.dataset import Dataset
 from aekit.data.input_fn import shard_for_estimator
 from aekit.data.rows import Rows, concat_rows, first_rows, read_rows, row_chunks, take_rows
 from aekit.data.sources import TEST_EVERY, _split, load_dataset, split_positions
-from aekit.estimator.inputs import InputContext, iterate_batches
+from aekit.estimator.inputs import iterate_batches
 
 
 def old_split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,14 +1,16 @@
 """A tiny data-parallel training job for the tests: run it with torchrun.
 
     torchrun --standalone --nproc-per-node 2 ddp_job.py MODEL_DIR STEPS BATCH [--kill RANK STEP]
-        [--own-dir]
+        [--own-dir] [--fit EPOCHS]
 
 Trains the FC AutoEncoder on fixed random 8x8 images, then evaluates 37 of them
 (an odd count, so the ranks' shares differ) and has rank 0 write the metrics to
 MODEL_DIR/eval.json. With --kill, that rank SIGKILLs itself before that step, on
 the first attempt only (torchrun's restarts then resume from the checkpoint). Each
 rank appends "attempt global_step" to MODEL_DIR/starts-RANK.txt when training starts.
-With --own-dir each rank wrongly uses MODEL_DIR-RANK.
+With --own-dir each rank wrongly uses MODEL_DIR-RANK. With --fit, `Estimator.fit` trains
+EPOCHS epochs instead (validating on the 37 images) and rank 0 writes the History it
+returned to MODEL_DIR/history.json.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def main() -> None:
     parser.add_argument("batch", type=int)
     parser.add_argument("--kill", type=int, nargs=2, metavar=("RANK", "STEP"))
     parser.add_argument("--own-dir", action="store_true")
+    parser.add_argument("--fit", type=int, metavar="EPOCHS")
     args = parser.parse_args()
     if args.own_dir:
         args.model_dir = f"{args.model_dir}-{os.environ['RANK']}"
@@ -81,6 +84,13 @@ def main() -> None:
     if args.kill and args.kill[0] == est.strategy.rank:
         hooks.append(KillAt(args.kill[1]))
     x = images()
+    if args.fit:
+        history = est.fit(
+            x, epochs=args.fit, batch_size=args.batch, validation_data=x[:37], verbose=0
+        )
+        if est.strategy.is_chief:
+            (Path(args.model_dir) / "history.json").write_text(json.dumps(history.records))
+        return
     est.train(
         numpy_input_fn(x, batch_size=args.batch, num_epochs=None, seed=3),
         hooks=hooks,

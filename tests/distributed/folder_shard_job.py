@@ -23,7 +23,8 @@ from PIL import Image
 
 import aekit.data.image_folder as image_folder
 from aekit.data import image_folder_input_fn
-from aekit.estimator.inputs import InputContext, iterate_batches
+from aekit.data.context import InputContext
+from aekit.estimator.inputs import iterate_batches
 
 BATCH_SIZE = 2
 

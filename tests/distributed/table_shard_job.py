@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from aekit.data import table_input_fn
-from aekit.estimator.inputs import InputContext, iterate_batches
+from aekit.data.context import InputContext
+from aekit.estimator.inputs import iterate_batches
 
 
 def status_kib(field: str) -> int:

@@ -57,6 +57,22 @@ def test_two_processes_match_one_on_the_global_batch_and_write_once(tmp_path: Pa
     assert resumed.global_step == 10 and (tmp_path / "ddp" / "ckpt-10.pt").exists()
 
 
+def test_fit_on_two_processes_matches_one_on_the_global_batch(tmp_path: Path) -> None:
+    job = load_script(JOB)
+    run = _run_job(tmp_path / "ddp", 0, 4, "--fit", "2")
+    assert run.returncode == 0, run.stderr[-2000:]
+    records = json.loads((tmp_path / "ddp" / "history.json").read_text())
+    single = job.estimator(str(tmp_path / "single"))
+    x = job.images()
+    expected = single.fit(x, epochs=2, batch_size=8, validation_data=x[:37], verbose=0)
+    assert [r["epoch"] for r in records] == [0, 1] and [r["step"] for r in records] == [8, 16]
+    for got, want in zip(records, expected, strict=True):
+        assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5)
+    ddp_weights = _weights(tmp_path / "ddp" / "ckpt-16.pt")
+    for name, value in single.network.state_dict().items():
+        torch.testing.assert_close(ddp_weights[name], value, rtol=1e-5, atol=1e-6)
+
+
 def test_a_killed_rank_ends_the_job_and_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     run = _run_job(tmp_path / "run", 8, 4, "--kill", "1", "7")
     assert run.returncode != 0

@@ -12,19 +12,15 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import aekit
-from aekit.hooks import Hook, RunContext, StepResult
-from tiny import BATCH, ROWS, STEPS_PER_EPOCH, quiet_estimator, tiny_data, train_epochs
-
-
-class BatchLosses(Hook):
-    """Every step's batch loss, read from the loop's own result."""
-
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-
-    def after_run(self, context: RunContext, result: StepResult) -> None:
-        assert result.loss is not None
-        self.losses.append(float(result.loss))
+from tiny import (
+    BATCH,
+    ROWS,
+    STEPS_PER_EPOCH,
+    BatchLosses,
+    quiet_estimator,
+    tiny_data,
+    train_epochs,
+)
 
 
 def test_one_record_per_epoch_with_the_losses_and_metrics_the_run_saw(tmp_path: Path) -> None:

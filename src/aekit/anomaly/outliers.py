@@ -305,8 +305,8 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
             if method == "linear":
                 span = float(train.max() - train.min())
                 outlier = (scores - train.min()) / (span if span > 0 else 1.0)
-            elif (spread := float(train.std())) > 0:
-                standard = (scores - train.mean()) / (spread * np.sqrt(2))
+            elif train.max() > train.min():  # (the std of equal floats may come out > 0)
+                standard = (scores - train.mean()) / (float(train.std()) * np.sqrt(2))
                 outlier = torch.special.erf(torch.from_numpy(standard)).numpy()
             else:
                 outlier = (scores > train.max()).astype(np.float64)

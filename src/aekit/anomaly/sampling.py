@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from aekit.anomaly.tabular import early_stopping, held_out_split, sized_batch, sized_epochs
+from aekit.data.context import EpochEnd, EpochStream
 from aekit.data.input_fn import numpy_input_fn
 from aekit.data.tables import ArrayTable, TableSource
 from aekit.hooks.base import Hook
@@ -111,7 +112,7 @@ class SampledRecipe:
         """The most steps training takes: every epoch to its end."""
         return self.steps_per_epoch * self.epochs
 
-    def input_fn(self) -> Callable[[], Iterator[Any]]:
+    def input_fn(self) -> Callable[[], EpochStream]:
         """Per epoch: a fresh uniform sample of the training rows, shuffled, in batches."""
 
         def batches() -> Iterator[Any]:
@@ -127,8 +128,9 @@ class SampledRecipe:
                     dtype=torch.float64,
                 )()
                 del rows  # before the next sample is read, not after
+                yield EpochEnd(epoch, self.epochs)
 
-        return batches
+        return lambda: EpochStream.from_generator(batches)
 
     def hooks(self) -> list[Hook]:
         """Early stopping on the held-out sample (none when no rows are held out)."""

@@ -391,7 +391,7 @@ class TabularRecipe:
     @property
     def max_steps(self) -> int:
         """The most steps training takes: every epoch to its end."""
-        return -(-len(self.train_rows) * self.epochs // self.batch_size)
+        return self.steps_per_epoch * self.epochs
 
     def input_fn(self) -> Callable[[], Dataset]:
         """The training rows, shuffled with the recipe's seed, `epochs` times, in batches."""
@@ -401,6 +401,7 @@ class TabularRecipe:
             num_epochs=self.epochs,
             seed=self.seed,
             dtype=torch.float64,
+            resume=True,  # the run's one input: a resumed run goes on where it stopped
         )
 
     def hooks(self) -> list[Hook]:

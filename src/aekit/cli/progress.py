@@ -27,7 +27,7 @@ class EpochProgress(ProgressHook):
         self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
 
-    def _epoch_of(self, step: int) -> int:
+    def _epoch_of(self, step: float) -> int:
         return min(self.epochs, max(1, math.ceil(step / self.steps_per_epoch)))
 
     def make_bar(self, context: RunContext) -> ProgressBar:
@@ -42,7 +42,7 @@ class EpochProgress(ProgressHook):
     def after_record(self, context: RunContext, record: dict[str, float]) -> None:
         if not context.is_chief:
             return
-        epoch = self._epoch_of(int(record["step"]))
+        epoch = int(record["epoch"]) + 1 if "epoch" in record else self._epoch_of(record["step"])
         line = describe(record, f"epoch {epoch}/{self.epochs}")
         if self._bar is not None:
             self._bar.write(line)

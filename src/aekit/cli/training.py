@@ -28,7 +28,9 @@ from aekit.cli.data import (
 )
 from aekit.cli.progress import EpochProgress
 from aekit.cli.run import build, eval_input_fn, reconstruction_grid
+from aekit.data.context import InputContext
 from aekit.data.input_fn import numpy_input_fn
+from aekit.data.sampler import Sampler
 from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate
 from aekit.estimator import checkpoint as ckpt
@@ -237,7 +239,7 @@ class _Inputs:
                 recipe.input_fn(), evaluate, None, steps, recipe.max_steps, recipe.hooks(), recipe
             )
         batch_size = settings["batch_size"]
-        steps_per_epoch = _steps_per_epoch(len(x_train), batch_size)
+        steps_per_epoch = steps_per_epoch_of(len(x_train), batch_size)
 
         def endless(y: np.ndarray | None, resume: bool = True) -> Any:
             if isinstance(x_train, FolderImages):  # decoded as training reaches each batch
@@ -257,6 +259,7 @@ class _Inputs:
                 num_epochs=None,
                 seed=settings["seed"],
                 binarize=settings.get("binarize"),
+                resume=resume,
             )
 
         # Each pretraining phase starts at the first example, as an in-memory one does.
@@ -314,10 +317,7 @@ def _train(
                 hooks=[progress, *inputs.hooks],
                 saving_listeners=listeners,
             ),
-            EvalSpec(
-                inputs.evaluate,
-                every_n_steps=inputs.steps_per_epoch,
-            ),
+            EvalSpec(inputs.evaluate),  # at the end of every epoch
             verbose=0,  # the run's bar and epoch lines are EpochProgress's
         )
     note = registry.short_run_note(settings, result)  # far fewer epochs than the model needs
@@ -326,9 +326,11 @@ def _train(
     return result
 
 
-def _steps_per_epoch(examples: int, batch_size: int) -> int:
-    """Steps to show every example once: under torchrun each process takes its own batch."""
-    return math.ceil(examples / (batch_size * launched_world_size()))
+def steps_per_epoch_of(examples: int, batch_size: int) -> int:
+    """Steps to show every example once: under torchrun each process its equal share."""
+    processes = launched_world_size()
+    context = InputContext(num_shards=processes, equal_shards=True)
+    return Sampler.of(examples, batch_size, True, False, context).steps_per_epoch
 
 
 def _check_class_ids(y: np.ndarray | None, n_classes: int, name: str) -> None:

@@ -23,12 +23,14 @@ import numpy as np
 import torch
 
 from aekit.data.batching import rebatch
+from aekit.data.context import EpochEnd, EpochStream, input_context
 from aekit.data.rows import Rows, read_rows
 from aekit.errors import ConfigError, InputError
-from aekit.estimator.inputs import input_context
 
 Array = torch.Tensor | np.ndarray | Rows
 _CHUNK = 4096  # indices handed on at a time by the element-wise shuffle
+Indices = Callable[[], Iterator[Any]]  # a stream of index arrays and EpochEnds
+Passes = tuple[int, int | None]  # a marked stream's (length of one pass, number of passes)
 
 
 class _Source:
@@ -147,7 +149,7 @@ def _buffer_shuffle(items: Iterator[Any], size: int, rng: np.random.Generator) -
     yield from buffer
 
 
-class Dataset:
+class Dataset(EpochStream):
     """An immutable pipeline; every method returns a new Dataset.
 
     Build one with `Dataset.from_tensor_slices`; iterate it (any number of times)
@@ -157,16 +159,18 @@ class Dataset:
     def __init__(
         self,
         source: _Source,
-        indices: Callable[[], Iterator[np.ndarray]] | None,
+        indices: Indices | None,
         length: int | None,
         element_fns: tuple[Callable[..., Any], ...] = (),
         items: Callable[[], Iterator[Any]] | None = None,
+        passes: Passes | None = None,
     ) -> None:
         self._source = source
-        self._indices = indices  # before batch: a stream of index arrays
+        self._indices = indices  # before batch: a stream of index arrays (and EpochEnds)
         self._length = length  # elements before batch (None: endless)
         self._element_fns = element_fns
-        self._items = items  # after batch: a stream of batches
+        self._items = items  # after batch: a stream of batches (and EpochEnds)
+        self._passes = passes  # the passes `repeat` marked, when of known length
 
     # -- construction -------------------------------------------------------------
 
@@ -199,6 +203,30 @@ class Dataset:
         n = source.length
         return Dataset(source, lambda: iter([np.arange(n)]), n)
 
+    @staticmethod
+    def from_index_batches(
+        tensors: Any,
+        index_batches: Callable[[], Iterator[np.ndarray | EpochEnd]],
+        passes: Passes,
+        device: torch.device | None = None,
+    ) -> Dataset:
+        """Batches of `tensors`' rows (as `from_tensor_slices` takes them) chosen by a sampler.
+
+        Each array `index_batches()` yields is one batch's row indices, gathered in one go
+        (on `device` when given); its `EpochEnd`s pass on. `passes` is (batches per pass,
+        passes) for `cardinality`.
+        """
+        source = Dataset.from_tensor_slices(tensors)._source
+        if device is not None:
+            source = source.to(device)
+
+        def batches() -> Iterator[Any]:
+            for index in index_batches():
+                yield index if isinstance(index, EpochEnd) else source.rebuild(source.gather(index))
+
+        steps, count = passes
+        return Dataset(source, None, None if count is None else steps * count, (), batches, passes)
+
     @property
     def batched(self) -> bool:
         """Whether `batch` has been applied."""
@@ -217,7 +245,9 @@ class Dataset:
         if self._items is not None:
             upstream = self._items
             return self._with_items(
-                lambda: _buffer_shuffle(upstream(), buffer_size, next(seeds)), self._length
+                lambda: _buffer_shuffle(_unmarked(upstream()), buffer_size, next(seeds)),
+                self._length,
+                None,  # the passes mix: no epoch ends any more
             )
         upstream_indices, length = self._indices, self._length
         assert upstream_indices is not None
@@ -226,39 +256,45 @@ class Dataset:
             rng = next(seeds)
             if length is not None and length <= buffer_size:
                 # The buffer holds everything: one permutation is exactly that shuffle.
-                chunks = list(upstream_indices())
+                chunks = list(_unmarked(upstream_indices()))
                 if chunks:
                     yield rng.permutation(np.concatenate(chunks))
                 return
-            flat = (int(i) for chunk in upstream_indices() for i in chunk)
+            flat = (int(i) for chunk in _unmarked(upstream_indices()) for i in chunk)
             stream = _buffer_shuffle(flat, buffer_size, rng)
             while chunk := list(itertools.islice(stream, _CHUNK)):
                 yield np.asarray(chunk, dtype=np.int64)
 
-        return self._with_indices(shuffled, length)
+        return self._with_indices(shuffled, length, None)
 
     def repeat(self, count: int | None = None) -> Dataset:
-        """Repeat the data `count` times (None: forever)."""
+        """Repeat the data `count` times (None: forever); each pass is an epoch.
+
+        The end of each pass is marked for training (an `EpochEnd`); a repeat of a
+        repeated Dataset makes its own passes the epochs.
+        """
         if count is not None:
             _check_count("count", count, allow_zero=True)
         length = None if count is None or self._length is None else self._length * count
+        passes = None if self._length is None else (self._length, count)
 
         def repeated(upstream: Callable[[], Iterator[Any]]) -> Callable[[], Iterator[Any]]:
             def run() -> Iterator[Any]:
-                for _ in range(count) if count is not None else itertools.count():
+                for epoch in range(count) if count is not None else itertools.count():
                     empty = True
-                    for item in upstream():
+                    for item in _unmarked(upstream()):
                         empty = False
                         yield item
                     if empty:  # repeating nothing forever would hang
                         return
+                    yield EpochEnd(epoch, count)
 
             return run
 
         if self._items is not None:
-            return self._with_items(repeated(self._items), length)
+            return self._with_items(repeated(self._items), length, passes)
         assert self._indices is not None
-        return self._with_indices(repeated(self._indices), length)
+        return self._with_indices(repeated(self._indices), length, passes)
 
     def take(self, count: int) -> Dataset:
         """Keep the first `count` elements (or batches, after `batch`)."""
@@ -266,19 +302,32 @@ class Dataset:
         length = count if self._length is None else min(count, self._length)
         if self._items is not None:
             upstream = self._items
-            return self._with_items(lambda: itertools.islice(upstream(), count), length)
+
+            def first_items() -> Iterator[Any]:
+                left = count
+                for item in upstream():
+                    if not isinstance(item, EpochEnd):
+                        if left <= 0:
+                            return
+                        left -= 1
+                    yield item
+
+            return self._with_items(first_items, length, None)
         indices = self._indices
         assert indices is not None
 
-        def taken() -> Iterator[np.ndarray]:
+        def taken() -> Iterator[np.ndarray | EpochEnd]:
             left = count
             for chunk in indices():
+                if isinstance(chunk, EpochEnd):
+                    yield chunk
+                    continue
                 if left <= 0:
                     return
                 yield chunk[:left]
                 left -= len(chunk)
 
-        return self._with_indices(taken, length)
+        return self._with_indices(taken, length, None)
 
     def batch(self, batch_size: int, drop_remainder: bool = False) -> Dataset:
         """Group consecutive elements into batches of `batch_size`, gathered in one go."""
@@ -295,45 +344,57 @@ class Dataset:
 
         def batches() -> Iterator[Any]:
             for index in rebatch(indices(), batch_size, drop_remainder):
-                yield gather(index)
+                yield index if isinstance(index, EpochEnd) else gather(index)
 
-        if self._length is None:
-            length = None
-        elif drop_remainder:
-            length = self._length // batch_size
-        else:
-            length = -(-self._length // batch_size)
-        return Dataset(source, None, length, (), batches)
+        def batched(rows: int) -> int:
+            return rows // batch_size if drop_remainder else -(-rows // batch_size)
+
+        passes, length = None, None if self._length is None else batched(self._length)
+        if self._passes is not None:  # each pass ends with its own smaller batch
+            steps, count = batched(self._passes[0]), self._passes[1]
+            passes, length = (steps, count), None if count is None else steps * count
+        return Dataset(source, None, length, (), batches, passes)
 
     def shard(self, num_shards: int, index: int, equal: bool = False) -> Dataset:
         """Keep every `num_shards`-th element from the `index`-th on (before batch).
 
-        Shards of one stream are disjoint and together hold every element; with
-        `equal`, a finite stream is first cut to a multiple of `num_shards` so all
-        shards have the same length (data-parallel training needs the same number
-        of steps on every process).
+        Shards of one stream are disjoint and together hold every element; each pass of a
+        repeated stream is shared out on its own. With `equal`, each pass (or the whole
+        stream) is cut to a multiple of `num_shards`, so all shards have the same length
+        (data-parallel training needs the same number of steps on every process).
         """
         _check_count("num_shards", num_shards)
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < num_shards:
             raise InputError(f"shard index must be in [0, {num_shards}), got {index!r}")
         if self._items is not None:
             raise InputError("shard the elements before batch(): shard(...).batch(...)")
-        upstream, total = self._indices, self._length
+        upstream = self._indices
         assert upstream is not None
-        kept = None if total is None else total - total % num_shards if equal else total
 
-        def sharded() -> Iterator[np.ndarray]:
-            offset = 0
+        def sharded() -> Iterator[np.ndarray | EpochEnd]:
+            offset = 0  # the position in the pass of the chunk's first element
+            held = np.empty(0, dtype=np.int64)  # equal: a group of num_shards not yet whole
             for chunk in upstream():
-                positions = np.arange(offset, offset + len(chunk))
-                keep = positions % num_shards == index
-                if kept is not None:
-                    keep &= positions < kept
-                offset += len(chunk)
-                yield chunk[keep]
+                if isinstance(chunk, EpochEnd):
+                    offset, held = 0, held[:0]  # the pass's incomplete group is left out
+                    yield chunk
+                elif equal:
+                    rows = np.concatenate([held, chunk])
+                    whole = len(rows) - len(rows) % num_shards
+                    held = rows[whole:]
+                    yield rows[index:whole:num_shards]
+                else:
+                    yield chunk[(index - offset) % num_shards :: num_shards]
+                    offset += len(chunk)
 
-        length = None if kept is None else len(range(index, kept, num_shards))
-        return self._with_indices(sharded, length)
+        def share(rows: int) -> int:
+            return rows // num_shards if equal else len(range(index, rows, num_shards))
+
+        passes, length = None, None if self._length is None else share(self._length)
+        if self._passes is not None:
+            rows, count = share(self._passes[0]), self._passes[1]
+            passes, length = (rows, count), None if count is None else rows * count
+        return self._with_indices(sharded, length, passes)
 
     def map(self, fn: Callable[..., Any], num_parallel_calls: int | None = None) -> Dataset:
         """Apply `fn` to every element (before batch) or every batch (after).
@@ -345,30 +406,45 @@ class Dataset:
         if num_parallel_calls is not None:
             _check_count("num_parallel_calls", num_parallel_calls)
         if self._items is None:
-            return Dataset(self._source, self._indices, self._length, (*self._element_fns, fn))
+            fns = (*self._element_fns, fn)
+            return Dataset(self._source, self._indices, self._length, fns, None, self._passes)
         upstream = self._items
         if not num_parallel_calls or num_parallel_calls == 1:
-            return self._with_items(lambda: (_apply(fn, b) for b in upstream()), self._length)
+            return self._with_items(
+                lambda: (b if isinstance(b, EpochEnd) else _apply(fn, b) for b in upstream()),
+                self._length,
+                self._passes,
+            )
         workers = num_parallel_calls
-        return self._with_items(lambda: _parallel_map(fn, upstream(), workers), self._length)
+        return self._with_items(
+            lambda: _parallel_map(fn, upstream(), workers), self._length, self._passes
+        )
 
     def prefetch(self, buffer_size: int = 2) -> Dataset:
         """Prepare up to `buffer_size` items ahead in a background thread."""
         _check_count("buffer_size", buffer_size)
         upstream = self._items if self._items is not None else self._element_iterator
-        return self._with_items(lambda: _prefetch(upstream(), buffer_size), self._length)
+        return self._with_items(
+            lambda: _prefetch(upstream(), buffer_size), self._length, self._passes
+        )
 
     def to(self, device: str | torch.device) -> Dataset:
         """Put the data on `device`: before batch the arrays move once, after it each batch."""
         target = torch.device(device)
         if self._items is None:
-            return Dataset(self._source.to(target), self._indices, self._length, self._element_fns)
+            source = self._source.to(target)
+            return Dataset(
+                source, self._indices, self._length, self._element_fns, None, self._passes
+            )
         upstream = self._items
-        return self._with_items(lambda: (_move(b, target) for b in upstream()), self._length)
+        return self._with_items(
+            lambda: (_move(b, target) for b in upstream()), self._length, self._passes
+        )
 
     # -- iteration ------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[Any]:
+    def with_epoch_ends(self) -> Iterator[Any]:
+        """The elements (or batches), with an `EpochEnd` after each pass `repeat` made."""
         if self._items is not None:
             return self._items()
         return self._element_iterator()
@@ -376,17 +452,22 @@ class Dataset:
     def _element_iterator(self) -> Iterator[Any]:
         assert self._indices is not None
         for chunk in self._indices():
+            if isinstance(chunk, EpochEnd):
+                yield chunk
+                continue
             for start in range(0, len(chunk), _CHUNK):
                 part = chunk[start : start + _CHUNK]
                 yield from _elements(self._source, part, self._element_fns)
 
     def _with_indices(
-        self, indices: Callable[[], Iterator[np.ndarray]], length: int | None
+        self, indices: Indices, length: int | None, passes: Passes | None = None
     ) -> Dataset:
-        return Dataset(self._source, indices, length, self._element_fns)
+        return Dataset(self._source, indices, length, self._element_fns, None, passes)
 
-    def _with_items(self, items: Callable[[], Iterator[Any]], length: int | None) -> Dataset:
-        return Dataset(self._source, None, length, (), items)
+    def _with_items(
+        self, items: Callable[[], Iterator[Any]], length: int | None, passes: Passes | None = None
+    ) -> Dataset:
+        return Dataset(self._source, None, length, (), items, passes)
 
 
 def _check_count(name: str, value: int, allow_zero: bool = False) -> None:
@@ -395,15 +476,21 @@ def _check_count(name: str, value: int, allow_zero: bool = False) -> None:
         raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+def _unmarked(items: Iterable[Any]) -> Iterator[Any]:
+    """The items without their EpochEnds."""
+    return (item for item in items if not isinstance(item, EpochEnd))
+
+
 def _parallel_map(fn: Callable[..., Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: list[Future[Any]] = []
+        pending: list[Future[Any] | EpochEnd] = []
         for item in items:
-            pending.append(pool.submit(_apply, fn, item))
+            pending.append(item if isinstance(item, EpochEnd) else pool.submit(_apply, fn, item))
             if len(pending) >= workers:
-                yield pending.pop(0).result()
+                first = pending.pop(0)
+                yield first if isinstance(first, EpochEnd) else first.result()
         for future in pending:
-            yield future.result()
+            yield future if isinstance(future, EpochEnd) else future.result()
 
 
 _END = object()

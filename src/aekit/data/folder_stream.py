@@ -7,16 +7,15 @@ reaches it — in `num_workers` processes of a torch DataLoader, which keeps the
 the batches do not depend on the number of workers.
 
 Resuming: a stream that is a run's one training input (`num_epochs=None`, as the command
-line trains) may pass `resume=True` with a seed: each train call then starts at the example
-the run's global step has reached (steps × batch size × processes), so a run resumed from a
-checkpoint continues at the example after the last one trained on. Once a finite stream has
-run out, another call starts it afresh.
+line trains) may pass `resume=True` with a seed: each train call then starts at the batch
+the run's global step has reached, so a run resumed from a checkpoint continues with the
+batch after the last one trained on. Once a finite stream has run out, another call starts
+it afresh.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -27,15 +26,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from aekit.checks import check_bool, check_int, shown
-from aekit.data.batching import rebatch
 from aekit.data.binarize import Binarization, bernoulli_pixels, check_binarization
 from aekit.data.checks import to_float
+from aekit.data.context import EpochEnd, EpochStream, InputContext, input_context
 from aekit.data.corruption import Corruption
 from aekit.data.image_folder import ImageFolderFiles, list_image_folder
 from aekit.data.input_fn import _check_noise
+from aekit.data.sampler import Sampler, order_seed
 from aekit.data.sources import _split
 from aekit.errors import ConfigError, InputError
-from aekit.estimator.inputs import InputContext, input_context
 
 __all__ = ["image_folder_input_fn", "split_image_folder"]
 
@@ -77,8 +76,8 @@ def image_folder_input_fn(
     `noise` corrupts the features (the clean ones become the labels); `binarize` takes
     "dynamic" only ("fixed" draws over the whole array). `num_workers` > 0 decodes in
     that many processes, a few batches ahead: memory holds those batches, not the folder.
-    With `resume` (and a `seed`), each train call starts at the example the run's global
-    step has reached: for the one input of a run, resumed from a checkpoint.
+    With `resume`, each train call starts at the batch the run's global step has reached,
+    in the run's order: for the one input of a run, resumed from a checkpoint.
     """
     if isinstance(folder, ImageFolderFiles):
         if size is not None or mode != "L":
@@ -97,11 +96,6 @@ def image_folder_input_fn(
         drop_remainder=check_bool("drop_remainder", drop_remainder),
         resume=check_bool("resume", resume),
     )
-    if settings.resume and settings.seed is None:
-        raise ConfigError(
-            "resume=True continues a seeded order; give seed (an unseeded order is drawn anew "
-            "each call)"
-        )
     if check_bool("labels", labels) and files.labels is None:
         raise ConfigError(
             f"{files.root}: a flat folder has no labels; put the images in one sub-folder per "
@@ -153,7 +147,11 @@ class _Decoder(torch.utils.data.Dataset[Any]):
         self.files = files
         self.labels = labels
 
-    def __getitem__(self, index: npt.NDArray[np.int64]) -> tuple[torch.Tensor, Any] | _Failed:
+    def __getitem__(
+        self, index: npt.NDArray[np.int64] | EpochEnd
+    ) -> tuple[torch.Tensor, Any] | _Failed | EpochEnd:
+        if isinstance(index, EpochEnd):  # an epoch's end passes through, in its place
+            return index
         try:
             pixels = torch.from_numpy(self.files.read_batch(index))
         except InputError as exc:
@@ -169,7 +167,7 @@ def _as_is(item: Any) -> Any:
     return item
 
 
-class _Stream:
+class _Stream(EpochStream):
     """One process's batches, from the start or, resumed, from the run's global step."""
 
     def __init__(
@@ -186,34 +184,22 @@ class _Stream:
         self.context = context
         self.prepare = prepare
 
-    def __iter__(self) -> Iterator[Batch]:
+    def with_epoch_ends(self) -> Iterator[Batch | EpochEnd]:
         settings, context = self.settings, self.context
-        n = len(self.files)
-        start = 0
-        if settings.resume:  # the run's one input: the steps behind it trained on these
-            start = context.global_step * settings.batch_size * context.num_shards
-            if settings.num_epochs is not None and start >= n * settings.num_epochs:
-                start = 0  # it ran out: another train() call, another pass
-        if settings.seed is not None:
-            seed = settings.seed
-        else:
-            # Drawn when the stream starts, as numpy_input_fn's: from the Estimator's shared
-            # generator in training (the same on every process of a job).
-            seed = int(torch.randint(0, 2**62, (), generator=context.shuffle_generator))
-        shards = context.num_shards
-        plan = _batches(
-            n,
-            settings,
-            seed,
-            start,
-            shards,
-            context.shard_index,
-            context.equal_shards and shards > 1,
+        sampler = Sampler.of(
+            len(self.files), settings.batch_size, settings.shuffle, settings.drop_remainder, context
+        )
+        # The run's one input: the steps behind it trained on the batches before.
+        start = context.global_step if settings.resume else 0
+        seed = (
+            order_seed(settings.seed, settings.resume, context.shuffle_generator)
+            if settings.shuffle
+            else 0
         )
         loader = DataLoader(
             _Decoder(self.files, self.labels),
             batch_size=None,  # the sampler's items are whole batches of indices
-            sampler=plan,
+            sampler=sampler.batches(seed, settings.num_epochs, start),
             num_workers=settings.num_workers,
             collate_fn=_as_is,
             # Its own generator for the workers' seeds (decoding draws nothing): drawing them
@@ -223,46 +209,8 @@ class _Stream:
         for item in loader:
             if isinstance(item, _Failed):
                 raise InputError(item.message)
+            if isinstance(item, EpochEnd):
+                yield item
+                continue
             features, labels = item
             yield self.prepare(features, labels)
-
-
-def _batches(
-    n: int,
-    settings: _Settings,
-    seed: int,
-    start: int,
-    shards: int,
-    shard: int,
-    equal: bool,
-) -> Iterator[npt.NDArray[np.int64]]:
-    """This process's batches of file indices, from example `start` of the repeated stream.
-
-    The stream is `numpy_input_fn`'s: each epoch a permutation drawn from ``[seed, epoch]``,
-    the epochs one after another, every `shards`-th example this process's (cut to a
-    multiple of `shards` when `equal`), grouped into batches across epoch boundaries.
-    """
-    end: int | None = None
-    if settings.num_epochs is not None:
-        left = max(n * settings.num_epochs - start, 0)
-        end = start + (left - left % shards if equal else left)
-    first = start + shard  # the positions p with p ≡ start + shard (mod shards) are ours
-
-    def epochs() -> Iterator[npt.NDArray[np.int64]]:
-        for epoch in itertools.count(start // n):
-            low, high = epoch * n, (epoch + 1) * n
-            if end is not None:
-                high = min(high, end)
-            if low >= high:
-                return
-            offset = max(low, first)
-            offset += (first - offset) % shards
-            positions = np.arange(offset, high, shards, dtype=np.int64)
-            if settings.shuffle:
-                # As Dataset.shuffle draws it when the buffer holds the whole data.
-                order = np.random.default_rng([seed, epoch]).permutation(np.arange(n))
-            else:
-                order = np.arange(n)
-            yield order[positions - low]
-
-    return rebatch(epochs(), settings.batch_size, settings.drop_remainder)

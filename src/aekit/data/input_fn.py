@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from aekit.checks import check_bool, check_int, shown
+from aekit.checks import check_bool, check_int, resolve_device, shown
 from aekit.data.binarize import Binarization, bernoulli_pixels, binarize, check_binarization
 from aekit.data.checks import as_array, check_values, to_float
+from aekit.data.context import EpochEnd, input_context
 from aekit.data.corruption import Corruption, GaussianNoise
 from aekit.data.dataset import Array, Dataset
 from aekit.data.rows import Rows, is_mapped
+from aekit.data.sampler import Sampler, order_seed
 from aekit.errors import ConfigError, InputError
-from aekit.estimator.inputs import input_context
-from aekit.estimator.run_config import resolve_device
-from aekit.estimator.spec import ModeKeys
+from aekit.modes import ModeKeys
 
 __all__ = [
     "InputFunction",
@@ -98,8 +98,15 @@ def numpy_input_fn(
     drop_remainder: bool = False,
     binarize: Binarization | None = None,
     dtype: torch.dtype | None = None,
+    resume: bool = False,
 ) -> Callable[[], Dataset]:
-    """An input_fn over arrays: shuffled (whole-data buffer), repeated, batched.
+    """An input_fn over arrays: `num_epochs` passes (None: endless), each shuffled anew, batched.
+
+    An epoch is one pass over `x` in batches of `batch_size`, the last one smaller (none
+    with `drop_remainder`); training marks its end (a History record, the `Epoch k/N`
+    line, an evaluation under `train_and_evaluate`). The order is `aekit.data.sampler`'s:
+    epoch `e` permutes the rows from `[seed, e]`; without a seed, the seed is drawn from
+    the Estimator's generator (RunConfig.random_seed) each time the input starts.
 
     Features become float32 per batch (uint8 is scaled to [0, 1]). With `noise` (or
     `noise_factor`, Gaussian noise as in the seeds) the features are corrupted and
@@ -112,7 +119,12 @@ def numpy_input_fn(
     0/1 pixels drawn with their intensity as the probability: "fixed" once (with `seed`,
     else 0), "dynamic" anew for every batch (before any noise). `dtype` gives the features
     as numbers of that floating type, uint8 included (not pixels): for a model that scales
-    its inputs itself, such as a table's in float64 (aekit.anomaly.tabular).
+    its inputs itself, such as a table's in float64 (aekit.anomaly.tabular). Labels of the
+    features' shape and type are targets to reconstruct, and become numbers as they do.
+    With `resume`, the input is a whole run's: each train call starts at the batch the
+    run's global step has reached (the epochs before it skipped, not read), and without a
+    `seed` the order is the run's (the seed its generator started from), so a run resumed
+    from a checkpoint trains on what an uninterrupted one would.
 
     Returns a function giving a fresh Dataset of `(features, labels)` batches.
     """
@@ -123,6 +135,7 @@ def numpy_input_fn(
     num_epochs = None if num_epochs is None else check_int("num_epochs", num_epochs, low=1)
     shuffle = check_bool("shuffle", shuffle)
     drop_remainder = check_bool("drop_remainder", drop_remainder)
+    resume = check_bool("resume", resume)
     seed = None if seed is None else check_int("seed", seed, low=0, high=2**63 - 1)
     noise = _check_noise(noise)
     if noise is not None and noise_factor is not None:
@@ -137,26 +150,35 @@ def numpy_input_fn(
     if binarization == "fixed":
         x = _binarized(x, seed or 0)
 
+    # Labels of the features' shape and type are images to reconstruct (fit(x, x)).
+    targets = y is not None and tuple(y.shape) == tuple(x.shape) and y.dtype == x.dtype
+
+    def numbers(features: torch.Tensor) -> torch.Tensor:
+        return features.to(dtype) if dtype is not None else to_float(features)
+
     def prepare(features: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
-        if dtype is not None:
-            features = features.to(dtype)
-        elif binarization == "dynamic":
-            features = bernoulli_pixels(features)
-        else:
-            features = to_float(features)
+        if targets and labels is not None:
+            labels = numbers(labels)
+        features = bernoulli_pixels(features) if binarization == "dynamic" else numbers(features)
         if corruption is not None:
             return corruption(features, labels)
         return features, labels
 
     def input_fn() -> Dataset:
-        data = Dataset.from_tensor_slices((x,) if y is None else (x, y))
+        context = input_context()
+        sampler = Sampler.of(len(x), batch_size, shuffle, drop_remainder, context)
+        start = context.global_step if resume else 0
+        generator = context.shuffle_generator
+
+        def index_batches() -> Iterator[np.ndarray | EpochEnd]:
+            order = order_seed(seed, resume, generator) if shuffle else 0
+            return sampler.batches(order, num_epochs, start)
+
+        arrays = (x,) if y is None else (x, y)
         target = placement if placement is not None else _resident_device(x, y)
-        if target is not None:
-            data = data.to(target)
-        if shuffle:
-            data = data.shuffle(len(x), seed=seed)
-        data = shard_for_estimator(data.repeat(num_epochs))
-        return data.batch(batch_size, drop_remainder).map(prepare)
+        passes = (sampler.steps_per_epoch, num_epochs)
+        data = Dataset.from_index_batches(arrays, index_batches, passes, target)
+        return data.map(prepare)
 
     return input_fn
 

@@ -32,10 +32,11 @@ import torch
 
 from aekit.checks import check_bool, check_int, shown
 from aekit.data.batching import rebatch
+from aekit.data.context import EpochEnd, EpochStream, InputContext, input_context
+from aekit.data.sampler import order_seed
 from aekit.data.table_files import open_table
 from aekit.data.tables import Part, TableSource
 from aekit.errors import ConfigError, InputError
-from aekit.estimator.inputs import InputContext, input_context
 
 __all__ = ["BLOCK_ROWS", "table_input_fn"]
 
@@ -122,24 +123,23 @@ class _Settings:
     dtype: torch.dtype
 
 
-class _Stream:
+class _Stream(EpochStream):
     """One process's batches: its share of every epoch, one epoch after another."""
 
     def __init__(self, table: TableSource, settings: _Settings, context: InputContext) -> None:
         self.table, self.settings, self.context = table, settings, context
 
-    def __iter__(self) -> Iterator[Batch]:
+    def with_epoch_ends(self) -> Iterator[Batch | EpochEnd]:
         settings = self.settings
-        seed = settings.seed
-        if seed is None:  # drawn as numpy_input_fn draws it: the same on every process
-            seed = int(torch.randint(0, 2**62, (), generator=self.context.shuffle_generator))
+        seed = order_seed(settings.seed, False, self.context.shuffle_generator)
         count = settings.num_epochs
-        epochs = range(count) if count is not None else itertools.count()
-        parts = (part for epoch in epochs for part in self._epoch(seed, epoch))
-        # Batches run across epoch boundaries, as numpy_input_fn's do.
-        for x, y in _rebatched(parts, settings.batch_size, settings.drop_remainder):
-            features = torch.from_numpy(x).to(settings.dtype)
-            yield features, None if y is None else torch.from_numpy(y)
+        for epoch in range(count) if count is not None else itertools.count():
+            # Each epoch ends with its own smaller batch, as numpy_input_fn's do.
+            parts = self._epoch(seed, epoch)
+            for x, y in _rebatched(parts, settings.batch_size, settings.drop_remainder):
+                features = torch.from_numpy(x).to(settings.dtype)
+                yield features, None if y is None else torch.from_numpy(y)
+            yield EpochEnd(epoch, count)
 
     def _epoch(self, seed: int, epoch: int) -> Iterator[Part]:
         """This process's rows of one epoch, mixed `shuffle_pieces` pieces at a time."""

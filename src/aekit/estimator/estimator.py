@@ -18,15 +18,17 @@ import numpy as np
 import torch
 
 from aekit import summary
+from aekit.data.context import InputContext
 from aekit.errors import CheckpointError, ConfigError, InputError
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator import predictions, rng, run_config
 from aekit.estimator.distributed import Strategy
 from aekit.estimator.feedback import resolve_verbose, say
+from aekit.estimator.fit import fit
 from aekit.estimator.history import History
 from aekit.estimator.inputs import (
+    Batches,
     Features,
-    InputContext,
     InputFn,
     Labels,
     batch_size,
@@ -265,9 +267,11 @@ class Estimator:
         """Train until the input ends, `steps` more steps, or global step `max_steps`.
 
         Resumes from the newest checkpoint in model_dir and saves one at the end. The
-        losses (and the metrics of evaluations run meanwhile) go into `self.history`.
-        `verbose`: 0 quiet, 1 a progress bar and a line per record, 2 the lines alone,
-        "auto" 1 on a terminal or in a notebook and 2 elsewhere (as Keras' `fit`).
+        losses (and the metrics of evaluations run meanwhile) go into `self.history`: a
+        record per epoch of an input that marks its epochs (`numpy_input_fn(num_epochs=3)`
+        gives 3), else one at the end. `verbose`: 0 quiet, 1 a progress bar and a line per
+        record ("Epoch 2/3 - ..."), 2 the lines alone, "auto" 1 on a terminal or in a
+        notebook and 2 elsewhere (as Keras' `fit`).
         """
         shown = resolve_verbose(verbose)
         if steps is not None and max_steps is not None:
@@ -355,12 +359,65 @@ class Estimator:
         finished = False
         try:
             self.network.train()
-            loop.run(iterate_batches(input_fn, context), self._synced_hook_states)
+            loop.run(Batches(input_fn, context), self._synced_hook_states)
             finished = True
         finally:
             # After a failure (a full disk, say) a second error from flushing summaries to
             # the same disk must not hide the first.
             self.event_writers.flush(strict=finished)
+
+    def fit(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        epochs: int = 1,
+        batch_size: int | None = None,
+        validation_data: Any = None,
+        validation_split: float = 0.0,
+        callbacks: Sequence[Hook] | None = None,
+        verbose: int | str = "auto",
+        shuffle: bool = True,
+        initial_epoch: int | None = None,
+    ) -> History:
+        """Train on arrays as Keras's `Model.fit` does; returns this call's History.
+
+        Built on `train_and_evaluate` with an evaluation at the end of every epoch: the
+        same data, seed and arguments give the same weights to the bit.
+
+        Args:
+            x: the features: a NumPy array, a torch tensor, a memory-mapped `.npy` (read
+                batch by batch), or a batched `aekit.data.Dataset` (one pass an epoch).
+            y: labels (a classifier's class ids, or the images to reconstruct: `fit(x, x)`
+                is the same as `fit(x)`); None for an autoencoder.
+            epochs: the epoch to end at, counted over the run in the model dir (Keras's
+                meaning with `initial_epoch`): after `fit(epochs=5)`, `fit(epochs=10)`
+                trains epochs 6 to 10, and `fit(epochs=5)` again trains nothing.
+            batch_size: examples a step (per process in a job); default 32, as Keras.
+            validation_data: `(x_val, y_val)`, `x_val`, or a batched Dataset: evaluated
+                after every epoch into the History as "val_<metric>".
+            validation_split: the last fraction of `x` (before shuffling) to validate on.
+            callbacks: aekit hooks, e.g. `aekit.hooks.EarlyStopping`, `ReduceLROnPlateau`,
+                `CSVLogger`; a watched key that nothing records is refused.
+            verbose: 0 quiet, 1 a progress bar and a line per epoch, 2 the lines alone,
+                "auto" 1 on a terminal and 2 elsewhere.
+            shuffle: a new order every epoch (from RunConfig.random_seed).
+            initial_epoch: the epochs already trained; the model dir says it, and a
+                value that disagrees is refused (aekit resumes from the model dir).
+        """
+        return fit(
+            self,
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=validation_data,
+            validation_split=validation_split,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=shuffle,
+            initial_epoch=initial_epoch,
+        )
 
     def _call_model_fn(self, features: Features, labels: Labels, mode: ModeKeys) -> EstimatorSpec:
         """The model_fn's spec for an EVAL or PREDICT batch, under the run's precision."""

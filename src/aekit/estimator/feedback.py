@@ -37,13 +37,13 @@ def say(line: str, bar: ProgressHook | None = None) -> None:
 
 
 def describe(record: Mapping[str, float], head: str) -> str:
-    """One line for a record: `head` ("step 120/600"), then "1.52 s - mean loss 0.1047 - ..."."""
+    """One line for a record: `head` ("Epoch 3/10"), then "1.52 s - mean loss 0.1047 - ..."."""
     parts = [head]
     if "seconds" in record:
         seconds = record["seconds"]
         parts.append(f"{seconds:.{2 if seconds < 10 else 1}f} s")
     for key, value in record.items():
-        if key not in ("step", "steps", "seconds"):
+        if key not in ("step", "epoch", "steps", "seconds"):
             # "loss" is the training steps' mean, not one batch's (the step log lines')
             parts.append(f"{'mean loss' if key == 'loss' else key} {value:.5g}")
     return " - ".join(parts)

@@ -1,11 +1,14 @@
 """History: a run's training losses and evaluation metrics, one record per epoch, as numbers.
 
-A record closes when an evaluation runs during or after training, or when a train call
-ends with steps not yet recorded. Training one epoch per call, or `train_and_evaluate`
-with `EvalSpec(every_n_steps=steps_per_epoch)`, gives one record per epoch; a record holds
-"step" (the global step), "steps" and "seconds" (the training since the previous record),
-"loss" (the mean batch loss of those steps) and the evaluation's metrics prefixed "val_"
-(or "<name>_" for a named evaluation), as Keras names them.
+A record closes at the end of each epoch of an input that marks its epochs (an array's
+`numpy_input_fn`, `Dataset.repeat`, the folder and table streams), when an evaluation runs
+during or after training, and when a train call ends with steps not yet recorded. So an
+input of 3 epochs gives 3 records, and `train_and_evaluate` evaluates into each of them;
+an input that does not mark epochs (a generator, a DataLoader) gets a record per
+evaluation. A record holds "step" (the global step), "epoch" (from 0, as Keras's
+`History.epoch`; an epoch's records only), "steps" and "seconds" (the training since the
+previous record), "loss" (the mean of those steps' batch losses) and the evaluation's
+metrics prefixed "val_" (or "<name>_" for a named evaluation), as Keras names them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ class History:
         self._loss_sum: torch.Tensor | None = None  # summed on the device, read when closed
         self._steps = 0
         self._started: float | None = None
+
+    @classmethod
+    def of(cls, records: list[Record]) -> History:
+        """A History holding `records` (a part of another's: one call's epochs)."""
+        history = cls()
+        history.records = list(records)
+        return history
 
     def __len__(self) -> int:
         return len(self.records)
@@ -59,6 +69,25 @@ class History:
         loss = loss.detach().to(torch.float64)
         self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
         self._steps += 1
+
+    @property
+    def epoch(self) -> list[int]:
+        """The epochs (from 0) of the records that end one, as Keras's `History.epoch`."""
+        return [int(r["epoch"]) for r in self.records if "epoch" in r]
+
+    def end_epoch(self, global_step: int, epoch: int) -> bool:
+        """Close the training since the last record as epoch `epoch`'s record.
+
+        When an evaluation at this very step closed it already, that record is the
+        epoch's. False when there is no such record (an empty epoch).
+        """
+        record = self.close_training(global_step)
+        if record is None and self.records and self.records[-1]["step"] == global_step:
+            record = self.records[-1]
+        if record is None or "epoch" in record:
+            return False
+        record["epoch"] = float(epoch)
+        return True
 
     def close_training(self, global_step: int) -> Record | None:
         """Turn the steps counted since the last record into a record (None: there were none)."""

@@ -1,55 +1,22 @@
-"""Turning what an input_fn yields into (features, labels) batches on a device."""
+"""Turning what an input_fn yields into (features, labels) batches on a device.
+
+Training reads an `EpochStream`'s `EpochEnd`s too (aekit.data.context): where its epochs end.
+"""
 
 from __future__ import annotations
 
-import contextvars
-import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeAlias
 
 import numpy as np
 import torch
 
+from aekit.data.context import EpochEnd, EpochStream, InputContext, calling
 from aekit.errors import InputError
 
 Features: TypeAlias = torch.Tensor | Mapping[str, torch.Tensor]
 Labels: TypeAlias = torch.Tensor | Mapping[str, torch.Tensor] | None
 InputFn: TypeAlias = Callable[[], Iterable[Any]] | Iterable[Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class InputContext:
-    """What an input_fn may want to know about the Estimator calling it.
-
-    Attributes:
-        device: the Estimator's device; data kept there is gathered without copies.
-        num_shards: processes that split the input (data-parallel jobs), 1 otherwise.
-        shard_index: this process's share, in [0, num_shards).
-        equal_shards: every share must give the same number of batches (training).
-        shuffle_generator: where shuffles not given a seed draw theirs: in training, a
-            generator in the same state on every process of a job (so the shares stay
-            disjoint), saved with the checkpoints; None elsewhere (torch's global one).
-        global_step: the training step the call starts from (0 outside training): a
-            stream that is a whole run's input may skip what the steps before it took.
-    """
-
-    device: torch.device | None = None
-    num_shards: int = 1
-    shard_index: int = 0
-    equal_shards: bool = False
-    shuffle_generator: torch.Generator | None = None
-    global_step: int = 0
-
-
-_OUTSIDE = InputContext()  # frozen, so one shared default is safe
-_context: contextvars.ContextVar[InputContext] = contextvars.ContextVar(
-    "aekit_input_context", default=_OUTSIDE
-)
-
-
-def input_context() -> InputContext:
-    """The context of the Estimator calling the current input_fn (defaults outside one)."""
-    return _context.get()
 
 
 def iterate_batches(
@@ -61,21 +28,38 @@ def iterate_batches(
     arrays become tensors. Missing labels are None. `context` is what
     `input_context()` tells the input_fn while it builds its pipeline.
     """
-    if callable(input_fn):
-        token = _context.set(context or InputContext())
-        try:
-            source = input_fn()
-        finally:
-            _context.reset(token)
-    else:
-        source = input_fn
+    for element in _source(input_fn, context):
+        yield _split(element)
+
+
+class Batches:
+    """What training iterates: (features, labels) batches and the input's `EpochEnd`s.
+
+    `marks_epochs` says whether the input is an `EpochStream` (else no EpochEnd comes).
+    """
+
+    def __init__(self, input_fn: InputFn, context: InputContext) -> None:
+        source = _source(input_fn, context)
+        self.marks_epochs = isinstance(source, EpochStream)
+        self._items = iter(source.with_epoch_ends() if isinstance(source, EpochStream) else source)
+
+    def __iter__(self) -> Iterator[tuple[Features, Labels] | EpochEnd]:
+        return self
+
+    def __next__(self) -> tuple[Features, Labels] | EpochEnd:
+        item = next(self._items)
+        return item if isinstance(item, EpochEnd) else _split(item)
+
+
+def _source(input_fn: InputFn, context: InputContext | None) -> Iterable[Any]:
+    """What the input_fn gives (the iterable itself when it is not callable), checked."""
+    source = calling(input_fn, context) if callable(input_fn) else input_fn
     if not isinstance(source, Iterable) or isinstance(source, torch.Tensor | np.ndarray):
         raise InputError(
             f"input_fn gave a {type(source).__name__}, not an iterable of batches; return "
             "e.g. aekit.data.Dataset, a DataLoader or a list of (features, labels)"
         )
-    for element in source:
-        yield _split(element)
+    return source
 
 
 def _split(element: Any) -> tuple[Features, Labels]:

@@ -3,8 +3,9 @@
 The Estimator restores the newest checkpoint and seeds the generators, then hands a
 `TrainLoop` the batches. For each step the loop:
 
-1. tells the hooks a step is about to run (`before_run`); a hook may ask for summaries;
-2. takes the next batch (the input ending ends training);
+1. takes the next batch (the input ending ends training; an input's `EpochEnd` ends an
+   epoch, below);
+2. tells the hooks a step is about to run (`before_run`); a hook may ask for summaries;
 3. runs the optimisation step: forward, backward, optimizer and schedule
    (`aekit.estimator.step`), eager on summary steps and compiled otherwise if asked;
 4. checks for a NaN or infinite loss: after every step where reading the device is free
@@ -18,10 +19,13 @@ The Estimator restores the newest checkpoint and seeds the generators, then hand
    seconds, or when a hook asked;
 9. stops at the last step or when a hook asked.
 
-Each step's loss also goes into the Estimator's `History`; a record closes at each
-evaluation (run by a saving listener, as `train_and_evaluate` does) and at the end of the
-call. After each save and at the end, new records are shown (`verbose`) and handed to the
-hooks' `after_record`.
+Each step's loss also goes into the Estimator's `History`. A record closes at the end of
+each epoch of an input that marks them (`EpochEnd`: numpy_input_fn, Dataset.repeat, the
+streams), at each evaluation (run by a saving listener, as `train_and_evaluate` does), and
+at the end of the call. At an epoch's end the loop saves a checkpoint when a saving
+listener asks for one each epoch (`train_and_evaluate`'s evaluation), so the evaluation
+joins the epoch's record. New records are shown (`verbose`: "Epoch 3/10 - ...") and
+handed to the hooks' `after_record`.
 
 At the end the hooks' `end` runs, then a final checkpoint is saved (if the last step has
 none, or a hook's `end` asked for one), and the saving listeners' `end`.
@@ -38,12 +42,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from aekit import summary
+from aekit.data.context import EpochEnd
 from aekit.errors import NanLossError
 from aekit.estimator.checkpoint import TrainingState, latest_checkpoint
 from aekit.estimator.cpu import ThreadCount
 from aekit.estimator.feedback import describe, log_parameter_table, say
-from aekit.estimator.history import History
-from aekit.estimator.inputs import Features, Labels, batch_size, to_device
+from aekit.estimator.history import History, Record
+from aekit.estimator.inputs import Batches, Features, Labels, batch_size, to_device
 from aekit.estimator.run_config import RunConfig
 from aekit.estimator.spec import ModeKeys
 from aekit.estimator.step import Stepper
@@ -94,6 +99,9 @@ class TrainLoop:
         self.state, self.stepper, self.strategy, self.config = state, stepper, strategy, config
         self.writers, self._save_state, self.nonfinite = writers, save, nonfinite
         self.listeners, self.last_step = list(listeners), last_step
+        # A listener that hears each epoch (an evaluation) gets a save at each epoch's end.
+        self.save_each_epoch = any(listener.each_epoch for listener in listeners)
+        self.epochs: int | None = None  # the input's number of epochs, once one has ended
         self.hooks = list(hooks)
         self.history, self.shown = history, len(history)
         # Only the chief speaks; a given hook that draws a bar replaces the loop's own.
@@ -125,7 +133,7 @@ class TrainLoop:
         )
         self.threads = ThreadCount(config.cpu_threads if adapts else None)
 
-    def run(self, batches: Iterator[tuple[Features, Labels]], hook_states: dict[str, Any]) -> None:
+    def run(self, batches: Batches, hook_states: dict[str, Any]) -> None:
         """Train over `batches` until the last step, the input's end, or a stop request."""
         context, state = self.context, self.state
         log_parameter_table(state.network)
@@ -140,16 +148,26 @@ class TrainLoop:
             hook.after_create_session(context)
         self._start_counting()
         self.saved_step, self.saved_at = state.global_step, time.monotonic()
+        self.saved_path = latest_checkpoint(context.model_dir)
         with self.threads, self.stepper.training():
-            while not context.stop_requested and not self._at_last_step():
+            context.marks_epochs = batches.marks_epochs
+            while not context.stop_requested:
+                last = self._at_last_step()
+                if last and not batches.marks_epochs:
+                    break
+                item = next(batches, None)  # after the last step: is an epoch's end here?
+                if isinstance(item, EpochEnd):
+                    self._end_epoch(item)
+                    if last:
+                        break
+                    continue
+                if item is None or last:
+                    break
+                features, labels = item
                 step = state.global_step + 1
                 context.record_summaries = self._summary_step(step)
                 for hook in self.hooks:
                     hook.before_run(context)
-                try:
-                    features, labels = next(batches)
-                except StopIteration:
-                    break
                 result = self._step(features, labels, context.record_summaries)
                 context.global_step = state.global_step
                 if step % self.nan_every == 0:
@@ -173,6 +191,25 @@ class TrainLoop:
         self.history.close_training(state.global_step)
         self._hand_out_records()
 
+    def _end_epoch(self, end: EpochEnd) -> None:
+        """Close the epoch's record (with its evaluation, when a listener evaluates each epoch)."""
+        self.epochs = end.count
+        step = self.state.global_step
+        if not self.history.end_epoch(step, end.index):
+            return  # no step since the last record: an empty epoch
+        if self.save_each_epoch:  # the listeners' evaluation joins the epoch's record
+            self.context.epoch_end = end
+            try:
+                if self.saved_step != step or self.saved_path is None:
+                    self._save()
+                else:  # saved on schedule just now, before the epoch was known to end
+                    for listener in self.listeners:
+                        if listener.each_epoch:
+                            listener.after_save(self.context, step, self.saved_path)
+            finally:
+                self.context.epoch_end = None
+        self._hand_out_records()
+
     def _hand_out_records(self) -> None:
         """Show the records added since the last call and hand them to the hooks.
 
@@ -185,11 +222,7 @@ class TrainLoop:
             return
         for record in records:
             if self.verbose:
-                step = f"step {int(record['step'])}"
-                say(
-                    describe(record, f"{step}/{self.last_step}" if self.last_step else step),
-                    self.bar,
-                )
+                say(describe(record, self._head(record)), self.bar)
             for hook in self.hooks:
                 hook.after_record(self.context, record)
         self.shown = len(self.history)
@@ -197,6 +230,14 @@ class TrainLoop:
         if self.strategy.rank0_says(saved and self.context.checkpoint_requested):
             self.context.checkpoint_requested = False
             self._save_state(self.hooks)  # else the next save, on schedule, keeps it
+
+    def _head(self, record: Record) -> str:
+        """How a record's line starts: "Epoch 3/10" (Keras's), or "step 120/600"."""
+        if "epoch" in record:
+            epoch = int(record["epoch"]) + 1
+            return f"Epoch {epoch}/{self.epochs}" if self.epochs else f"Epoch {epoch}"
+        step = f"step {int(record['step'])}"
+        return f"{step}/{self.last_step}" if self.last_step else step
 
     def _at_last_step(self) -> bool:
         return self.last_step is not None and self.state.global_step >= self.last_step
@@ -301,7 +342,7 @@ class TrainLoop:
         for listener in self.listeners:
             listener.before_save(context, step)
         path = self._save_state(self.hooks)
-        self.saved_step, self.saved_at = step, time.monotonic()
+        self.saved_step, self.saved_at, self.saved_path = step, time.monotonic(), path
         for listener in self.listeners:
             listener.after_save(context, step, path)
 

@@ -13,7 +13,7 @@ from typing import Literal, get_args
 
 import torch
 
-from aekit.checks import Check, Choice, Flag, Integer, Number, Optional, OrAuto
+from aekit.checks import Check, Choice, Flag, Integer, Number, Optional, OrAuto, resolve_device
 from aekit.errors import ConfigError
 
 _log = logging.getLogger("aekit")
@@ -118,33 +118,6 @@ CHECKS: dict[str, Check] = {
     "distributed": Flag(),
 }
 """How each RunConfig field is checked; the command line checks its settings with these."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """Turn "auto" or a device string into a torch.device that exists here."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ConfigError(
-            f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
-        ) from None
-    if device.type == "meta":
-        raise ConfigError(
-            f"device {name!r} holds shapes, not data, and cannot train; use 'cpu' or 'cuda'"
-        )
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available; use 'cpu'")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise ConfigError(f"device {name!r} asked for, but this machine has {count} GPU(s)")
-    elif device.type != "cpu":
-        available = getattr(getattr(torch, device.type, None), "is_available", None)
-        if not callable(available) or not available():
-            raise ConfigError(f"device {name!r} is not available here; use 'cpu' or 'auto'")
-    return device
 
 
 def model_dir_of(model_dir: str | Path | None, config: RunConfig) -> str:

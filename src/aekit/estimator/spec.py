@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,14 +10,9 @@ import torch
 
 from aekit.errors import SpecError
 from aekit.metrics import MetricUpdate
+from aekit.modes import ModeKeys
 
-
-class ModeKeys(enum.StrEnum):
-    """The three things an Estimator asks of a model_fn."""
-
-    TRAIN = "train"
-    EVAL = "eval"
-    PREDICT = "infer"
+__all__ = ["EstimatorSpec", "ModeKeys", "check_spec"]
 
 
 Predictions = Mapping[str, torch.Tensor]

@@ -10,13 +10,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aekit.errors import ConfigError
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator.estimator import Estimator
 from aekit.estimator.inputs import InputFn
 from aekit.files import atomic_write, atomic_write_text
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
+
+if TYPE_CHECKING:  # the Estimator is handed in: it calls train_and_evaluate from fit
+    from aekit.estimator.estimator import Estimator
 
 _log = logging.getLogger("aekit")
 
@@ -35,11 +38,13 @@ class TrainSpec:
 class EvalSpec:
     """What to evaluate on, and when.
 
-    Evaluation follows checkpoint saves: after each save, once `throttle_secs` have
-    passed since the last evaluation, and always at the end. `every_n_steps` adds a
-    save (and so an evaluation) every that many steps, e.g. once per epoch. With
+    By default once an epoch, at its end, when the training input marks its epochs
+    (`numpy_input_fn`, `Dataset.repeat`, the streams): each epoch's record of
+    `estimator.history` then holds its evaluation ("val_<metric>"). `every_n_steps`
+    evaluates every that many steps instead. For an input that does not mark epochs (a
+    generator), evaluation follows the checkpoint saves (TensorFlow's schedule). Either
+    way, evaluations are `throttle_secs` apart at least, and one runs at the end. With
     `best_metric`, the checkpoint with the best value is copied to `model_dir/best/`.
-    Each evaluation's metrics go into `estimator.history` ("val_<metric>").
     """
 
     input_fn: InputFn
@@ -63,8 +68,9 @@ def train_and_evaluate(
 ) -> dict[str, float]:
     """Train per `train_spec`, evaluating per `eval_spec`; returns the last evaluation.
 
-    Every evaluation closes a record of `estimator.history` (with `every_n_steps` one
-    epoch's steps: a record per epoch); `verbose` as `Estimator.train`'s.
+    With an input that marks its epochs and a default EvalSpec, it evaluates at the end
+    of every epoch, into that epoch's record of `estimator.history`; `verbose` as
+    `Estimator.train`'s.
     """
     evaluator = _EvaluateAfterSave(estimator, eval_spec)
     hooks = list(train_spec.hooks)
@@ -96,11 +102,14 @@ class _EvaluateAfterSave(CheckpointSaverListener):
     def __init__(self, estimator: Estimator, spec: EvalSpec) -> None:
         self.estimator = estimator
         self.spec = spec
+        self.each_epoch = spec.every_n_steps is None
         self.last_result: dict[str, float] | None = None
         self._last_time = -math.inf
         self._last_step: int | None = None
 
     def after_save(self, context: RunContext, step: int, path: Path) -> None:
+        if self.each_epoch and context.marks_epochs and context.epoch_end is None:
+            return  # a save within an epoch: the evaluation comes at the epoch's end
         if time.monotonic() - self._last_time >= self.spec.throttle_secs:
             self.evaluate(path)
 

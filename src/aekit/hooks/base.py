@@ -11,6 +11,7 @@ import torch
 from aekit.summary import Recorder
 
 if TYPE_CHECKING:
+    from aekit.data.context import EpochEnd
     from aekit.estimator.history import History, Record
     from aekit.estimator.spec import EstimatorSpec, ModeKeys
 
@@ -29,6 +30,9 @@ class RunContext:
         history: the Estimator's records of losses and metrics (None outside training).
         optimizer: the optimizer of a training loop (None when evaluating or predicting);
             a hook may change its learning rates.
+        marks_epochs: whether the training input marks where its epochs end (an
+            `EpochStream`: numpy_input_fn, Dataset.repeat, the streams).
+        epoch_end: during the checkpoint save at an epoch's end, that `EpochEnd`; else None.
     """
 
     def __init__(
@@ -49,6 +53,8 @@ class RunContext:
         self.history = history
         self.optimizer = optimizer
         self.record_summaries = False
+        self.marks_epochs = False
+        self.epoch_end: EpochEnd | None = None
         self.stop_requested = False
         self.checkpoint_requested = False
 
@@ -92,10 +98,11 @@ class Hook:
     def after_record(self, context: RunContext, record: Record) -> None:
         """When training adds a record to the History (an epoch's losses and metrics).
 
-        Comes after the checkpoint save whose evaluation closed the record, or at the end of
-        the train call for steps no evaluation followed (then after `end`). A hook that
-        changes state a checkpoint keeps calls `context.request_checkpoint()`: the step is
-        then saved again.
+        Comes at the end of each epoch of an input that marks them (after the evaluation
+        that joins the record, if any), after an evaluation that closes a record between
+        epochs, or at the end of the train call for steps not yet recorded (then after
+        `end`). A hook that changes state a checkpoint keeps calls
+        `context.request_checkpoint()`: the step is then saved again.
         """
 
     def end(self, context: RunContext) -> None:
@@ -110,7 +117,14 @@ class Hook:
 
 
 class CheckpointSaverListener:
-    """Code run around each checkpoint save of a training loop. Override what you need."""
+    """Code run around each checkpoint save of a training loop. Override what you need.
+
+    A listener with `each_epoch = True` gets a save at the end of every epoch of an input
+    that marks them (`context.epoch_end` is set during it), as `train_and_evaluate`'s
+    evaluation does.
+    """
+
+    each_epoch: bool = False
 
     def begin(self, context: RunContext) -> None:
         """Once, before training starts."""

@@ -1,15 +1,18 @@
 """Hooks that watch a metric of the History: early stopping and reducing the rate on a plateau.
 
-Both read each record training adds (`Hook.after_record`): with `train_and_evaluate` and
-`EvalSpec(every_n_steps=steps_per_epoch)` one per epoch, holding the evaluation's metrics as
-"val_<name>". Records without the watched key (a train call's end without an evaluation)
-are skipped.
+Both read each record training adds (`Hook.after_record`): one per epoch, holding the
+epoch's mean training "loss" and, under `train_and_evaluate` or `Estimator.fit` with
+validation data, the evaluation's metrics as "val_<name>". A watched key that the first
+record lacks is refused there, naming the keys recorded (Keras only warns, and a stop that
+never fires costs whole runs); a later record without it (an evaluation throttled away) is
+passed over.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -41,6 +44,27 @@ class Plateau:
         self.best = -math.inf if self.higher else math.inf
         self.best_step: int | None = None
         self.waited = 0
+        self.seen = False  # whether a record held the monitored key
+
+    def value_of(self, record: Mapping[str, float], watcher: str) -> float | None:
+        """The watched value of `record`; None to pass it over; refused if nothing records it."""
+        if self.monitor in record:
+            self.seen = True
+            return record[self.monitor]
+        if self.seen:
+            return None  # the key is recorded, only not this time (a throttled evaluation)
+        keys = ", ".join(sorted(record))
+        if any(key.startswith("val_") for key in record) or not self.monitor.startswith("val_"):
+            fix = "monitor one of them"
+        else:
+            fix = (
+                "give data to evaluate on (train_and_evaluate with an EvalSpec, or "
+                "fit(validation_data=...)), or monitor 'loss'"
+            )
+        raise ConfigError(
+            f"{watcher}: monitor={self.monitor!r} is not among the keys training records "
+            f"({keys}); {fix}"
+        )
 
     def update(self, value: float, step: int) -> bool:
         """Take a new value; whether it is the new best."""
@@ -53,11 +77,20 @@ class Plateau:
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps (so a resumed run goes on counting)."""
-        return {"best": self.best, "best_step": self.best_step, "waited": self.waited}
+        return {
+            "monitor": self.monitor,
+            "best": self.best,
+            "best_step": self.best_step,
+            "waited": self.waited,
+            "seen": self.seen,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Take back `state_dict`'s values."""
+        """Take back `state_dict`'s values (a watch of another key starts afresh)."""
+        if state.get("monitor", self.monitor) != self.monitor:
+            return
         self.best, self.best_step, self.waited = state["best"], state["best_step"], state["waited"]
+        self.seen = bool(state.get("seen", True))  # older checkpoints: it was recorded
 
 
 class EarlyStopping(Hook):
@@ -70,7 +103,7 @@ class EarlyStopping(Hook):
 
     Args:
         monitor: the record's key to watch, e.g. "val_loss" or "val_rmse".
-        patience: records in a row without improvement before stopping.
+        patience: epochs in a row without improvement before stopping (0: the first).
         min_delta: how much a value must beat the best by to count as an improvement.
         mode: "min", "max", or "auto" (from the name).
         restore_best_weights: end with the best record's weights.
@@ -84,14 +117,14 @@ class EarlyStopping(Hook):
         mode: str = "auto",
         restore_best_weights: bool = True,
     ) -> None:
-        Integer(1)("patience", patience)
+        Integer(0)("patience", patience)
         self.plateau = Plateau(monitor, mode, min_delta)
         self.patience, self.restore_best_weights = patience, restore_best_weights
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.stopped_step: int | None = None
 
     def after_record(self, context: RunContext, record: dict[str, float]) -> None:
-        value = _watched(record, self.plateau.monitor)
+        value = self.plateau.value_of(record, "EarlyStopping")
         if value is None or self.stopped_step is not None:
             return
         context.request_checkpoint()  # the counters below change: the checkpoint keeps them
@@ -170,7 +203,7 @@ class ReduceLROnPlateau(Hook):
     ) -> None:
         if not (Number(positive=True)("factor", factor) < 1):
             raise ConfigError(f"factor must be below 1 (a reduction), got {factor!r}")
-        Integer(1)("patience", patience)
+        Integer(0)("patience", patience)
         Integer(0)("cooldown", cooldown)
         Number()("min_lr", min_lr)
         self.plateau = Plateau(monitor, mode, min_delta)
@@ -178,7 +211,7 @@ class ReduceLROnPlateau(Hook):
         self.cooling = 0
 
     def after_record(self, context: RunContext, record: dict[str, float]) -> None:
-        value = _watched(record, self.plateau.monitor)
+        value = self.plateau.value_of(record, "ReduceLROnPlateau")
         if value is None:
             return
         if context.optimizer is None:
@@ -207,23 +240,9 @@ class ReduceLROnPlateau(Hook):
         return {**self.plateau.state_dict(), "cooling": self.cooling}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.plateau.load_state_dict(state)
-        self.cooling = state["cooling"]
-
-
-# The keys of a record that no evaluation added to.
-_TRAINING_KEYS = frozenset({"step", "steps", "seconds", "loss"})
-
-
-def _watched(record: dict[str, float], monitor: str) -> float | None:
-    """The monitored value; None for a record without an evaluation; refused when missing."""
-    if monitor in record:
-        return record[monitor]
-    if record.keys() <= _TRAINING_KEYS:
-        return None
-    raise ConfigError(
-        f"monitor={monitor!r} is not among the record's keys {sorted(record)}; monitor one of them"
-    )
+        if state.get("monitor", self.plateau.monitor) == self.plateau.monitor:
+            self.plateau.load_state_dict(state)
+            self.cooling = state["cooling"]
 
 
 def _copy(network: torch.nn.Module) -> dict[str, torch.Tensor]:

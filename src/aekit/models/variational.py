@@ -27,10 +27,11 @@ import torch
 from torch import nn
 
 from aekit import metrics, summary
+from aekit.data.context import InputContext
 from aekit.data.input_fn import to_float
 from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
-from aekit.estimator.inputs import InputContext, InputFn, iterate_batches, to_device
+from aekit.estimator.inputs import InputFn, iterate_batches, to_device
 from aekit.estimator.optimizers import adam
 from aekit.models.convolutional import ConvolutionalNetwork, Downsample
 from aekit.models.fully_connected import FullyConnectedAutoencoder
