@@ -63,7 +63,12 @@ def test_auroc_by_hand() -> None:
 
 def test_threshold_at_a_percentile() -> None:
     errors = np.arange(101, dtype=np.float64)
-    assert threshold_at(errors, 90) == pytest.approx(90.0)
+    # The conformal quantile: at least 90% of the 101 scores and a new one (92 of 102) at
+    # or below it, so a new score from the same distribution lies above it 10/102 of times.
+    assert threshold_at(errors, 90) == 91.0 and threshold_at(errors, 99.5) == 100.0
+    rng = np.random.default_rng(0)
+    above = [rng.random() > threshold_at(rng.random(50), 80) for _ in range(20_000)]
+    assert np.mean(above) == pytest.approx(10 / 51, abs=0.01)  # at most 20%: 19.6%
     for bad in (0, 100, 120, "99"):
         with pytest.raises(aekit.ConfigError, match="percentile must be"):
             threshold_at(errors, bad)  # type: ignore[arg-type]

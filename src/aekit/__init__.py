@@ -61,6 +61,7 @@ __all__ = [
     "hooks",
     "metrics",
     "models",
+    "pyod",
     "sklearn",
     "summary",
     "train_and_evaluate",
@@ -68,7 +69,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # aekit.sklearn imports scikit-learn, about a second: it loads on first use, not with aekit.
-    if name == "sklearn":
-        return importlib.import_module("aekit.sklearn")
+    # aekit.sklearn and aekit.pyod import scikit-learn, about a second: they load on first
+    # use, not with aekit.
+    if name in ("sklearn", "pyod"):
+        return importlib.import_module(f"aekit.{name}")
     raise AttributeError(f"module 'aekit' has no attribute {name!r}")

@@ -113,7 +113,7 @@ def test_score_adds_the_code_distance_for_rows_beyond_the_normal_range(
     scores = {
         "error": ["--code-weight", "0", "--neighbors", "0"],
         "code": ["--code-weight", "1", "--neighbors", "0"],
-        "detector's": ["--code-weight", "0.5", "--neighbors", "5"],
+        "detector's": ["--code-weight", "0.5", "--neighbors", "2"],
         "default": [],
     }
     for name, chosen in scores.items():

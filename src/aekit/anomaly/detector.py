@@ -2,14 +2,20 @@
 
 Any model whose predictions include `reconstruction_error` (every reconstruction model in
 the zoo, the variational one included) can score; with a `code_weight` it must also predict
-`embedding`. The scores themselves are `aekit.anomaly.scores`'.
+`embedding`. A table's cross-fitted model scores with `TableScore`, every row by a member
+that never trained on it, as the outlier detector does.
+The scores themselves are `aekit.anomaly.scores`'.
 """
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from aekit.anomaly.scores import CODE_KEY, SCORE_KEY, ErrorAndCodeScore, threshold_at
+from aekit.anomaly.table_score import TableScore
+from aekit.anomaly.tabular import TabularAutoencoder
 from aekit.data.dataset import Array
 from aekit.data.input_fn import predict_input_fn
 from aekit.errors import ConfigError, SpecError
@@ -75,12 +81,21 @@ class AnomalyDetector:
         self.neighbors = neighbors
         two_part = ErrorAndCodeScore(code_weight, neighbors)  # checks both
         self._two_part = two_part if code_weight or neighbors else None
+        table = isinstance(estimator.network, TabularAutoencoder)
+        self._table = TableScore(code_weight, neighbors) if table else None
+        self._network: TabularAutoencoder | None = None
         self.threshold: float | None = None
         self.training_scores: np.ndarray | None = None
 
     def calibrate(self, x_train: Array) -> AnomalyDetector:
-        """Set the threshold from the scores of (normal) training data; returns self."""
-        if self._two_part is None:
+        """Set the threshold from the scores of (normal) training data; returns self.
+
+        A table's model scores each row with a member that never trained on it (TableScore).
+        """
+        if self._table is not None:
+            rows, network = np.asarray(x_train, dtype=np.float64), self._scoring_network()
+            self.training_scores = self._table.fit(network, rows)(network, rows)
+        elif self._two_part is None:
             self.training_scores = reconstruction_errors(self.estimator, x_train)
         else:
             errors, codes = errors_and_codes(self.estimator, x_train)
@@ -90,13 +105,24 @@ class AnomalyDetector:
 
     def score(self, x: Array) -> np.ndarray:
         """The anomaly score of every example: its reconstruction error, or the two-part score."""
-        if self._two_part is None:
+        if self._two_part is None and self._table is None:
             return reconstruction_errors(self.estimator, x)
         if self.training_scores is None:
             raise ConfigError(
                 "a code_weight or neighbors need the training codes; call calibrate(x_train) first"
             )
+        if self._table is not None:
+            return self._table(self._scoring_network(), np.asarray(x, dtype=np.float64))
+        assert self._two_part is not None
         return self._two_part(*errors_and_codes(self.estimator, x))
+
+    def _scoring_network(self) -> TabularAutoencoder:
+        # Scored in float64 on the CPU, as the outlier detector scores: the same figures.
+        if self._network is None:
+            network = self.estimator.network
+            assert isinstance(network, TabularAutoencoder)
+            self._network = copy.deepcopy(network).cpu().double().eval()
+        return self._network
 
     def is_anomaly(self, x: Array) -> np.ndarray:
         """Whether each example scores above the threshold (call `calibrate` first)."""

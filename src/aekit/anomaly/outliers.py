@@ -1,13 +1,10 @@
 """Anomaly detection on tables in scikit-learn's outlier API: `AutoencoderOutlierDetector`.
 
 The model and its training are `aekit.anomaly.tabular`'s (the same as `aekit train
-fully_connected` on a table). A row's score adds three parts, each in units of its mean over
-the training rows (`ErrorAndCodeScore`): the mean squared reconstruction error in the scaled
-space, which finds rows off the pattern of the normal ones; half the Mahalanobis distance of
-the row's code from the training rows' codes, which finds rows that follow the pattern to
-values the normal ones never reach (an autoencoder reconstructs those well); and the mean
-distance to the 5 nearest training codes, which finds rows between clusters of normal ones.
-Chosen on ADBench's 22 tables with 5 splits (docs/anomaly.md).
+fully_connected` on a table), and the score `aekit.anomaly.table_score.TableScore`'s: the
+reconstruction error, the code's Mahalanobis distance and the distance to the nearest
+other training rows, each scored by a member of the cross-fitted model that never trained
+on the row. Chosen on ADBench's 22 tables with 5 splits (docs/anomaly.md).
 
 X is an array, a path to a .parquet, .feather/.arrow or .csv file, or a
 `aekit.data.tables.TableSource` (`aekit.data.table_files.open_table(path, label_column)`): a
@@ -16,11 +13,13 @@ are taken in one pass (the robust median and IQR from a uniform sample of the ca
 trains on a fresh uniform sample each epoch (`aekit.anomaly.sampling`) and it is scored a
 chunk at a time; float32 arrays and memory maps are converted to float64 a chunk at a time too.
 
-It follows scikit-learn's outlier convention: `score_samples` is higher for normal rows,
-`decision_function` is negative for outliers, and `predict` gives -1 (outlier) or 1, with the
-threshold at the `contamination` share of the training rows. PyOD's names are there too, in
-PyOD's sense (higher is more abnormal): `decision_scores_`, `threshold_`, `labels_` (0 normal,
-1 outlier) and `predict_proba`; docs/anomaly.md maps one convention onto the other.
+It follows scikit-learn's outlier convention and nothing else: `score_samples` is higher for
+normal rows, `decision_function` is negative for outliers, and `predict` gives -1 (outlier)
+or 1. The threshold flags the `contamination` share of the training rows and of new normal
+rows alike: every row is scored by the member of the cross-fitted model that never trained
+on rows like it (aekit.anomaly.scores.TableScore), never by one that fitted it. PyOD's
+convention (higher is more abnormal, `decision_scores_`, `labels_`) is
+`aekit.pyod.AutoEncoder`'s, over the same model and score.
 """
 
 from __future__ import annotations
@@ -30,13 +29,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from aekit.anomaly.sampling import SampledRecipe, chunk_rows, row_cap, uniform_sample
 from aekit.anomaly.scaling import fit_scaling, stream_scaling
-from aekit.anomaly.scores import TABLE_CODE_WEIGHT, TABLE_NEIGHBORS, ErrorAndCodeScore
+from aekit.anomaly.scores import ErrorAndCodeScore, threshold_at
+from aekit.anomaly.table_score import TABLE_CODE_WEIGHT, TABLE_NEIGHBORS, TableScore
 from aekit.anomaly.tabular import (
     SCALINGS,
     TABLE_LEARNING_RATE,
@@ -55,9 +54,9 @@ from aekit.errors import InputError
 from aekit.estimator import rng as rng_state
 from aekit.estimator.cpu import ThreadCount
 
+MIN_ROWS = 10
+"""The fewest rows the detector fits on: each member needs rows to train and to be checked on."""
 _STATISTICS_ROWS = 16_384  # rows per batch of the statistics pass: each makes a few temporaries
-PROBA_METHODS = ("linear", "unify")
-"""predict_proba's ways from scores to probabilities, PyOD's names."""
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as validate_data
@@ -84,15 +83,16 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         learning_rate: Adam's rate.
         validation_fraction: the share of training rows held out for early stopping (0: none).
         patience: epochs without improvement before training stops.
-        n_estimators: autoencoders trained from different seeds; their scores are averaged.
+        n_estimators: models trained from different seeds; their scores are averaged.
         code_weight: the weight of the code's Mahalanobis distance in the score, against 1
             for the reconstruction error (each divided by its mean over the training rows).
-        n_neighbors: the score adds the code's mean distance to this many nearest training
-            codes (of at most 2,048 of them), in units of its training mean, weight 1; 0 adds
-            none. Left out of a model trained on samples (a table over `max_rows` rows):
-            searching them would cost more than the model. code_weight=0 and n_neighbors=0
-            score by the reconstruction error alone.
-        contamination: the share of training rows taken as outliers by `predict`.
+        n_neighbors: the score adds the row's mean distance to this many nearest other
+            training rows (of at most 2,048 of them, features min-max scaled), in units of
+            its mean, weight 20; 0 adds none. Left out of a model trained on samples (a table
+            over `max_rows` rows): searching them would cost more than the model.
+            code_weight=0 and n_neighbors=0 score by the reconstruction error alone.
+        contamination: the share of rows flagged by `predict`: of the training rows, and
+            alike of new normal rows.
         random_state: an int seed in [0, 2**32 - 1], or None for a fresh one each fit.
         device: where to train ("cpu", "cuda", "auto").
         max_rows: the most rows held in memory to train on. A larger table trains on a new
@@ -102,11 +102,13 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         verbose: 0 quiet; 2 a line per epoch on stderr (steps, the mean training loss and
             the held-out error "held_out_loss"); 1 adds a progress bar.
 
-    scikit-learn's side: `score_samples` (higher is normal), `decision_function` (< 0 is an
-    outlier), `predict` (-1 outlier, 1 normal) and `offset_`. PyOD's side, where higher is more
-    abnormal: `decision_scores_` (minus score_samples on the training rows), `threshold_`
-    (minus `offset_`), `labels_` (1 outlier, 0 normal) and `predict_proba`. A row exactly at
-    the threshold is normal on both sides.
+    `score_samples` (higher is normal), `decision_function` (< 0 is an outlier), `predict`
+    (-1 outlier, 1 normal), `offset_`, and `training_scores_`: the training rows' scores,
+    higher is more abnormal.
+    Every row, training or new, is scored by the members of the cross-fitted model that
+    never trained on rows like it, so `contamination` is the share flagged of the training
+    rows and, alike, of new normal rows. A row exactly at the threshold is normal. PyOD's
+    convention is `aekit.pyod.AutoEncoder`'s.
     """
 
     def __init__(
@@ -156,6 +158,11 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
 
     def _fit(self, X: Any) -> AutoencoderOutlierDetector:
         table = self._table(X, reset=True)
+        if table.n_rows < MIN_ROWS:
+            raise InputError(
+                f"n_samples = {table.n_rows} rows are too few to train on and to check the "
+                f"model on rows it did not train on; give at least {MIN_ROWS}"
+            )
         units = (
             [int(u) for u in self.hidden_units]
             if self.hidden_units is not None
@@ -192,21 +199,15 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
             rows = sample if sample is not None else uniform_sample(table, cap, seed)
         # The neighbourhood part on rows in memory only (see n_neighbors).
         self.n_neighbors_ = self.n_neighbors if table.n_rows <= cap else 0
-        self.scorers_ = [
-            ErrorAndCodeScore(self.code_weight, self.n_neighbors_).fit(
-                *network.errors_and_codes(rows)
-            )
+        self.scores_ = [
+            TableScore(self.code_weight, self.n_neighbors_).fit(network, rows)
             for network in self.networks_
         ]
         del rows, sample
-        normality = self._score_table(table)
-        self.offset_ = float(np.percentile(normality, 100 * self.contamination))
-        # PyOD's attributes, with its sign. threshold_ is minus offset_ rather than PyOD's
-        # percentile at 1 - contamination (equal but for rounding) so that labels_ and predict
-        # agree exactly: -score > -offset_ is score < offset_, predict's test, ties normal.
-        self.decision_scores_: np.ndarray = -normality
-        self.threshold_ = -self.offset_
-        self.labels_: np.ndarray = (self.decision_scores_ > self.threshold_).astype(np.int64)
+        # Every training row scored as a new row is, by members that never trained on it;
+        # the contamination share of them lies above the threshold.
+        self.training_scores_: np.ndarray = -self._score_table(table)
+        self.offset_ = -threshold_at(self.training_scores_, 100 * (1 - self.contamination))
         return self
 
     def _train_one(
@@ -254,12 +255,14 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         return network.cpu().double().eval()
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """Minus each row's reconstruction error plus its code's distance: lower is more abnormal.
+        """Minus each row's reconstruction error plus its code's distances: lower is more
+        abnormal.
 
-        Each part is divided by its mean over the training rows; the ensemble's scores are
-        averaged. X: an array, a table file's path or a TableSource, scored a chunk at a time.
+        Each part is divided by its mean over rows the model did not train on; the members'
+        and the ensemble's scores are averaged. X: an array, a table file's path or a
+        TableSource, scored a chunk at a time.
         """
-        check_is_fitted(self, "scorers_")
+        check_is_fitted(self, "scores_")
         with ThreadCount(1):  # as fit scores
             return self._score_table(self._table(X, reset=False))
 
@@ -270,13 +273,13 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
         total = np.zeros(len(rows))
-        for network, scorer in zip(self.networks_, self.scorers_, strict=True):
-            total += scorer(*network.errors_and_codes(rows))
+        for network, score in zip(self.networks_, self.scores_, strict=True):
+            total += score(network, rows)
         scores: np.ndarray = -total / len(self.networks_)
         return scores
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """score_samples shifted so that the `contamination` share of training rows is < 0."""
+        """score_samples shifted so that the `contamination` share of new normal rows is < 0."""
         check_is_fitted(self, "offset_")
         decision: np.ndarray = self.score_samples(X) - self.offset_
         return decision
@@ -285,35 +288,6 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         """-1 for an outlier, 1 for a normal row."""
         labels: np.ndarray = np.where(self.decision_function(X) < 0, -1, 1)
         return labels
-
-    def predict_proba(self, X: Any, method: str = "linear") -> np.ndarray:
-        """PyOD's outlier probability: (n, 2), column 0 normal, column 1 outlier.
-
-        The PyOD score (minus score_samples) is mapped to [0, 1] against the training rows'
-        scores: "linear" min-max scales it by their minimum and maximum, "unify" takes the
-        Gaussian error function of its z-score (by their mean and standard deviation) over √2;
-        both are clipped to [0, 1].
-        """
-        Choice(*PROBA_METHODS)("method", method)
-        check_is_fitted(self, "decision_scores_")
-        scores = -self.score_samples(X)
-        train = self.decision_scores_
-        # Training scores that are all equal leave no span or spread: "linear" then divides by 1
-        # (as scikit-learn's MinMaxScaler, which PyOD uses, does) and "unify" is a step at that
-        # value, where PyOD would give NaN.
-        with np.errstate(over="ignore", invalid="ignore"):  # inf scores clip to 1 below
-            if method == "linear":
-                span = float(train.max() - train.min())
-                outlier = (scores - train.min()) / (span if span > 0 else 1.0)
-            elif train.max() > train.min():  # (the std of equal floats may come out > 0)
-                standard = (scores - train.mean()) / (float(train.std()) * np.sqrt(2))
-                outlier = torch.special.erf(torch.from_numpy(standard)).numpy()
-            else:
-                outlier = (scores > train.max()).astype(np.float64)
-        proba = np.empty((len(scores), 2))
-        proba[:, 1] = np.clip(outlier, 0.0, 1.0)
-        proba[:, 0] = 1.0 - proba[:, 1]
-        return proba
 
     def _check_params(self) -> None:
         Choice(*SCALINGS)("scaling", self.scaling)

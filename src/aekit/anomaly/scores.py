@@ -9,11 +9,14 @@ nearest training codes too: normal data of several clusters leave gaps between t
 one Gaussian over the codes covers. The threshold is a percentile of the training rows'
 scores: at 99, about 1% of normal rows are flagged. Every door (the scikit-learn detector,
 `AnomalyDetector` over an Estimator, `aekit score`) scores with these functions.
+
+A table's cross-fitted model scores with `aekit.anomaly.table_score.TableScore`.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,12 +32,8 @@ SCORE_KEY = "reconstruction_error"
 CODE_KEY = "embedding"
 """The prediction key of a row's code."""
 _TINY = 1e-12  # the least a training mean may be: a perfect fit must not divide by zero
-TABLE_CODE_WEIGHT = 0.5
-"""The code distance's weight in a table's score (the outlier detector's, `aekit score`'s)."""
-TABLE_NEIGHBORS = 5
-"""The nearest training codes in a table's score (the outlier detector's, `aekit score`'s)."""
 REFERENCE_CODES = 2048
-"""The most training codes the neighbourhood part searches (a uniform sample beyond that)."""
+"""The most training codes (or rows) a neighbourhood part searches (a uniform sample beyond)."""
 _QUERY_ROWS = 2048  # codes searched at a time: 2,048 x 2,048 distances are 32 MiB
 
 
@@ -83,7 +82,7 @@ class ErrorAndCodeScore:
         # The training mean, over the reference codes: each finds itself first, at distance
         # 0, so its k nearest others are the k after that.
         k = min(self.neighbors, len(chosen) - 1)
-        found = _nearest(chosen, self.reference_, k + 1)[:, 1:] if k else np.zeros(1)
+        found = nearest(chosen, self.reference_, k + 1)[:, 1:] if k else np.zeros(1)
         self.neighbor_mean_ = max(float(found.mean()), _TINY)
 
     def distances(self, codes: np.ndarray) -> np.ndarray:
@@ -94,7 +93,7 @@ class ErrorAndCodeScore:
     def neighbor_distances(self, codes: np.ndarray) -> np.ndarray:
         """Mean distance of each code to its nearest training codes (standardised units)."""
         k = min(self.neighbors, len(self.reference_))
-        mean: np.ndarray = _nearest(codes / self.code_scale_, self.reference_, k).mean(axis=1)
+        mean: np.ndarray = nearest(codes / self.code_scale_, self.reference_, k).mean(axis=1)
         return mean
 
     def __call__(self, errors: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -107,7 +106,7 @@ class ErrorAndCodeScore:
         return scores
 
 
-def _nearest(codes: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+def nearest(codes: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
     """The distances from each code to its k nearest reference codes, nearest first.
 
     Each distance is summed from the coordinates' differences, not through a matrix product
@@ -128,9 +127,15 @@ def _nearest(codes: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
 
 
 def threshold_at(errors: np.ndarray, percentile: float) -> float:
-    """The `percentile`-th percentile of `errors`: scores above it are anomalies.
+    """The threshold above which at most `100 - percentile`% of new normal rows score.
 
-    The scores must be finite numbers: a NaN would make the threshold NaN, flagging nothing.
+    The smallest of the scores with at least `percentile`% of them, counting a new row's
+    among them, at or below it: the split-conformal quantile. When `errors` are scores of
+    rows the model did not fit (a table's, aekit.anomaly.table_score), a new normal row
+    exceeds it with probability at most 1 - percentile/100 (and within 1/(n + 1) of it);
+    numpy's interpolated percentile, which scikit-learn and PyOD take, lets up to 1/(n + 1)
+    more through (a percentage point at 100 rows). The scores must be finite numbers: a NaN
+    would make the threshold NaN, flagging nothing.
     """
     if isinstance(percentile, bool) or not isinstance(percentile, int | float):
         raise ConfigError(f"percentile must be a number in (0, 100), got {percentile!r}")
@@ -145,7 +150,8 @@ def threshold_at(errors: np.ndarray, percentile: float) -> float:
             f"{bad} of {values.size} training scores are NaN or infinite, so no threshold can "
             "be set; check the training data and the model for NaN"
         )
-    return float(np.percentile(values, percentile))
+    rank = math.ceil(round((values.size + 1) * percentile / 100, 9))  # 9: float noise
+    return float(np.sort(values)[min(rank, values.size) - 1])
 
 
 def auroc(scores: np.ndarray, is_anomaly: np.ndarray) -> float:

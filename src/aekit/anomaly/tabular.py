@@ -10,6 +10,12 @@ linear reconstruction in the scaled space; its loss and its per-row score are th
 squared error there, so no feature dominates by its units. Width, batch size and epochs
 follow from the table's shape, and training stops early once the error on a held-out tenth
 of the training rows stops falling, keeping the best weights.
+
+The network holds `TABLE_MEMBERS` autoencoders, cross-fitted: a hash of each row's values
+(`fold_of`) names the one member that never trains on it. So every training row has a
+score from a member that did not see it, scored as a new row is; thresholds and the
+score's units are taken from those (aekit.anomaly.scores.TableScore), and flag on new
+normal rows the share they promise. A new row's score averages the members'.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import torch
 from torch import nn
 
 from aekit import metrics
+from aekit.anomaly.folds import TABLE_MEMBERS, fold_of
 from aekit.anomaly.scaling import SCALINGS, fit_scaling
 from aekit.anomaly.scores import CODE_KEY, SCORE_KEY
 from aekit.data.dataset import Dataset
@@ -95,11 +102,14 @@ def sized_epochs(n_rows: int, batch_size: int) -> int:
 
 
 class TabularAutoencoder(ReconstructionNetwork):
-    """Scaled features, a fully-connected encoder to a linear code, a mirrored linear decoder.
+    """Scaled features; per member, a fully-connected encoder to a linear code and a mirrored
+    linear decoder.
 
-    `forward(x)` takes rows in the features' own units and gives (reconstruction in the
-    scaled space, code); `output` takes a reconstruction back to the features' units.
-    `center` and `scale` are set with `fit_scaling`'s statistics (`set_scaling`).
+    `forward(x)` takes rows in the features' own units and gives (the members' mean
+    reconstruction in the scaled space, the members' codes side by side); `output_of` takes
+    a reconstruction back to the features' units. `center` and `scale` are set with
+    `fit_scaling`'s statistics (`set_scaling`). Member `m` trains on the rows whose
+    `fold_of` is not `m`.
     """
 
     center: torch.Tensor
@@ -107,30 +117,50 @@ class TabularAutoencoder(ReconstructionNetwork):
     input_dtype = torch.float64  # rows are scaled in float64 first (predict_input_fn)
 
     def __init__(
-        self, n_features: int, hidden_units: Sequence[int], activation_fn: Activation = "relu"
+        self,
+        n_features: int,
+        hidden_units: Sequence[int],
+        activation_fn: Activation = "relu",
+        members: int = TABLE_MEMBERS,
     ) -> None:
         super().__init__()
         units = check_units("hidden_units", hidden_units)
         self.n_features = n_features
+        self.members = members
+        self.code_size = units[-1]
         self.image_shape = (1, 1, n_features)  # drawn as a strip of values, if ever
         # float64: a feature whose mean is far larger than its spread (1e6 ± 1e-3) keeps its
         # scaled values; float32 statistics would shift them by many standard deviations.
         self.register_buffer("center", torch.zeros(n_features, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(n_features, dtype=torch.float64))
-        self.encoder = _stack([n_features, *units], activation_fn)
-        self.decoder = _stack([*units[::-1], n_features], activation_fn)
+        self.encoders = nn.ModuleList(
+            _stack([n_features, *units], activation_fn) for _ in range(members)
+        )
+        self.decoders = nn.ModuleList(
+            _stack([*units[::-1], n_features], activation_fn) for _ in range(members)
+        )
 
     def scale_rows(self, x: torch.Tensor) -> torch.Tensor:
         """Rows in the space the network works in: centred, scaled, clipped, in its dtype."""
+        # In the weights' dtype: float32 to train, float64 in the detector's scoring copy.
+        return self._standardised(x).to(self._dtype())
+
+    def folds(self, x: torch.Tensor) -> torch.Tensor:
+        """The member that never trains on each row (`fold_of` its scaled values)."""
+        return fold_of(self._standardised(x), self.members)
+
+    def _standardised(self, x: torch.Tensor) -> torch.Tensor:
+        """Centred, scaled and clipped, in float64 whatever the weights' dtype."""
         if x.dim() < 2 or x.shape[1:].numel() != self.n_features:
             raise InputError(
                 f"rows of shape {tuple(x.shape[1:])} do not fit a model of {self.n_features} "
                 "features; give rows with the features it was trained on"
             )
         rows = x.flatten(1).to(self.scale.dtype)
-        scaled = ((rows - self.center) / self.scale).clamp(-_CLIP, _CLIP)
-        # In the weights' dtype: float32 to train, float64 in the detector's scoring copy.
-        return scaled.to(next(self.encoder.parameters()).dtype)
+        return ((rows - self.center) / self.scale).clamp(-_CLIP, _CLIP)
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.encoders.parameters()).dtype
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -141,33 +171,50 @@ class TabularAutoencoder(ReconstructionNetwork):
         return (decoded * self.scale + self.center).to(decoded.dtype)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The code of rows in the features' own units."""
-        code: torch.Tensor = self.encoder(self.scale_rows(x))
-        return code
+        """The members' codes of rows in the features' own units, side by side."""
+        scaled = self.scale_rows(x)
+        return torch.cat([encoder(scaled) for encoder in self.encoders], dim=1)
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
-        """The reconstruction, in the scaled space, of codes."""
-        rows: torch.Tensor = self.decoder(code)
-        return rows
+        """The members' mean reconstruction, in the scaled space, of codes side by side."""
+        parts = torch.split(code, self.code_size, dim=1)
+        rows = [decoder(part) for decoder, part in zip(self.decoders, parts, strict=True)]
+        return torch.stack(rows).mean(dim=0)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         code = self.encode(x)
         return self.decode(code), code  # kept flat: the rows' scaled space
 
-    def errors_and_codes(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's reconstruction error and code, in the network's dtype and device.
+    def member_errors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's reconstruction error of each row, (members, N), and codes (members,
+        N, code size)."""
+        scaled = self.scale_rows(x)
+        codes = torch.stack([encoder(scaled) for encoder in self.encoders])
+        rebuilt = torch.stack(
+            [decoder(code) for decoder, code in zip(self.decoders, codes, strict=True)]
+        )
+        return (rebuilt - scaled).square().mean(dim=2), codes
+
+    def errors_and_codes(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each member's error, (members, N), and code, (members, N, code size), of rows, and
+        each row's fold.
 
         Rows go through in batches, each copied on its own: a read-only memory map is read
         a batch at a time, never whole.
         """
-        errors, codes = [], []
+        errors, codes, folds = [], [], []
         with torch.no_grad():
             for start in range(0, len(x), _BATCH):
                 rows = torch.from_numpy(np.array(x[start : start + _BATCH])).to(self.scale.device)
-                reconstruction, code = self(rows)
-                errors.append(metrics.example_mse(self.scale_rows(rows), reconstruction).cpu())
+                error, code = self.member_errors(rows)
+                errors.append(error.cpu())
                 codes.append(code.cpu())
-        return torch.cat(errors).numpy(), torch.cat(codes).numpy()
+                folds.append(self.folds(rows).cpu())
+        if not errors:
+            empty = torch.empty(self.members, 0, self.code_size, dtype=self._dtype())
+            return empty[:, :, 0].numpy(), empty.numpy(), np.zeros(0, dtype=np.int64)
+        joined = (torch.cat(errors, dim=1), torch.cat(codes, dim=1), torch.cat(folds))
+        return joined[0].numpy(), joined[1].numpy(), joined[2].numpy()
 
 
 def _stack(widths: Sequence[int], activation_fn: Activation) -> nn.Sequential:
@@ -185,24 +232,30 @@ def tabular_model_fn(
     mode: ModeKeys,
     params: Mapping[str, Any],
 ) -> EstimatorSpec:
-    """Mean squared reconstruction error of scaled rows.
+    """Mean squared reconstruction error of scaled rows; in training each row teaches the
+    members other than its `fold_of` (labels, when given, are those folds).
 
-    Predictions: `prediction` (the reconstruction in the features' own units), `embedding`
-    (the code) and `reconstruction_error` (the row's error, the anomaly score's first part).
+    Predictions: `prediction` (the members' mean reconstruction in the features' own
+    units), `embedding` (the members' codes side by side) and `reconstruction_error` (that
+    prediction's error; the anomaly score takes each member's, `TableScore`). EVAL's loss
+    is the members' mean error.
     """
-    target = network.scale_rows(features)
-    reconstruction, code = network(features)
-    errors = metrics.example_mse(target, reconstruction)
+    errors, codes = network.member_errors(features)
+    if mode is ModeKeys.TRAIN:
+        folds = network.folds(features) if labels is None else labels.long()
+        members = torch.arange(network.members, device=errors.device).unsqueeze(1)
+        teaches = (members != folds.unsqueeze(0)).to(errors.dtype)
+        loss = (errors * teaches).sum() / teaches.sum().clamp(min=1)
+        return EstimatorSpec(mode, loss=with_weight_decay(loss, network, params))
+    embedding = torch.cat(list(codes), dim=1)
+    reconstruction, target = network.decode(embedding), network.scale_rows(features)
     if mode is ModeKeys.PREDICT:
         prediction = network.output_of(reconstruction).reshape(features.shape)
-        return EstimatorSpec(
-            mode, predictions={"prediction": prediction, CODE_KEY: code, SCORE_KEY: errors}
-        )
-    loss = errors.mean()
-    if mode is ModeKeys.TRAIN:
-        return EstimatorSpec(mode, loss=with_weight_decay(loss, network, params))
+        error = metrics.example_mse(target, reconstruction)
+        predictions = {"prediction": prediction, CODE_KEY: embedding, SCORE_KEY: error}
+        return EstimatorSpec(mode, predictions=predictions)
     rmse = metrics.root_mean_squared_error(target, reconstruction)
-    return EstimatorSpec(mode, loss=loss, eval_metric_ops={"rmse": rmse})
+    return EstimatorSpec(mode, loss=errors.mean(), eval_metric_ops={"rmse": rmse})
 
 
 def tabular_config(seed: int, device: str = "cpu", **settings: Any) -> RunConfig:
@@ -303,7 +356,7 @@ class KeepBestOnHeldOut(Hook):
         network = context.network
         assert isinstance(network, TabularAutoencoder)
         network.eval()
-        errors, _ = network.errors_and_codes(self.held)
+        errors, _, _ = network.errors_and_codes(self.held)
         network.train()
         error = float(errors.mean())
         if context.history is not None:  # "held_out_loss" in the epoch's record

@@ -159,6 +159,7 @@ class ScoreReport:
     examples: int
     flagged: int
     auroc: float | None
+    normal_flagged: float | None = None  # the share of the labelled normal rows flagged
 
     def summary(self) -> str:
         """One line for the terminal."""
@@ -166,6 +167,11 @@ class ScoreReport:
             f"threshold={self.threshold:.5g} (percentile {self.percentile:g} of training scores) "
             f"flagged={self.flagged}/{self.examples}"
         )
+        if self.normal_flagged is not None:  # what the percentile promised, and what it did
+            text += (
+                f" ({100 * self.normal_flagged:.1f}% of the normal rows; percentile "
+                f"{self.percentile:g} aims at {100 - self.percentile:.3g}%)"
+            )
         return text + (f" auroc={self.auroc:.4f}" if self.auroc is not None else "")
 
 
@@ -180,7 +186,9 @@ def score(
 ) -> ScoreReport:
     """Anomaly scores of a data set: a CSV, a histogram PNG, the threshold, maybe the AUROC.
 
-    The threshold is the `percentile` of the scores of the run's own training data. Scored
+    The threshold is the `percentile` of the scores of the run's own training data (on a
+    table, each row scored by the members of the model that never trained on it, so that
+    about 100 - percentile % of new normal rows lie above it). Scored
     are the run's test split with every class (those left out by `--exclude-classes`
     included), or every example of `dataset`. When the run left classes out and the scored
     data have labels, those classes count as the anomalies for the AUROC. The score is the
@@ -189,7 +197,7 @@ def score(
     images the error alone.
     """
     from aekit.anomaly import AnomalyDetector, auroc, write_scores_csv
-    from aekit.anomaly.scores import TABLE_CODE_WEIGHT, TABLE_NEIGHBORS
+    from aekit.anomaly.table_score import TABLE_CODE_WEIGHT, TABLE_NEIGHBORS
     from aekit.viz import histogram_plot, log_figure
 
     # Without `dataset`, `data_dir` is where the run's own data now live (both the threshold's
@@ -224,10 +232,12 @@ def score(
     with writing(out / "scores.csv"):
         csv_path = write_scores_csv(out / "scores.csv", scores, detector.threshold, labels)
     excluded = settings.get("exclude_classes")
-    area = None
+    area = normal_flagged = None
     groups = {"training": detector.training_scores}
     if excluded and labels is not None:
         anomalous = np.isin(labels, excluded)
+        if not anomalous.all():
+            normal_flagged = float((scores[~anomalous] > detector.threshold).mean())
         if anomalous.any() and not anomalous.all():
             area = auroc(scores, anomalous)
             groups |= {"scored, normal": scores[~anomalous], "scored, anomalous": scores[anomalous]}
@@ -251,6 +261,7 @@ def score(
         examples=len(scores),
         flagged=int((scores > detector.threshold).sum()),
         auroc=area,
+        normal_flagged=normal_flagged,
     )
 
 
