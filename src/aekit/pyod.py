@@ -64,8 +64,9 @@ class AutoEncoder(BaseEstimator):  # type: ignore[misc]
         random_state: the seed (None: a fresh one each fit).
         device: "cpu", "cuda" or None (CUDA when there is one).
         verbose: 0 quiet, 1 a progress bar and a line per epoch, 2 the lines alone.
-        scaling, validation_fraction, patience, n_estimators, code_weight, n_neighbors,
-            max_rows: as `AutoencoderOutlierDetector`'s.
+
+    `scaling`, `validation_fraction`, `patience`, `n_estimators`, `code_weight`,
+    `n_neighbors` and `max_rows` are `AutoencoderOutlierDetector`'s.
     """
 
     def __init__(

@@ -1,8 +1,9 @@
 """Anomaly detection: scores from reconstruction errors and codes, thresholds, detectors.
 
 `AutoencoderOutlierDetector` (scikit-learn's outlier API) detects anomalies among the rows
-of a table; `aekit train fully_connected` on a table trains the same model. `AnomalyDetector`
-scores with any trained reconstruction Estimator (images too).
+of a table (`aekit.pyod.AutoEncoder` is the same detector in PyOD's convention); `aekit train
+fully_connected` on a table trains the same model. `AnomalyDetector` scores with any trained
+reconstruction Estimator (images too). A table's score is `TableScore`'s.
 """
 
 from aekit.anomaly.detector import AnomalyDetector, errors_and_codes, reconstruction_errors
@@ -15,12 +16,14 @@ from aekit.anomaly.scores import (
     threshold_at,
     write_scores_csv,
 )
+from aekit.anomaly.table_score import TableScore
 
 __all__ = [
     "SCORE_KEY",
     "AnomalyDetector",
     "AutoencoderOutlierDetector",
     "ErrorAndCodeScore",
+    "TableScore",
     "auroc",
     "errors_and_codes",
     "read_scores_csv",

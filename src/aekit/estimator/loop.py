@@ -180,7 +180,8 @@ class TrainLoop:
                     hook.after_run(context, result)
                 if self._save_due(step):
                     self._save()  # a saving listener may evaluate: that closes a record
-                self._hand_out_records()
+                if not batches.marks_epochs:  # else at the epoch's end, its evaluation joined
+                    self._hand_out_records()
             for hook in self.hooks:
                 hook.end(context)
         unsaved = self.saved_step != state.global_step or not latest_checkpoint(context.model_dir)
