@@ -96,7 +96,8 @@ class Block:
     language: str  # the first word of the fence's info string, lower case ("" for none)
     code: str  # without the fences, dedented
     line: int  # the line of the opening fence, 1-based
-    skip: bool  # the block is preceded by <!-- no-test -->
+    skip: bool  # the block is preceded by <!-- no-test --> (or <!-- no-test: why -->)
+    note: str  # the comment before the block, if any
     title: str | None  # title="..." of the fence's info string
 
 
@@ -132,7 +133,8 @@ def code_blocks(text: str) -> list[Block]:
                 language=info.split()[0].lstrip(".{").lower() if info else "",
                 code="\n".join(body) + "\n",
                 line=start + 1,
-                skip=bool(before) and before[-1] == NO_TEST,
+                skip=bool(before) and before[-1].startswith(NO_TEST[:-4]),
+                note=before[-1] if before and before[-1].startswith("<!--") else "",
                 title=title[1] if title else None,
             )
         )

@@ -20,6 +20,8 @@ from aekit.anomaly.scores import threshold_at
 from aekit.cli.main import main
 from aekit.pyod import AutoEncoder
 
+pytestmark = pytest.mark.slow  # dozens of fits over 5 to 10 seeds each
+
 CONTAMINATIONS = (0.01, 0.05, 0.1)
 SEEDS = range(5)
 SMALL_SEEDS = range(10)  # 100 rows: a 5-seed mean strays 1 point by chance alone

@@ -146,6 +146,7 @@ def test_networks_without_a_decoder_are_refused_before_writing(kind: str, tmp_pa
     assert not (tmp_path / "model").exists()
 
 
+@pytest.mark.slow
 def test_an_export_replaces_the_earlier_one_as_a_whole_set(tmp_path: Path) -> None:
     out = tmp_path / "export"
     export_model(make("fc"), out)

@@ -135,6 +135,7 @@ def test_seeds_ensemble_averages_and_the_callers_random_state_is_kept() -> None:
     np.testing.assert_allclose(det.score_samples(x), -np.mean(each, axis=0), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_the_code_distance_finds_rows_that_follow_the_pattern_too_far() -> None:
     # Rows on the normal rows' plane but 3.5 standard deviations out in every direction:
     # reconstructed about as well as normal rows, while their codes lie far out.

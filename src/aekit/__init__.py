@@ -1,10 +1,12 @@
-"""aekit: autoencoders in PyTorch with an Estimator-style API."""
+"""aekit: autoencoders in PyTorch with an Estimator-style API.
 
-import importlib
+The names below load on first use (aekit.lazy): `import aekit` costs neither torch nor
+scikit-learn until a model, a pipeline or a detector is asked for.
+"""
+
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING
 
-from aekit import anomaly, data, hooks, metrics, models, summary
 from aekit.errors import (
     AekitError,
     CheckpointError,
@@ -13,28 +15,48 @@ from aekit.errors import (
     NanLossError,
     SpecError,
 )
-from aekit.estimator import (
-    Estimator,
-    EstimatorSpec,
-    EvalSpec,
-    History,
-    ModeKeys,
-    RunConfig,
-    TrainSpec,
-    train_and_evaluate,
-)
-from aekit.models import (
-    AutoEncoder,
-    Classifier,
-    ConvolutionalAutoencoder,
-    StackedDenoisingAutoencoder,
-    VariationalAutoencoder,
-)
+from aekit.lazy import attach
+
+if TYPE_CHECKING:
+    from aekit import anomaly, data, hooks, metrics, models, pyod, sklearn, summary
+    from aekit.estimator import (
+        Estimator,
+        EstimatorSpec,
+        EvalSpec,
+        History,
+        RunConfig,
+        TrainSpec,
+        train_and_evaluate,
+    )
+    from aekit.models import (
+        AutoEncoder,
+        Classifier,
+        ConvolutionalAutoencoder,
+        StackedDenoisingAutoencoder,
+        VariationalAutoencoder,
+    )
+    from aekit.modes import ModeKeys
 
 try:  # one place holds the version: pyproject.toml, read from the installed package's metadata
     __version__ = version("aekit")
 except PackageNotFoundError:  # a source tree on sys.path that was never installed
     __version__ = "0+unknown"
+
+_WHERE = {
+    **{name: f"aekit.{name}" for name in
+       ("anomaly", "data", "hooks", "metrics", "models", "pyod", "sklearn", "summary")},
+    **dict.fromkeys(("Estimator", "EstimatorSpec", "EvalSpec", "History", "RunConfig",
+                     "TrainSpec", "train_and_evaluate"), "aekit.estimator"),
+    **dict.fromkeys(("AutoEncoder", "Classifier", "ConvolutionalAutoencoder",
+                     "StackedDenoisingAutoencoder", "VariationalAutoencoder"), "aekit.models"),
+    "ModeKeys": "aekit.modes",
+}  # fmt: skip
+__getattr__, _names = attach(__name__, _WHERE)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_names()})
+
 
 __all__ = [
     "AekitError",
@@ -66,11 +88,3 @@ __all__ = [
     "summary",
     "train_and_evaluate",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # aekit.sklearn and aekit.pyod import scikit-learn, about a second: they load on first
-    # use, not with aekit.
-    if name in ("sklearn", "pyod"):
-        return importlib.import_module(f"aekit.{name}")
-    raise AttributeError(f"module 'aekit' has no attribute {name!r}")

@@ -11,17 +11,22 @@ from __future__ import annotations
 import math
 import reprlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from aekit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 40
 MAX_LIST = 64
 """The most items of a list setting (layers, filters, rates): real runs use a handful."""
+MAX_CODE_WEIGHT = 1e6
+"""The largest weight of the code distance in an anomaly score: beyond, it drowns the other
+parts, and scores overflow float64."""
 MAX_TEXT = 4096
 """The longest name or path: the operating system takes no longer path."""
 
@@ -181,6 +186,20 @@ class Labels(Check):
     parse = Sizes.parse
 
 
+class Names(Check):
+    """A list of distinct names (a table's columns), each a `Text`."""
+
+    def __call__(self, name: str, value: Any) -> list[str]:
+        items = _items(value)
+        if (
+            items is None
+            or not all(isinstance(v, str) for v in items)
+            or len(set(items)) < len(items)
+        ):
+            raise ConfigError(f"{name} must be a list of distinct names, got {shown(value)}")
+        return [Text()(name, v) for v in items]
+
+
 class Rates(Check):
     """One positive number, or a list of 1 to MAX_LIST of them (one per layer)."""
 
@@ -206,6 +225,8 @@ class Device(Check):
         Text()(name, value)
         if value == "auto":
             return str(value)
+        import torch  # on use: the command line's help reads these checks without torch
+
         try:
             kind: str | None = torch.device(value).type
         except (RuntimeError, ValueError):
@@ -217,6 +238,8 @@ class Device(Check):
 
 def resolve_device(name: str) -> torch.device:
     """Turn "auto" or a device string into a torch.device that exists here."""
+    import torch  # on use: the command line's help reads these checks without torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

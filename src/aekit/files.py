@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from aekit.errors import AekitError, ConfigError, StorageError
+from aekit.errors import AekitError, ConfigError, InputError, StorageError
 
 # A full disk, a read-only or foreign directory, a file-size limit: the user's to fix.
 DISK_ERRNOS = frozenset(
@@ -74,6 +74,23 @@ def writing(path: str | Path) -> Iterator[None]:
         raise
     except OSError as exc:
         raise storage_error(path, exc) from exc
+
+
+@contextmanager
+def reading(path: str | Path, what: str = "it") -> Iterator[None]:
+    """Turn an OSError of the block into one InputError naming `path` and the reason.
+
+    The one way data is read: a link that loops, a file without read permission, one that
+    vanished, each is a line naming it rather than a traceback.
+    """
+    try:
+        yield
+    except AekitError:
+        raise
+    except OSError as exc:
+        raise InputError(
+            f"{path}: cannot read {what} ({os_reason(exc)}); fix or remove it, or give other data"
+        ) from None
 
 
 def ensure_dir(directory: str | Path) -> Path:

@@ -21,17 +21,7 @@ import aekit
 from aekit.cli import limits
 from aekit.cli.main import main
 from aekit.data import numpy_input_fn
-
-
-def fails(capsys: pytest.CaptureFixture[str], *args: str | Path) -> str:
-    """The single error line of a command that must fail with status 2."""
-    status = main([str(a) for a in args])
-    err = capsys.readouterr().err.strip()
-    assert status == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("aekit: error:"), err
-    assert "Traceback" not in err
-    return lines[0]
+from refusals import fails
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -416,6 +406,7 @@ def test_exclude_classes_need_integer_labels(
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_the_real_executable_prints_only_the_error_line(fc_run: Path, tmp_path: Path) -> None:
     """No log line (such as the checkpoint's restore) comes before a command's refusal."""
     a_file = tmp_path / "file.txt"

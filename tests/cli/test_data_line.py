@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aekit.cli.data import _labels
 from aekit.cli.main import main
 
 
@@ -63,32 +62,30 @@ def test_a_named_data_set_and_a_table_say_so_in_one_line(
         [line] = data_lines(caplog)
     assert line.startswith("data: digits (a named data set): 1,")
     assert line.endswith(
-        "examples of shape [8, 8], uint8, 9 classes (labels 0..8), classes 9 left out"
+        "examples of shape [8, 8], uint8, 9 classes (labels 0..8), class 9 left out"
     )
     rows = np.random.default_rng(1).normal(size=(200, 7))
     labels = (np.arange(200) % 10 == 0).astype(int)
     np.savez(tmp_path / "t.npz", X=rows, y=labels)
-    with caplog.at_level(logging.INFO, logger="aekit"):
-        assert main(["train", "fully_connected", "--dataset", str(tmp_path / "t.npz"), "--epochs",
-                     "1", "--model-dir", str(tmp_path / "t")]) == 0  # fmt: skip
-        [line] = data_lines(caplog)
-    assert line == (
-        f"data: {tmp_path / 't.npz'} (a .npz file): 160 training and 40 test examples of shape "
-        "[7], float64, 2 classes (labels 0, 1); rows of 7 features, a table: trained as a table "
-        "(--scaling none says otherwise); labels 1 mark anomalies, left out of training"
+    with (tmp_path / "t.csv").open("w") as f:  # the same rows as a CSV with a header
+        f.write(",".join([f"f{i}" for i in range(7)] + ["label"]) + "\n")
+        lines = zip(rows.tolist(), labels.tolist(), strict=True)
+        f.writelines(",".join(map(repr, [*row, label])) + "\n" for row, label in lines)
+    described = {}
+    for source in ("t.npz", "t.csv"):
+        run = tmp_path / f"run-{source}"
+        with caplog.at_level(logging.INFO, logger="aekit"):
+            assert main(["train", "fully_connected", "--dataset", str(tmp_path / source),
+                         "--epochs", "1", "--model-dir", str(run)]) == 0  # fmt: skip
+            [trained] = data_lines(caplog)
+            for command in (["evaluate"], ["score", "--output", str(run / "s")]):
+                assert main([command[0], "--model-dir", str(run), *command[1:]]) == 0
+                [line] = data_lines(caplog)
+                assert trained.startswith(line)  # one line per source, whatever the command
+        described[source] = trained.replace(str(tmp_path / source), "T").replace(".csv", ".npz")
+    assert described["t.csv"] == described["t.npz"]  # the same rows: the same line
+    assert described["t.npz"] == (
+        "data: T (a .npz file): 140 training and 40 test examples of shape [7], float64, 1 "
+        "class (labels 0), class 1 left out; rows of 7 features, a table: trained as a table "
+        "(--scaling none says otherwise); labels 1 mark anomalies"
     )
-
-
-@pytest.mark.parametrize(
-    ("ys", "said"),
-    [
-        ([np.arange(10), None], "no labels"),
-        ([np.array([3, 7]), np.array([7, 9])], "3 classes (labels 3, 7, 9)"),
-        ([np.arange(0, 40, 2)], "20 classes (labels 0 to 38)"),
-        ([np.array([0.5, 1.0, 0.5])], "float64 labels of 2 distinct values"),
-        ([np.array(["cat", "dog", "cat"])], "2 classes (<U3 labels)"),
-        ([np.eye(3)], "labels of shape [3]"),
-    ],
-)
-def test_labels_in_a_few_words(ys: list[np.ndarray | None], said: str) -> None:
-    assert _labels(ys) == said

@@ -153,6 +153,7 @@ def test_errors_are_one_line_and_write_nothing(
     assert not any((tmp_path / name).exists() for name in "abcde")
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_ends_the_command_without_a_traceback(trained: Path) -> None:
     # `aekit score ... | head -0`: the pipe's reader is gone before aekit writes a line.
     process = subprocess.Popen(

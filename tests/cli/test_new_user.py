@@ -185,6 +185,7 @@ def test_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--seed SEED random seed of the codes drawn (default: 0)" in sample_help
 
 
+@pytest.mark.slow
 def test_missing_mnist_is_one_short_line_naming_data_dir(tmp_path: Path) -> None:
     # Every mirror is refused at once: a proxy on a closed local port.
     env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}

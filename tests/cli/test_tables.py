@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +232,77 @@ def test_the_command_line_and_the_detector_give_the_same_scores(
     settings = json.loads((model_dir / "hparams.json").read_text())
     assert settings["hidden_units"] == detector.hidden_units_
     assert settings["weight_decay"] is None
+
+
+KILLER = """
+import os, signal, sys
+from torch.optim import optimizer
+from aekit.cli.main import main
+
+steps = [0]
+kill_at = int(sys.argv[1])
+
+def before_step(opt, args, kwargs):
+    steps[0] += 1
+    if steps[0] == kill_at:  # this step is not taken, nor anything after it saved
+        os.kill(os.getpid(), signal.SIGKILL)
+
+optimizer.register_optimizer_step_pre_hook(before_step)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_table_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 2)) @ rng.normal(size=(2, 6)) + 0.1 * rng.normal(size=(600, 6))
+    data = write_csv(tmp_path / "t.csv", x, np.zeros(len(x), int))
+    args = ["train", "fully_connected", "--dataset", str(data), "--seed", "3", "--model-dir"]
+    assert main([*args, str(tmp_path / "straight")]) == 0
+    saved = sorted(ckpt.step_of(p) for p in ckpt.list_checkpoints(tmp_path / "straight"))
+    straight = ckpt.load(ckpt.latest_checkpoint(tmp_path / "straight"))  # type: ignore[arg-type]
+    end, epoch = straight["global_step"], saved[-2] - saved[-3]  # a checkpoint an epoch
+    # Early stopping (patience 3) ended it 3 epochs after its best, with the best's weights.
+    # Killed in the middle of the epoch before the last, the resumed run must carry the best
+    # weights and the epochs waited since, and continue with the same batches.
+    assert end % epoch == 0 and end < 100 * epoch
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    kill_at = end - epoch - epoch // 2
+    command = [sys.executable, str(script), str(kill_at), *args, str(tmp_path / "run")]
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    latest = ckpt.latest_checkpoint(tmp_path / "run")
+    assert latest is not None and ckpt.step_of(latest) == end - 2 * epoch
+    assert main([*args, str(tmp_path / "run")]) == 0
+    resumed = ckpt.load(ckpt.latest_checkpoint(tmp_path / "run"))  # type: ignore[arg-type]
+    assert resumed["global_step"] == end
+    for name, tensor in straight["network"].items():
+        assert torch.equal(resumed["network"][name], tensor), name
+
+
+def test_score_matches_a_table_s_columns_by_name(
+    csv_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, model_dir = csv_run
+    with data.open() as f:
+        header, *rows = list(csv.reader(f))
+    order = [*range(FEATURES - 1, -1, -1), FEATURES]  # the features reversed, the label last
+    shuffled = model_dir.parent / "reversed.csv"
+    with shuffled.open("w", newline="") as f:
+        csv.writer(f).writerows([[row[i] for i in order] for row in [header, *rows]])
+    scores = {}
+    for name, source in (("trained", data), ("reversed", shuffled)):
+        status, out, _ = run(capsys, "score", "--model-dir", model_dir, "--dataset", source,
+                             "--output", model_dir.parent / f"by-{name}")  # fmt: skip
+        assert status == 0, out
+        with (model_dir.parent / f"by-{name}" / "scores.csv").open() as f:
+            scores[name] = [r["score"] for r in csv.DictReader(f)]
+    assert scores["reversed"] == scores["trained"]  # reordered by name, not taken by position
+    renamed = model_dir.parent / "renamed.csv"
+    renamed.write_text(data.read_text().replace("feature_0,", "other_0,", 1))
+    status, _, err = run(capsys, "score", "--model-dir", model_dir, "--dataset", renamed)
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert "lacks 'feature_0' and has 'other_0' besides the columns" in err

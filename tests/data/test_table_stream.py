@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
-from collections.abc import Callable, Iterable
+import itertools
+import signal
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import torch
 
 import aekit
 from aekit.data import table_input_fn
-from aekit.data.context import InputContext
+from aekit.data.context import EpochEnd, EpochStream, InputContext, calling
 from aekit.data.table_files import open_table
 from aekit.data.tables import ArrayTable
 from aekit.errors import AekitError, ConfigError, InputError
@@ -179,3 +182,111 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
     pq.write_table(pa.table({"a": [1.0]}), one_row)
     with pytest.raises(InputError, match="cannot give each of 2 processes"):
         ids(table_input_fn(one_row), InputContext(None, 2, 0))
+
+
+@contextlib.contextmanager
+def within(seconds: float) -> Iterator[None]:
+    """Fail the block, rather than hang the tests, when it runs longer than `seconds`."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s: it would run for ever")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def write_groups(path: Path, groups: list[int]) -> Path:
+    """A Parquet file with row groups of these sizes (0: an empty row group), ids from 0."""
+    data = pa.table(columns(sum(groups)))
+    with pq.ParquetWriter(path, data.schema) as writer:
+        start = 0
+        for size in groups:
+            writer.write_table(data.slice(start, size))
+            start += size
+    assert pq.ParquetFile(path).metadata.num_row_groups == len(groups)
+    return path
+
+
+def epochs(
+    input_fn: Callable[[], Iterable[Any]], context: InputContext, count: int
+) -> list[np.ndarray]:
+    """The ids of the rows of the first `count` epochs one process gets, an array an epoch."""
+    stream = calling(input_fn, context)
+    assert isinstance(stream, EpochStream)
+    found: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    for item in itertools.islice(stream.with_epoch_ends(), 10_000):
+        if isinstance(item, EpochEnd):
+            assert rows, f"epoch {item.index} gave process {context.shard_index} no rows"
+            found.append(np.concatenate(rows).astype(np.int64))
+            rows = []
+            if len(found) == count:
+                return found
+        else:
+            rows.append(item[0][:, 0].numpy())
+    raise AssertionError(f"{len(found)} epochs in 10,000 items")
+
+
+def test_empty_row_groups_neither_hang_nor_end_an_endless_input(tmp_path: Path) -> None:
+    for groups in ([5, 0], [0, 5, 0], [0, 3, 0, 0, 4], [0, 2, 2, 0], [4, 0, 0, 0]):
+        path = write_groups(tmp_path / f"{len(groups)}-{groups[0]}.parquet", groups)
+        input_fn = table_input_fn(path, batch_size=2, num_epochs=None, seed=0)
+        n = sum(groups)
+        for shards in (1, 2):
+            with within(10):
+                shares = [epochs(input_fn, InputContext(None, shards, k, True), 4)
+                          for k in range(shards)]  # fmt: skip
+            for epoch in zip(*shares, strict=True):  # equal, disjoint shares of rows
+                assert len({len(share) for share in epoch}) == 1, (groups, shards)
+                assert len(epoch[0]) >= n // shards - 1, (groups, shards)
+                together = np.concatenate(epoch)
+                assert len(set(together)) == len(together) and set(together) <= set(range(n))
+
+
+@pytest.mark.parametrize(
+    ("groups", "shards", "batch", "says"),
+    [
+        ([1, 0], 2, 2, "1 row(s) cannot give each of 2 processes a share"),
+        ([0, 1, 0, 0], 2, 2, "1 row(s) cannot give each of 2 processes a share"),
+        (
+            [3, 3],
+            2,
+            4,
+            "rows split [3, 3] among 2 process(es) give one 3 rows, fewer than batch_size=4",
+        ),
+        ([3, 0], 1, 4, "rows split [3] among 1 process(es) give one 3 rows"),
+    ],
+)
+def test_a_share_that_would_give_no_batch_is_refused_by_every_process_alike(
+    tmp_path: Path, groups: list[int], shards: int, batch: int, says: str
+) -> None:
+    # Endless, every process the same number of batches (training): a process left without
+    # a batch would loop through empty epochs for ever, and the others wait for it.
+    path = write_groups(tmp_path / "t.parquet", groups)
+    input_fn = table_input_fn(path, batch_size=batch, num_epochs=None, drop_remainder=True)
+    messages = set()
+    for k in range(shards):
+        with within(10), pytest.raises(InputError) as caught:
+            ids(input_fn, InputContext(None, shards, k, True))
+        messages.add(str(caught.value))
+    assert len(messages) == 1  # the same decision, from the same counts
+    message = messages.pop()
+    assert says in message and message.startswith(str(path)) and "\n" not in message, message
+
+
+class Hollow(ArrayTable):
+    """An array table whose pieces hold none of the rows they declare: a source that lies."""
+
+    def read_piece(self, index: int, labels: bool = False) -> Iterator[tuple[np.ndarray, None]]:
+        yield from ()
+
+
+def test_an_epoch_without_a_batch_ends_an_endless_input_with_an_error() -> None:
+    input_fn = table_input_fn(Hollow(np.zeros((10, 2)), piece_rows=5), num_epochs=None)
+    with within(10), pytest.raises(InputError, match="epoch 0 gave process 0 no batch"):
+        ids(input_fn)

@@ -73,6 +73,7 @@ def zoo(root: Path, **settings: Any) -> Iterator[tuple[str, aekit.Estimator, boo
         yield f"classifier-encoder-frozen={frozen}", on_codes, True
 
 
+@pytest.mark.slow
 def test_every_zoo_step_is_one_graph(tmp_path: Path) -> None:
     for name, est, labelled in zoo(tmp_path):
         x = torch.as_tensor(images(8), device=est.device)

@@ -106,3 +106,42 @@ def test_csv_logger_gives_a_late_key_its_column(tmp_path: Path) -> None:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [row["late"] for row in rows] == ["", "1.5"]
+
+
+@pytest.mark.parametrize(
+    ("build", "says"),
+    [
+        (lambda: EarlyStopping(restore_best_weights="no"), "restore_best_weights must be"),  # type: ignore[arg-type]
+        (lambda: EarlyStopping(patience=-1), "patience must be an integer >= 0"),
+        (lambda: EarlyStopping(relative_delta=2), "relative_delta must be at most 1"),
+        (lambda: ReduceLROnPlateau(min_lr=-1), "min_lr must be a finite number >= 0"),
+        (lambda: aekit.hooks.StopAtStepHook(num_steps=0), "num_steps must be an integer >= 1"),
+        (lambda: aekit.hooks.StopAtStepHook(last_step="9"), "last_step must be an"),  # type: ignore[arg-type]
+        (lambda: aekit.hooks.ProgressHook(draws="yes"), "draws must be True or"),  # type: ignore[arg-type]
+        (lambda: aekit.hooks.ProgressHook(interval=-1), "interval must be a finite number"),
+    ],
+)
+def test_hooks_check_their_arguments_when_built(build: object, says: str) -> None:
+    with pytest.raises(aekit.ConfigError, match=says) as error:
+        build()  # type: ignore[operator]
+    assert "\n" not in str(error.value)
+
+
+def test_early_stopping_keeps_its_best_weights_in_checkpoints(tmp_path: Path) -> None:
+    est = quiet_estimator(tmp_path, keep_checkpoint_max=0)
+    train_epochs(est, 3, [EarlyStopping(monitor="val_loss", patience=5, min_delta=1e9)])
+    # The second epoch's checkpoint: the first epoch stays the best, one epoch waited.
+    saved = ckpt.load(tmp_path / f"ckpt-{2 * STEPS_PER_EPOCH}.pt")["hooks"]["EarlyStopping"]
+    first = weights_of(tmp_path / f"ckpt-{STEPS_PER_EPOCH}.pt")
+    assert saved["waited"] == 1 and saved["best_step"] == STEPS_PER_EPOCH
+    for name, tensor in first.items():
+        assert torch.equal(saved["best_weights"][name], tensor)
+    # Resumed by a new process from there, it ends as the uninterrupted run: with the best's
+    # weights, which only the checkpoint held.
+    for later in ckpt.list_checkpoints(tmp_path):
+        if ckpt.step_of(later) > 2 * STEPS_PER_EPOCH:
+            later.unlink()
+    resumed = quiet_estimator(tmp_path, keep_checkpoint_max=0)
+    train_epochs(resumed, 3, [EarlyStopping(monitor="val_loss", patience=5, min_delta=1e9)])
+    for name, tensor in resumed.network.state_dict().items():
+        assert torch.equal(tensor, first[name])

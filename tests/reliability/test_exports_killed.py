@@ -87,6 +87,7 @@ def export_points(zygote: Zygote, model_dir: Path) -> list[tuple[str, int]]:
     return points
 
 
+@pytest.mark.slow
 def test_export_killed_at_every_point_leaves_one_whole_set(
     runs: tuple[Zygote, Path], tmp_path: Path
 ) -> None:

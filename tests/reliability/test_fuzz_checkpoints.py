@@ -130,6 +130,7 @@ def put(state: dict[str, Any], path: tuple[str | int, ...], value: object) -> bo
         max_size=3,
     )
 )
+@pytest.mark.slow
 def test_fuzz_checkpoint_fields(
     template: Path,
     tmp_path: Path,

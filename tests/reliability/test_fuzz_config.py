@@ -141,6 +141,7 @@ def config_texts(draw: st.DrawFn) -> tuple[str, str]:
     return draw(st.sampled_from(["yaml", "toml"])), draw(st.text(max_size=80))
 
 
+@pytest.mark.slow
 @fuzz
 @given(case=config_texts(), model=st.sampled_from(["fully_connected", "variational", "stacked"]))
 def test_fuzz_config_files(tmp_path: Path, case: tuple[str, str], model: str) -> None:

@@ -16,6 +16,7 @@ A table's cross-fitted model scores with `aekit.anomaly.table_score.TableScore`.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +25,11 @@ import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
 
+from aekit.checks import MAX_CODE_WEIGHT, Number
 from aekit.errors import ConfigError, InputError
 from aekit.files import atomic_write_text, ensure_dir
+
+_log = logging.getLogger("aekit")
 
 SCORE_KEY = "reconstruction_error"
 """The prediction key of a row's reconstruction error, in every reconstruction model."""
@@ -51,12 +55,7 @@ class ErrorAndCodeScore:
     """
 
     def __init__(self, code_weight: float = 1.0, neighbors: int = 0) -> None:
-        if (
-            isinstance(code_weight, bool)
-            or not isinstance(code_weight, int | float)
-            or not 0 <= code_weight < np.inf
-        ):
-            raise ConfigError(f"code_weight must be a finite number >= 0, got {code_weight!r}")
+        Number(most=MAX_CODE_WEIGHT)("code_weight", code_weight)  # beyond, scores overflow
         if isinstance(neighbors, bool) or not isinstance(neighbors, int) or neighbors < 0:
             raise ConfigError(f"neighbors must be an int >= 0 (0: none), got {neighbors!r}")
         self.code_weight = float(code_weight)
@@ -82,6 +81,9 @@ class ErrorAndCodeScore:
         # The training mean, over the reference codes: each finds itself first, at distance
         # 0, so its k nearest others are the k after that.
         k = min(self.neighbors, len(chosen) - 1)
+        if k < self.neighbors:
+            _log.warning("neighbors=%d: only %d other training codes; the %d nearest are used",
+                         self.neighbors, len(chosen) - 1, k)  # fmt: skip
         found = nearest(chosen, self.reference_, k + 1)[:, 1:] if k else np.zeros(1)
         self.neighbor_mean_ = max(float(found.mean()), _TINY)
 

@@ -21,6 +21,8 @@ The parts, each in units of its mean:
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from aekit.anomaly.scores import REFERENCE_CODES, ErrorAndCodeScore, nearest
@@ -35,6 +37,7 @@ TABLE_NEIGHBOR_WEIGHT = 20.0
 """The nearest rows' weight: their distance varies far less among normal rows than the
 reconstruction error does, and at weight 1 it is drowned (docs/anomaly.md)."""
 _TINY = 1e-12
+_log = logging.getLogger("aekit")
 
 
 class NearestRows:
@@ -62,6 +65,11 @@ class NearestRows:
             picked = np.random.default_rng(0).choice(len(rows), REFERENCE_CODES, replace=False)
             chosen = rows[np.sort(picked)]
         self.reference_ = np.ascontiguousarray(np.unique(self._scaled(chosen), axis=0))
+        others = len(self.reference_) - 1
+        if self.k > others:  # a clamped setting says so
+            used = max(others, 1)
+            _log.warning("neighbors=%d: %d other distinct training rows; the %d nearest are used",
+                         self.k, others, used)  # fmt: skip
         self.mean_ = max(float(self(chosen).mean()), _TINY)  # each skipping itself
         return self
 

@@ -42,6 +42,7 @@ from aekit.errors import ConfigError, InputError
 from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator.optimizers import adam
 from aekit.hooks.base import Hook, RunContext, StepResult
+from aekit.hooks.monitors import EarlyStopping
 from aekit.models.heads import ReconstructionNetwork, with_weight_decay
 from aekit.models.layers import Activation, ActivationLayer, check_units
 from aekit.models.memory import build_within_memory
@@ -50,7 +51,7 @@ _log = logging.getLogger("aekit")
 __all__ = [  # fit_scaling and SCALINGS live in aekit.anomaly.scaling; imported from here too
     "SCALINGS",
     "TABLE_LEARNING_RATE",
-    "KeepBestOnHeldOut",
+    "HeldOutError",
     "TabularAutoencoder",
     "TabularRecipe",
     "fit_scaling",
@@ -332,66 +333,37 @@ def load_scaling(network: torch.nn.Module, center: np.ndarray, scale: np.ndarray
         network.scale.copy_(torch.from_numpy(np.asarray(scale, dtype=np.float64)))
 
 
-class KeepBestOnHeldOut(Hook):
-    """Early stopping: the held-out error every `every_n_steps` (an epoch), the best weights kept.
+class HeldOutError(Hook):
+    """At the end of each epoch (every `every_n_steps`): the held-out rows' mean error, into
+    the epoch's record of the History as "held_out_loss", which early stopping watches."""
 
-    Stops training once `patience` checks in a row have not improved on the best error by
-    `min_improvement` (a share of it), and training ends with the best check's weights in
-    the network (and, through a checkpoint request, in the final checkpoint).
-    """
-
-    min_improvement = 1e-3
-
-    def __init__(self, held: np.ndarray, every_n_steps: int, patience: int) -> None:
+    def __init__(self, held: np.ndarray, every_n_steps: int) -> None:
         self.held = np.ascontiguousarray(held, dtype=np.float64)
-        self.every_n_steps, self.patience = every_n_steps, patience
-        self.best = math.inf
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_step: int | None = None
-        self.waited = 0
+        self.every_n_steps = every_n_steps
 
     def after_run(self, context: RunContext, result: StepResult) -> None:
-        if context.global_step % self.every_n_steps:
+        if context.global_step % self.every_n_steps or context.history is None:
             return
         network = context.network
         assert isinstance(network, TabularAutoencoder)
         network.eval()
         errors, _, _ = network.errors_and_codes(self.held)
         network.train()
-        error = float(errors.mean())
-        if context.history is not None:  # "held_out_loss" in the epoch's record
-            context.history.add_evaluation(context.global_step, {"loss": error}, "held_out")
-        if error < self.best * (1 - self.min_improvement):
-            self.best, self.waited, self.best_step = error, 0, context.global_step
-            self.best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-            return
-        self.waited += 1
-        if self.waited >= self.patience:
-            self._take_best(context)  # before this step's checkpoint is saved
-            context.request_stop()
-
-    def end(self, context: RunContext) -> None:
-        if self.best_step is not None and self.best_step != context.global_step:
-            self._take_best(context)  # the input ran out after the best check
-            context.request_checkpoint()
-
-    def _take_best(self, context: RunContext) -> None:
-        assert self.best_state is not None
-        _log.info(
-            "held-out error best at step %d (%.5g); training ends at step %d with those weights",
-            self.best_step,
-            self.best,
-            context.global_step,
-        )
-        context.network.load_state_dict(self.best_state)
-        self.best_step = context.global_step
+        context.history.add_evaluation(context.global_step, {"loss": float(errors.mean())},
+                                       "held_out")  # fmt: skip
 
 
 def early_stopping(held_rows: np.ndarray, steps_per_epoch: int, patience: int) -> list[Hook]:
-    """Every recipe's early stopping: on the held-out rows each epoch (none without such rows)."""
+    """Every recipe's early stopping: on the held-out rows each epoch (none without such rows).
+
+    Training stops once `patience` epochs in a row have not lowered the held-out error by
+    0.1% of its best, and ends with the best epoch's weights; the best weights and counters
+    go into checkpoints, so a resumed run ends as an uninterrupted one.
+    """
     if not len(held_rows):
         return []
-    return [KeepBestOnHeldOut(held_rows, steps_per_epoch, patience)]
+    stop = EarlyStopping("held_out_loss", patience=patience, relative_delta=1e-3)
+    return [HeldOutError(held_rows, steps_per_epoch), stop]
 
 
 def held_out_split(n: int, seed: int, fraction: float) -> tuple[np.ndarray, int]:

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from aekit.models.variational import VariationalAutoencoder
 
 MANIFOLD_FILE = "manifold.png"
-MAX_SAMPLES = 1_000_000
-"""The most codes `aekit likelihood` draws per image (papers use 5,000)."""
 MAX_CODES = 2**31
 """The most codes `aekit likelihood` draws in all, images × samples (the standard full-MNIST
 figure, 10,000 × 5,000, took 6 minutes on 2 cores; this is 40 times that)."""

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from aekit.cli import limits, registry
-from aekit.cli.data import Splits, loaded
+from aekit.cli.data import Splits, loaded, shown
 from aekit.cli.run import eval_input_fn, open_run, reconstruction_grid
 from aekit.data.input_fn import predict_input_fn
 from aekit.errors import ConfigError, InputError
@@ -105,13 +105,13 @@ def reconstruct(
                 "`aekit score` gives each row's reconstruction error"
             )
         check_output_file("--output", path)
-        x = data[1][0][:images]
-        limits.check_picture("--images", 3 * len(x), x.shape[1:], scale=2)  # 3 rows at most
+        count = min(images, len(data[1][0]))
+        limits.check_picture("--images", 3 * count, data[1][0].shape[1:], scale=2)  # 3 rows
 
     settings, estimator, (_, (x_test, _)) = open_run(
         model_dir, precheck, dataset, data_dir, stream=True
     )
-    grid = reconstruction_grid(estimator, x_test[:images], settings)
+    grid = reconstruction_grid(estimator, shown(x_test, None, images)[0], settings)
     with writing(path):
         save_png(grid, path)
     return path
@@ -132,6 +132,11 @@ def embed(
     from aekit.viz import log_figure, project_2d, scatter_plot, write_projector
 
     projector = Path(model_dir) / "projector"
+    if output is not None and not plot:
+        raise ConfigError(
+            "--output names the scatter PNG that --plot draws, and no --plot is given; give "
+            "--plot pca or tsne, or drop --output (the projector run goes into the model dir)"
+        )
     path = Path(output or Path(model_dir) / f"embedding_{plot}.png") if plot else None
 
     def precheck(*_: object) -> None:
@@ -142,8 +147,7 @@ def embed(
     settings, estimator, (_, (x_test, y_test)) = open_run(
         model_dir, precheck, dataset, data_dir, stream=True
     )
-    x = x_test[:images]
-    labels = None if y_test is None else y_test[: len(x)]
+    x, labels = shown(x_test, y_test, images)
     batches = estimator.predict(
         predict_input_fn(x, estimator.network),
         predict_keys=["embedding"],

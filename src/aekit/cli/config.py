@@ -103,6 +103,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+RECORDED = frozenset({"example_shape", "columns"})
+"""What `aekit train` records of its data besides the settings: the examples' shape and a
+table's column names."""
+
+
 def saved_settings(model_dir: str | Path) -> dict[str, Any] | None:
     """What `save` wrote into the model dir, checked; None for a dir without a run.
 
@@ -131,7 +136,7 @@ def saved_settings(model_dir: str | Path) -> dict[str, Any] | None:
         # Runs before `keep_prob` existed saved seed 000's keep probability as "dropout".
         data["keep_prob"] = data.pop("dropout")
     known = model_settings(data["model"])
-    unknown = sorted(set(data) - set(known) - {"example_shape"})
+    unknown = sorted(set(data) - set(known) - RECORDED)
     if unknown:
         raise ConfigError(
             f"{path} holds {_names(unknown)}, not settings of the {data['model']} model; "

@@ -19,7 +19,7 @@ from aekit.data.checks import max_load_bytes
 from aekit.data.folder_stream import image_folder_input_fn, split_image_folder
 from aekit.data.image_folder import ImageFolderFiles, list_image_folder
 from aekit.data.rows import Rows, row_chunks, take_rows
-from aekit.data.sources import DATASET_NAMES, _idx_present, load_dataset
+from aekit.data.sources import DATASET_NAMES, _idx_present, load_dataset, table_columns
 from aekit.errors import ConfigError, InputError
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
@@ -165,6 +165,7 @@ def load_images(
             # float64, as the outlier detector reads them: the same seed gives the same model.
             x_train, x_test = x_train.astype(np.float64), x_test.astype(np.float64)
         x_train, x_test = _channels_first(x_train), _channels_first(x_test)
+        x_train, x_test = by_name(settings, x_train, x_test)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise InputError(
             f"the training examples of {settings['dataset']} have shape {list(x_train.shape[1:])}"
@@ -181,8 +182,61 @@ def load_images(
         if not isinstance(x, FolderImages) and x.dtype != np.uint8:
             _check_finite(x, f"the {name} set")
         if settings.get("scaling", "none") == "none":  # images ("auto": not decided yet)
-            check_pixels(x, f"the {name} set", "scaling" in settings)
+            trained = "example_shape" in settings  # a trained run's data, given again or anew
+            check_pixels(x, f"the {name} set", "scaling" in settings, trained)
     return (x_train, y_train), (x_test, y_test)
+
+
+SHOWN_SEED = 0
+"""The seed of the images a command shows: the same ones every time and every epoch."""
+
+
+def shown(x: Split, y: Any, count: int | None) -> tuple[Any, Any]:
+    """`count` examples (and their labels) spread over the whole split, in their order.
+
+    One in every len(x)/count, from a seeded offset, not the first `count`: a split listed
+    class by class (a folder of class sub-folders) shows every class, in proportion. The
+    same examples every time.
+    """
+    if count is None or count >= len(x):
+        return (x[:] if isinstance(x, FolderImages) else x), y  # a folder's, decoded
+    offset = np.random.default_rng(SHOWN_SEED).random()
+    chosen = ((np.arange(count) + offset) * (len(x) / count)).astype(np.int64)
+    # Decoded or read now: a few examples, which the caller draws.
+    picked = (
+        x.subset(chosen)[:] if isinstance(x, FolderImages) else np.asarray(take_rows(x, chosen))
+    )
+    return picked, None if y is None else np.asarray(y)[chosen]
+
+
+def by_name(settings: Mapping[str, Any], x_train: Split, x_test: Split) -> tuple[Split, Split]:
+    """A table's columns in the order the run was trained on, matched by their names.
+
+    A run trained on a table with a header remembers its columns (the setting `columns`);
+    a table given to it later with the same columns in another order is reordered, and one
+    with missing or other columns is refused, naming them. Data without names (an .npz
+    array, a CSV without a header) are taken by position.
+    """
+    trained = settings.get("columns")
+    names = table_columns(settings["dataset"], settings.get("label_column")) if trained else None
+    if trained is None or names is None or names == trained:
+        return x_train, x_test
+    missing = [c for c in trained if c not in names]
+    other = [c for c in names if c not in trained]
+    if missing or other:
+        parts = [f"lacks {_listed(missing)}"] if missing else []
+        parts += [f"has {_listed(other)} besides"] if other else []
+        raise InputError(
+            f"{settings['dataset']} {' and '.join(parts)} the columns this run was trained on "
+            f"({_listed(trained)}); give a table with those columns"
+        )
+    order = [names.index(c) for c in trained]  # the same columns: put them in the run's order
+    return np.asarray(x_train)[:, order], np.asarray(x_test)[:, order]
+
+
+def _listed(names: Sequence[str], most: int = 6) -> str:
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def streamed_folder(settings: Mapping[str, Any]) -> ImageFolderFiles | None:
@@ -305,7 +359,10 @@ def describe(
         f"data: {dataset} ({source}): {counts} examples of shape {list(x.shape[1:])}, {x.dtype}, "
         + _labels([y for _, y in parts])
     )
-    return line + (f", classes {', '.join(map(str, left_out))} left out" if left_out else "")
+    if not left_out:
+        return line
+    plural = "es" if len(left_out) > 1 else ""
+    return line + f", class{plural} {', '.join(map(str, left_out))} left out"
 
 
 def _labels(ys: Sequence[np.ndarray | None]) -> str:
@@ -329,13 +386,14 @@ def _labels(ys: Sequence[np.ndarray | None]) -> str:
             if ints[-1] - ints[0] == len(ints) - 1
             else (f"{ints[0]} to {ints[-1]}")
         )
-    return f"{len(ints)} classes (labels {shown})"
+    return f"{len(ints)} class{'' if len(ints) == 1 else 'es'} (labels {shown})"
 
 
-def check_pixels(x: Split, name: str, takes_tables: bool) -> None:
+def check_pixels(x: Split, name: str, takes_tables: bool, trained: bool = False) -> None:
     """InputError unless `x` holds pixels: uint8, or floats in [0, 1]; read in chunks.
 
     A streamed folder is uint8, decoded from 8-bit images: valid without reading a pixel.
+    `trained`: the data are given to a run trained on images, which says so.
     """
     if x.dtype == np.uint8 or isinstance(x, FolderImages):
         return
@@ -349,6 +407,12 @@ def check_pixels(x: Split, name: str, takes_tables: bool) -> None:
             first = start + int(np.argmax(outside)) if outside.any() else None
     if first is None:
         return
+    if trained:
+        raise InputError(
+            f"this run was trained on images, and {name} holds numbers from {low:g} to "
+            f"{high:g}, not pixels (uint8, or floats in [0, 1]); give images like its training "
+            "ones, or train a model on this table (aekit train fully_connected)"
+        )
     fix = (
         "rows of a table take --scaling standard"
         if takes_tables

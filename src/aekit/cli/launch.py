@@ -20,17 +20,20 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aekit.checks import Integer
 from aekit.errors import ConfigError
-from aekit.estimator.distributed import launched
+from aekit.estimator.job import launched
 
 if TYPE_CHECKING:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 FLAG = "--nproc-per-node"
+ERRORS = "AEKIT_JOB_ERRORS"  # a folder where the processes of a job started here leave errors
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 PROCESSES = Integer(1, below=CORES + 1, why="the cores this process may use, one per process")
 HELP = (
@@ -70,16 +73,36 @@ def train_on(processes: int, argv: Sequence[str], verbose: bool = False) -> int 
     # The cores shared out among the processes unless the user chose (torchrun would give
     # each one thread, and print a banner saying so).
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, CORES // processes))
-    try:
-        with _environ("OMP_NUM_THREADS", threads), _quiet(verbose):
-            run.main(command)
-    except ChildFailedError as failed:
-        return _status_of(failed, processes)
-    except SignalException as stopped:  # the launcher stopped every process first
-        if stopped.sigval != signal.SIGINT:  # Ctrl-C: the processes said "interrupted"
-            print(f"aekit: stopped by {stopped.sigval.name}", file=sys.stderr)
-        return 128 + int(stopped.sigval)
+    with tempfile.TemporaryDirectory(prefix="aekit-errors-") as errors:
+        try:
+            with _environ("OMP_NUM_THREADS", threads), _environ(ERRORS, errors), _quiet(verbose):
+                run.main(command)
+        except ChildFailedError as failed:
+            _print_once(Path(errors))  # every rank hit the same bad input: one line, not N
+            return _status_of(failed, processes)
+        except SignalException as stopped:  # the launcher stopped every process first
+            if stopped.sigval != signal.SIGINT:  # Ctrl-C: the processes said "interrupted"
+                print(f"aekit: stopped by {stopped.sigval.name}", file=sys.stderr)
+            return 128 + int(stopped.sigval)
     return 0
+
+
+def report(line: str) -> None:
+    """Say a process's error line: on stderr, or, in a job started here, to the launcher,
+    which prints each distinct line once when the job has ended."""
+    folder = os.environ.get(ERRORS)
+    if folder is None or not Path(folder).is_dir():
+        print(line, file=sys.stderr)
+        return
+    (Path(folder) / f"rank-{os.environ.get('RANK', '0')}.txt").write_text(line + "\n")
+
+
+def _print_once(errors: Path) -> None:
+    seen: dict[str, None] = {}
+    for file in sorted(errors.glob("rank-*.txt"), key=lambda f: int(f.stem.split("-")[1])):
+        seen.setdefault(file.read_text().rstrip("\n"))
+    for line in seen:
+        print(line, file=sys.stderr)
 
 
 def without_the_flag(argv: Sequence[str]) -> list[str]:

@@ -15,6 +15,9 @@ from typing import Any
 from aekit.cli import registry
 from aekit.errors import ConfigError
 
+MAX_SAMPLES = 1_000_000
+"""The most codes `aekit likelihood` draws per image (papers use 5,000)."""
+
 MAX_SETTINGS_BYTES = 64 * 1024
 """Largest config file or hparams.json read (the real ones are under 2 KiB)."""
 MAX_SETTINGS_NODES = 2_000

@@ -8,6 +8,7 @@ command calls.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from aekit import __version__
-from aekit.checks import Check, Integer, Number, Optional, shown
+from aekit.checks import MAX_CODE_WEIGHT, Check, Integer, Number, Optional, shown
+from aekit.cli.limits import MAX_SAMPLES
 from aekit.errors import AekitError, ConfigError
 
 
@@ -173,7 +175,8 @@ SEED = Integer(0, below=2**32)
 
 
 def _commands() -> dict[str, Command]:
-    from aekit.cli import analysis, commands
+    # The commands' modules load when one runs: `aekit --help` reads no torch.
+    analysis, commands = _module("analysis"), _module("commands")
 
     def images(default: int | None, text: str) -> Option:
         count = Integer(1, below=IMAGES_MOST + 1)
@@ -255,7 +258,7 @@ def _commands() -> dict[str, Command]:
                 *_data_options(),
                 Option(
                     "samples",
-                    Integer(1, below=analysis.MAX_SAMPLES + 1),
+                    Integer(1, below=MAX_SAMPLES + 1),
                     "codes drawn per image (k)",
                     5000,
                 ),
@@ -278,7 +281,7 @@ def _commands() -> dict[str, Command]:
                 ),
                 Option(
                     "code_weight",
-                    Optional(Number()),
+                    Optional(Number(most=MAX_CODE_WEIGHT)),
                     "weight of the code's Mahalanobis "
                     "distance in the score, against 1 for the reconstruction error, each in "
                     "units of its training mean (default: 0.5 on a table, as the outlier "
@@ -287,9 +290,9 @@ def _commands() -> dict[str, Command]:
                 Option(
                     "neighbors",
                     Optional(Integer(0)),
-                    "the score adds the code's mean distance to this many nearest training "
-                    "codes, in units of its training mean (default: 5 on a table, as the "
-                    "outlier detector scores; 0, none, on images)",
+                    "on a table, the score adds the row's mean distance to this many nearest "
+                    "other training rows (default 2, as the outlier detector scores); on "
+                    "images, the code's to this many nearest training codes (default 0, none)",
                 ),
                 *_data_options(scored=True),
                 Option("output", help="output directory (default MODEL_DIR/scores)"),
@@ -307,6 +310,16 @@ def _commands() -> dict[str, Command]:
             ),
         ),
     }
+
+
+class _module:
+    """A command module of `aekit.cli`, imported when one of its names is first read."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(f"aekit.cli.{self.name}"), attribute)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -333,7 +346,7 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from aekit.cli import config, launch, training
     from aekit.cli.settings import SETTINGS
-    from aekit.estimator.distributed import launched_as_chief
+    from aekit.estimator.job import launched_as_chief
 
     named = args.model or args.preset
     if named is None and args.config and args.model_dir is None:  # the config file names it
@@ -372,7 +385,7 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 
 
 def _print_metrics(result: dict[str, float]) -> None:
-    from aekit.estimator.distributed import launched_as_chief
+    from aekit.estimator.job import launched_as_chief
 
     if launched_as_chief():  # under torchrun every rank has the same figures
         print(" ".join(f"{k}={v:.5g}" for k, v in result.items()))
@@ -386,7 +399,7 @@ def _print_score(report: Any) -> None:
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from aekit.estimator import cpu
-    from aekit.estimator.distributed import launched_as_chief
+    from aekit.estimator.job import launched_as_chief
 
     cpu.announce_thread_changes()  # a user at the command line is told why training slows
     # Under torchrun the other commands have files to write and nothing to share: rank 0
@@ -406,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_train_has_a_model(args, parser)
     except SystemExit as exc:  # --help, --version, or a bad flag already reported in one line
         return exc.code if isinstance(exc.code, int) else 2
-    from aekit.estimator.distributed import launched_as_chief
+    from aekit.estimator.job import launched_as_chief
 
     # The other ranks of a job would repeat rank 0's lines; their warnings still show.
     quiet = logging.INFO if launched_as_chief() else logging.WARNING
@@ -417,7 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         status = _run(args, sys.argv[1:] if argv is None else argv)
     except AekitError as exc:
-        print(f"aekit: error: {exc}", file=sys.stderr)
+        from aekit.cli.launch import report
+
+        report(f"aekit: error: {exc}")  # once for a job of several processes
         return 2
     except KeyboardInterrupt:
         print("aekit: interrupted", file=sys.stderr)

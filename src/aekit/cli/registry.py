@@ -17,16 +17,15 @@ import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aekit.anomaly.tabular import SCALINGS, TABLE_LEARNING_RATE, tabular_estimator
 from aekit.errors import ConfigError
-from aekit.estimator import Estimator, RunConfig
-from aekit.models.convolutional import ConvolutionalAutoencoder
-from aekit.models.fully_connected import AutoEncoder
-from aekit.models.layers import image_shape
 
-Builder = Callable[[Mapping[str, Any], tuple[int, ...], RunConfig], Estimator]
+if TYPE_CHECKING:  # the models load when one is built: `aekit --help` needs no torch
+    from aekit.estimator import Estimator, RunConfig
+
+
+Builder = Callable[[Mapping[str, Any], tuple[int, ...], "RunConfig"], "Estimator"]
 
 
 @dataclass(frozen=True)
@@ -35,20 +34,27 @@ class Usable:
 
     Measured on mnist-split (MNIST digits, 8,000 to train and 2,000 to test; see
     docs/measurements.md): the first epoch whose test reconstructions are all recognisable
-    digits, and the test RMSE then. Counted in epochs of 8,000 digits: an epoch of a larger
-    data set takes more steps, so it likely needs fewer (not measured).
+    digits, and the test RMSE then, at the model's default batch. What counts is the
+    optimizer steps (`steps`): a smaller data set's epochs take fewer of them.
     """
 
     epochs: int
     val_rmse: float
+    batch: int
+
+    @property
+    def steps(self) -> int:
+        """The optimizer steps of those epochs."""
+        return self.epochs * math.ceil(DIGIT_COUNT / self.batch)
 
     def __str__(self) -> str:
         return (
-            f"usable reconstructions after about {self.epochs} epochs of {DIGITS} "
-            f"(val_rmse {self.val_rmse:g})"
+            f"usable reconstructions after about {self.steps:,} steps ({self.epochs} epochs of "
+            f"{DIGITS} in batches of {self.batch}; val_rmse {self.val_rmse:g})"
         )
 
 
+DIGIT_COUNT = 8000
 DIGITS = "8,000 MNIST digits"
 """The data the `Usable` figures were measured on (mnist-split), as users know it."""
 SHORT_RUN = 0.5
@@ -115,20 +121,20 @@ def models_help() -> str:
 def short_run_note(settings: Mapping[str, Any], result: Mapping[str, float]) -> str | None:
     """One line for the end of a run far shorter than its model needs, whose error shows it.
 
-    None when the model has no `usable` figure, the run models a table (trained by its
-    own recipe), it trained more than SHORT_RUN of the usual epochs, or its final RMSE is
-    within FAR_ABOVE times the usual one.
+    Counted in optimizer steps, whatever the data set's size. None when the model has no
+    `usable` figure, the run models a table (trained by its own recipe), it took more than
+    SHORT_RUN of the usual steps, or its final RMSE is within FAR_ABOVE times the usual one.
     """
     entry = _REGISTRY.get(str(settings.get("model")))
     usable = None if entry is None else entry.usable
-    epochs, rmse = settings.get("epochs"), result.get("rmse")
-    if usable is None or is_table_run(settings) or not isinstance(epochs, int) or rmse is None:
+    steps, rmse = result.get("global_step"), result.get("rmse")
+    if usable is None or is_table_run(settings) or steps is None or rmse is None:
         return None
-    if epochs > SHORT_RUN * usable.epochs or not rmse > FAR_ABOVE * usable.val_rmse:
+    if steps > SHORT_RUN * usable.steps or not rmse > FAR_ABOVE * usable.val_rmse:
         return None
     return (
-        f"{settings['model']} usually needs ~{usable.epochs} epochs of {DIGITS} for usable "
-        f"reconstructions (val_rmse {usable.val_rmse:g}); this run trained {epochs} and "
+        f"{settings['model']} usually needs ~{usable.steps:,} optimizer steps for usable "
+        f"reconstructions (val_rmse {usable.val_rmse:g}); this run took {int(steps):,} and "
         f"reached val_rmse {rmse:.3g}: raise --epochs"
     )
 
@@ -145,6 +151,8 @@ IMAGE_BATCH, IMAGE_EPOCHS, IMAGE_LEARNING_RATE = 256, 30, 1e-3
 
 def is_table_run(settings: Mapping[str, Any]) -> bool:
     """Whether the run models rows of a table (scaled features) rather than images."""
+    from aekit.anomaly.scaling import SCALINGS  # on use: the help needs no scikit-learn
+
     return settings.get("scaling") in SCALINGS
 
 
@@ -158,6 +166,8 @@ def learning_rate(hp: Mapping[str, Any]) -> float:
     """The settings' rate; "auto" (not yet resolved from the data): a table's or an image's."""
     rate = hp["learning_rate"]
     if rate == "auto":
+        from aekit.anomaly.tabular import TABLE_LEARNING_RATE  # on use, as is_table_run
+
         return TABLE_LEARNING_RATE if is_table_run(hp) else IMAGE_LEARNING_RATE
     return float(rate)
 
@@ -174,6 +184,9 @@ def _noise(hp: Mapping[str, Any]) -> tuple[str, float] | None:
 
 
 def _fully_connected(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig) -> Estimator:
+    from aekit.anomaly.tabular import tabular_estimator
+    from aekit.models.fully_connected import AutoEncoder
+
     if is_table_run(hp):
         if hp.get("keep_prob") is not None or hp.get("noise_factor"):
             raise ConfigError(
@@ -206,7 +219,7 @@ register(
         description="seed 000: fully-connected autoencoder (denoising with --noise-factor); "
         "on a table, the outlier detector's model",
         build=_fully_connected,
-        usable=Usable(epochs=15, val_rmse=0.15),
+        usable=Usable(epochs=15, val_rmse=0.15, batch=IMAGE_BATCH),
     )
 )
 
@@ -215,19 +228,26 @@ register(
         name="convolutional",
         description="seed 004: convolutional autoencoder (max-pool or strided down-sampling)",
         needs_images=True,
-        usable=Usable(epochs=20, val_rmse=0.149),
-        build=lambda hp, shape, config: ConvolutionalAutoencoder(
-            num_filters=hp["num_filters"],
-            downsample=hp["downsample"],
-            activation_fn=hp["activation"],
-            weight_decay=hp["weight_decay"],
-            learning_rate=learning_rate(hp),
-            image_shape=image_shape(shape),
-            noise=_noise(hp),
-            config=config,
-        ),
+        usable=Usable(epochs=20, val_rmse=0.149, batch=256),
+        build=lambda hp, shape, config: _convolutional(hp, shape, config),
     )
 )
+
+
+def _convolutional(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig) -> Estimator:
+    from aekit.models.convolutional import ConvolutionalAutoencoder
+    from aekit.models.layers import image_shape
+
+    return ConvolutionalAutoencoder(
+        num_filters=hp["num_filters"],
+        downsample=hp["downsample"],
+        activation_fn=hp["activation"],
+        weight_decay=hp["weight_decay"],
+        learning_rate=learning_rate(hp),
+        image_shape=image_shape(shape),
+        noise=_noise(hp),
+        config=config,
+    )
 
 
 def _stacked(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig) -> Estimator:
@@ -249,6 +269,7 @@ def _stacked(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig) -
 
 def _classifier(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig) -> Estimator:
     from aekit.models.classifier import Classifier
+    from aekit.models.layers import image_shape
 
     return Classifier(
         image_shape=image_shape(shape),
@@ -262,6 +283,7 @@ def _classifier(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig
 
 
 def _variational(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig) -> Estimator:
+    from aekit.models.layers import image_shape
     from aekit.models.variational import VariationalAutoencoder
 
     if hp["encoder"] == "convolutional":
@@ -286,7 +308,7 @@ register(
         name="variational",
         description="variational autoencoder (fully-connected or convolutional encoder, beta-VAE)",
         build=_variational,
-        usable=Usable(epochs=10, val_rmse=0.156),
+        usable=Usable(epochs=10, val_rmse=0.156, batch=128),
     )
 )
 

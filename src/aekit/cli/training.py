@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import sys
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -23,6 +24,7 @@ from aekit.cli.data import (
     check_pixels,
     describe,
     load_images,
+    shown,
     stream_input_fn,
     table_or_images,
 )
@@ -31,10 +33,11 @@ from aekit.cli.run import build, eval_input_fn, reconstruction_grid
 from aekit.data.context import InputContext
 from aekit.data.input_fn import numpy_input_fn
 from aekit.data.sampler import Sampler
-from aekit.errors import ConfigError, InputError
+from aekit.data.sources import table_columns
+from aekit.errors import AekitError, ConfigError, InputError
 from aekit.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate
 from aekit.estimator import checkpoint as ckpt
-from aekit.estimator.distributed import launched_world_size
+from aekit.estimator.job import launched_world_size
 from aekit.estimator.lock import RunLock
 from aekit.files import check_output_dir, writing
 from aekit.hooks import CheckpointSaverListener, Hook, RunContext
@@ -77,16 +80,43 @@ def train(settings: dict[str, Any], model_dir: str | Path) -> dict[str, float]:
     # Validates every hyper-parameter; the network's size is checked before it is allocated.
     estimator = build(settings, model_dir, inputs.steps_per_epoch)
     limits.check_batch_size(settings, shape)
-    # Locked before the settings are written: a second run must not touch a running one's dir.
-    with ExitStack() as locked:
-        with writing(model_dir):  # taking the lock creates the dir and its lock file
-            if estimator.strategy.is_chief:  # the process that writes the dir
-                locked.enter_context(RunLock(model_dir))
-        _check_checkpoint_fits(estimator, settings, model_dir)
-        # Said once every check has passed: a refused command prints its error line alone.
-        _log.info("%s", said)
-        _say_the_job(estimator, settings, inputs.steps_per_epoch)
-        return _train(estimator, settings, model_dir, inputs, splits)
+    before = _found(model_dir)
+    try:
+        # Locked before the settings are written: a second run must not touch a running one's.
+        with ExitStack() as locked:
+            with writing(model_dir):  # taking the lock creates the dir and its lock file
+                if estimator.strategy.is_chief:  # the process that writes the dir
+                    locked.enter_context(RunLock(model_dir))
+            _check_checkpoint_fits(estimator, settings, model_dir)
+            # Said once every check has passed: a refused command prints its error line alone.
+            _log.info("%s", said)
+            _say_the_job(estimator, settings, inputs.steps_per_epoch)
+            return _train(estimator, settings, model_dir, inputs, splits)
+    except AekitError:
+        if estimator.strategy.is_chief and estimator.latest_checkpoint() is None:
+            _as_found(model_dir, before)  # refused before a first checkpoint: not claimed
+        raise
+
+
+def _found(model_dir: str | Path) -> set[str] | None:
+    """The names in the model dir before a run (None: no such dir)."""
+    path = Path(model_dir)
+    return {p.name for p in path.iterdir()} if path.is_dir() else None
+
+
+def _as_found(model_dir: str | Path, before: set[str] | None) -> None:
+    """Remove what a refused run added to its model dir, leaving what was there."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        return
+    for added in sorted({p.name for p in path.iterdir()} - (before or set())):
+        target = path / added
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    if before is None and not any(path.iterdir()):
+        path.rmdir()
 
 
 def _from_the_data(
@@ -102,7 +132,7 @@ def _from_the_data(
     last, for the caller to log once nothing refuses the run.
     """
     (x_train, y_train), (x_test, y_test) = splits
-    said = describe(settings, splits, left_out=settings.get("exclude_classes"))
+    guess = ""  # why the data are taken as a table or as images, when the file leaves it open
     if "scaling" in settings:  # a model that takes tables: which are the data, and why
         table, why = table_or_images(settings["dataset"], x_train)
         if settings["scaling"] == "auto":
@@ -110,7 +140,7 @@ def _from_the_data(
         if why is not None:  # read from a file, whose kind is a guess: say it
             kind = "a table" if registry.is_table_run(settings) else "images"
             other = "none" if kind == "a table" else "standard"
-            said += f"; {why}: trained as {kind} (--scaling {other} says otherwise)"
+            guess = f"; {why}: trained as {kind} (--scaling {other} says otherwise)"
     table = registry.is_table_run(settings)
     if not table:
         for name, x in (("the training set", x_train), ("the test set", x_test)):
@@ -126,7 +156,14 @@ def _from_the_data(
         for key, value in (("batch_size", registry.IMAGE_BATCH), ("epochs", registry.IMAGE_EPOCHS)):
             if settings.get(key) == "auto":
                 settings[key] = value
-        return splits, None, said
+        # The line every command gives of these data (aekit.cli.run), and why.
+        return (
+            splits,
+            None,
+            describe(settings, splits, left_out=settings.get("exclude_classes")) + guess,
+        )
+    if settings.get("columns") is None:  # later commands match a table's columns by name
+        settings["columns"] = table_columns(settings["dataset"], settings.get("label_column"))
     for flag, key in (("--save-images", "save_images"), ("--binarize", "binarize")):
         if settings.get(key):
             raise ConfigError(
@@ -146,8 +183,9 @@ def _from_the_data(
                 "rows (label 0), or --label-column naming another column"
             )
         settings["exclude_classes"] = anomalies
-        said += f"; labels {', '.join(map(str, anomalies))} mark anomalies, left out of training"
+        guess += f"; labels {', '.join(map(str, anomalies))} mark anomalies"
     splits = load_images(settings)  # the normal rows, as numbers (not pixels)
+    said = describe(settings, splits, left_out=settings.get("exclude_classes")) + guess
     recipe = TabularRecipe.of(
         np.asarray(splits[0][0]),  # a table's rows: float64 in memory already (load_images)
         settings["seed"],
@@ -282,7 +320,9 @@ def _train(
     listeners: list[CheckpointSaverListener] = []
     if settings.get("save_images") and not entry.supervised:
         listeners.append(
-            ReconstructionSnapshots(estimator, x_test[:10], settings["save_images"], settings)
+            ReconstructionSnapshots(
+                estimator, shown(x_test, None, 10)[0], settings["save_images"], settings
+            )
         )
     if inputs.recipe is not None and estimator.latest_checkpoint() is None:
         # A table's rows: float64 in memory already (load_images), so no copy here.

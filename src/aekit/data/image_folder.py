@@ -22,6 +22,7 @@ from PIL import Image
 from aekit.checks import shown
 from aekit.data.checks import check_size, existing_path
 from aekit.errors import ConfigError, InputError
+from aekit.files import reading
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFolderFiles", "list_image_folder", "load_image_folder"]
 
@@ -206,14 +207,17 @@ def _files(root: Path) -> tuple[list[tuple[str, int]], bool]:
 def _scan(folder: Path) -> tuple[list[str], list[Path]]:
     """The folder's image files and its sub-folders, each in name order."""
     images, folders = [], []
-    with os.scandir(folder) as entries:
+    with reading(folder, "this folder"), os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith("."):  # .DS_Store, ._x.png from macOS archives: not data
                 continue
-            if entry.is_dir():
-                folders.append(entry.name)
-            elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
-                images.append(entry.name)
+            with reading(entry.path):  # a link that loops, say: one line naming it
+                if entry.is_dir():
+                    folders.append(entry.name)
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                    if not entry.is_file():  # a link to nothing, or to a folder
+                        os.stat(entry.path)  # its reason, through reading's message
+                    images.append(entry.name)
     images.sort()
     folders.sort()
     return [os.path.join(folder, name) for name in images], [folder / name for name in folders]

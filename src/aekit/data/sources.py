@@ -188,9 +188,7 @@ def load_dataset(
         return _split(_pixels(open_npy_memmap(path), path), None, path)
     if suffix == ".npz":
         return _split(*load_npz(path, y_key=label_column), path)
-    column: str | int | None = label_column
-    if label_column is not None and label_column.lstrip("-").isdigit():
-        column = int(label_column)  # a column's index, from the end when negative
+    column = _column(label_column)
     if suffix == ".csv":
         return _split(*load_csv(path, column), path)
     if suffix in TABLE_SUFFIXES:
@@ -199,6 +197,22 @@ def load_dataset(
         f"{path}: unsupported file type {suffix or '(none)'}; give a .npz, .npy, .csv, .parquet "
         f"or .feather/.arrow file, a folder of images, or a folder of MNIST IDX files"
     )
+
+
+def table_columns(dataset: str, label_column: str | None = None) -> list[str] | None:
+    """The feature columns' names of a table file with a header, in order; None otherwise."""
+    path = Path(dataset).expanduser()
+    if path.suffix.lower() not in (".csv", *TABLE_SUFFIXES) or not path.is_file():
+        return None
+    table = open_table(path, _column(label_column))
+    return list(table.feature_names) if table.named else None
+
+
+def _column(label_column: str | None) -> str | int | None:
+    """--label-column's text as `open_table` takes it: a name, or an index when a number."""
+    if label_column is not None and label_column.lstrip("-").isdigit():
+        return int(label_column)  # a column's index, from the end when negative
+    return label_column
 
 
 def load_table(path: PathLike, label_column: int | str | bool | None = None) -> XY:

@@ -7,7 +7,6 @@ float64 rows one batch at a time; pyarrow is imported only when a file is opened
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import re
 from abc import abstractmethod
@@ -19,8 +18,19 @@ import numpy as np
 
 from aekit.data.csv_file import _check_label_argument, _csv_header, _fields, _label_index
 from aekit.data.csv_file import _named_label as _label_named
-from aekit.data.tables import SUFFIXES, Part, TableSource, check_finite
-from aekit.errors import ConfigError, InputError
+from aekit.data.tables import (
+    SUFFIXES,
+    Part,
+    TableSource,
+    arrow,
+    check_finite,
+    checked_count,
+    parquet_row_groups,
+    reading_table,
+)
+from aekit.errors import InputError
+
+__all__ = ["ArrowTable", "CsvTable", "FileTable", "ParquetTable", "arrow", "open_table"]
 
 _PARQUET_ROWS = 8192
 """Rows per record batch read from Parquet. Measured on 400,000 rows of 20 float columns in
@@ -30,34 +40,13 @@ _PARQUET_BUFFER = 1 << 16  # bytes read at a time per column
 _CSV_BLOCK = 1 << 22  # bytes of CSV text parsed at a time
 
 
-def arrow(module: str = "pyarrow") -> Any:
-    """pyarrow (or one of its modules), or a ConfigError saying how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ConfigError(
-            "reading Parquet, Arrow/Feather and CSV tables needs pyarrow; install it with "
-            "pip install pyarrow"
-        ) from None
-
-
-@contextlib.contextmanager
-def reading(path: Path, kind: str) -> Iterator[None]:
-    """pyarrow's errors while reading `path` as one-line InputErrors."""
-    pa = arrow()
-    try:
-        yield
-    except pa.ArrowException as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: cannot read as {kind} ({first}); check the file") from None
-
-
 class FileTable(TableSource):
     """A table file: its columns, which is the labels, and its rows a record batch at a time."""
 
     kind = "a table"
     missing = "missing values"
     integer_columns = False  # whether every feature column holds integers (pixels, perhaps)
+    _schema: Any = None  # the file's Arrow schema (CSV has none: its fields parse as floats)
 
     def __init__(self, path: Path, label_column: int | str | bool | None) -> None:
         _check_label_argument(label_column)
@@ -92,9 +81,6 @@ class FileTable(TableSource):
         """The names a label column may be given by (None: the file has no header)."""
         return names
 
-    def _check_types(self) -> None:
-        """Refuse a feature column that does not hold numbers, naming it."""
-
     @property
     def n_rows(self) -> int:
         if self._rows is None:
@@ -126,8 +112,9 @@ class FileTable(TableSource):
     def _matrix(self, batch: Any, first_row: int | None) -> np.ndarray:
         """A record batch's feature columns as float64 rows, checked."""
         out = np.empty((batch.num_rows, self.n_features))
-        for j, name in enumerate(self.feature_names):
-            out[:, j] = self._values(batch.column(name), name, first_row)
+        with np.errstate(invalid="ignore"):  # a signalling NaN warns as it widens: refused next
+            for j, name in enumerate(self.feature_names):
+                out[:, j] = self._values(batch.column(name), name, first_row)
         check_finite(out, first_row, self)
         return out
 
@@ -176,10 +163,13 @@ class FileTable(TableSource):
             yield self._matrix(batch, first_row), y
             first_row += batch.num_rows
 
-    def _check_schema(self, schema: Any) -> None:
+    def _check_types(self) -> None:
+        """Refuse a feature column that does not hold numbers, naming it (CSV: as parsed)."""
+        if self._schema is None:
+            return
         pa = arrow()
         numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
-        kinds = [schema.field(name).type for name in self.feature_names]
+        kinds = [self._schema.field(name).type for name in self.feature_names]
         self.integer_columns = all(pa.types.is_integer(kind) for kind in kinds)
         for name, kind in zip(self.feature_names, kinds, strict=True):
             if not any(test(kind) for test in numeric):
@@ -190,7 +180,11 @@ class FileTable(TableSource):
 
 
 class ParquetTable(FileTable):
-    """A Parquet file, read a few thousand rows at a time (not a row group at a time)."""
+    """A Parquet file, read a few thousand rows at a time (not a row group at a time).
+
+    Its footer's row counts are checked against the file's bytes when it is opened, and
+    against the rows its pages actually hold as they are read (`n_rows` counts them).
+    """
 
     kind = "Parquet"
 
@@ -198,7 +192,7 @@ class ParquetTable(FileTable):
 
     def _file(self) -> Any:
         pq = arrow("pyarrow.parquet")
-        with reading(self.path, self.kind):
+        with reading_table(self.path, self.kind):
             # The footer read once: reading it again for every row group would read the
             # file's metadata once per row group, a cost that grows with their square.
             return pq.ParquetFile(
@@ -211,41 +205,46 @@ class ParquetTable(FileTable):
     def _column_names(self) -> list[str]:
         with self._file() as f:
             self._schema = f.schema_arrow
-            self._rows_in_file: int = f.metadata.num_rows
             meta = self._metadata = f.metadata
-            self._groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+        with reading_table(self.path, self.kind):
+            self._groups = parquet_row_groups(meta, self.path)
         return list(self._schema.names)
 
     def piece_sizes(self) -> tuple[int, ...]:
-        """The row groups' row counts: a row group is read on its own."""
+        """The row groups' row counts as the footer declares them (checked as each is read)."""
         return self._groups
 
     def read_piece(self, index: int, labels: bool = False) -> Iterator[Part]:
         first_row = sum(self._groups[:index])
         try:
-            with self._file() as f, reading(self.path, self.kind):
+            with self._file() as f, reading_table(self.path, self.kind):
                 batches = f.iter_batches(
                     batch_size=_PARQUET_ROWS,
                     row_groups=[index],
                     columns=self._columns(labels),
                     use_threads=False,
                 )
-                yield from self._parts(batches, first_row, labels)
+                counted = checked_count(
+                    batches, self._groups[index], f"{self.path}: row group {index}"
+                )
+                yield from self._parts(counted, first_row, labels)
         finally:
             arrow().default_memory_pool().release_unused()
 
-    def _check_types(self) -> None:
-        self._check_schema(self._schema)
-
     def _count_rows(self) -> int:
-        return self._rows_in_file
+        # Counted from the pages of the narrowest column, not taken from the footer: callers
+        # allocate by this count (8 bytes a row to shuffle, more to load).
+        widths = {n: self._schema.field(n).type.bit_width for n in self.feature_names}
+        narrowest = min(widths, key=widths.__getitem__)  # numbers, checked: fixed widths
+        return sum(b.num_rows for b in self._record_batches([narrowest]))
 
     def _record_batches(self, columns: list[str]) -> Iterator[Any]:
         try:
-            with self._file() as f, reading(self.path, self.kind):
-                yield from f.iter_batches(
+            with self._file() as f, reading_table(self.path, self.kind):
+                batches = f.iter_batches(
                     batch_size=_PARQUET_ROWS, columns=columns, use_threads=False
                 )
+                yield from checked_count(batches, sum(self._groups), f"{self.path}: its footer")
         finally:  # Arrow's allocator keeps what a pass freed unless told otherwise
             arrow().default_memory_pool().release_unused()
 
@@ -258,12 +257,33 @@ class ArrowTable(FileTable):
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Any]:
         pa, ipc = arrow(), arrow("pyarrow.ipc")
-        with reading(self.path, self.kind), pa.memory_map(str(self.path), "r") as source:
-            try:
-                yield ipc.open_file(source)
-            except pa.ArrowInvalid:  # not the file format: perhaps the stream format
-                source.seek(0)
-                yield ipc.open_stream(source)
+        with reading_table(self.path, self.kind), pa.memory_map(str(self.path), "r") as source:
+            # The format by its magic: a damaged file is refused in its own format's words.
+            is_file = source.read(6) == b"ARROW1"
+            source.seek(0)
+            yield ipc.open_file(source) if is_file else ipc.open_stream(source)
+
+    def _batches(self, reader: Any) -> Iterator[Any]:
+        """The reader's record batches in order, each checked against its buffers."""
+        if hasattr(reader, "get_batch"):
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        else:
+            batches = iter(reader)
+        for index, batch in enumerate(batches):
+            yield self._valid(batch, index)
+
+    def _valid(self, batch: Any, index: int) -> Any:
+        # pyarrow takes a batch's declared length as it is: converting a batch whose buffers
+        # are shorter would read past them, so its rows are checked against its bytes first.
+        try:
+            batch.validate()
+        except arrow().ArrowException as exc:
+            reason = (str(exc).strip() or "invalid").splitlines()[0]
+            raise InputError(
+                f"{self.path}: record batch {index} declares {batch.num_rows} rows but its "
+                f"data does not hold them ({reason}); the file is damaged: write it again"
+            ) from None
+        return batch
 
     def _column_names(self) -> list[str]:
         with self._reader() as reader:
@@ -277,9 +297,7 @@ class ArrowTable(FileTable):
             with self._reader() as reader:
                 if not hasattr(reader, "get_batch"):
                     return None
-                self._sizes = tuple(
-                    reader.get_batch(i).num_rows for i in range(reader.num_record_batches)
-                )
+                self._sizes = tuple(batch.num_rows for batch in self._batches(reader))
         return self._sizes
 
     def read_piece(self, index: int, labels: bool = False) -> Iterator[Part]:
@@ -288,21 +306,12 @@ class ArrowTable(FileTable):
             yield from super().read_piece(index, labels)
             return
         with self._reader() as reader:
-            batch = reader.get_batch(index).select(self._columns(labels))
+            batch = self._valid(reader.get_batch(index), index).select(self._columns(labels))
             yield from self._parts(iter([batch]), sum(sizes[:index]), labels)
-
-    def _check_types(self) -> None:
-        self._check_schema(self._schema)
 
     def _record_batches(self, columns: list[str]) -> Iterator[Any]:
         with self._reader() as reader:
-            if hasattr(reader, "get_batch"):
-                batches: Iterator[Any] = (
-                    reader.get_batch(i) for i in range(reader.num_record_batches)
-                )
-            else:
-                batches = iter(reader)
-            for batch in batches:
+            for batch in self._batches(reader):
                 yield batch.select(columns)
 
 
@@ -341,7 +350,7 @@ class CsvTable(FileTable):
             column_types={n: pa.float64() for n in order}, include_columns=columns
         )
         try:
-            with reading(self.path, self.kind):
+            with reading_table(self.path, self.kind):
                 yield from csv.open_csv(self.path, read_options=read, convert_options=convert)
         except InputError as exc:
             found = re.search(r"column #(\d+)", str(exc))
@@ -365,18 +374,25 @@ def open_table(
     of the features.
     """
     checked = Path(os.fspath(path))
-    if not checked.exists():
-        raise InputError(f"{checked}: no such file; give the path of a table file")
-    if checked.is_dir():
-        raise InputError(f"{checked}: a folder, not a table file; give the file's path")
-    suffix = checked.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return ParquetTable(checked, label_column)
-    if suffix in (".feather", ".arrow", ".ipc", ".arrows"):
-        return ArrowTable(checked, label_column)
-    if suffix == ".csv":
-        return CsvTable(checked, label_column)
-    raise InputError(
-        f"{checked}: cannot tell the table format from {suffix or 'no ending'!r}; give a file "
-        f"ending in {', '.join(SUFFIXES)}"
-    )
+    table = _KINDS.get(checked.suffix.lower(), FileTable)
+    # A folder on the way that cannot be searched, a footer that cannot be read: one line.
+    with reading_table(checked, table.kind):
+        if not checked.exists():
+            raise InputError(f"{checked}: no such file; give the path of a table file")
+        if checked.is_dir():
+            raise InputError(f"{checked}: a folder, not a table file; give the file's path")
+        if not checked.is_file():  # a FIFO would block the reader for ever, a device not end
+            raise InputError(f"{checked}: not a regular file; give the path of a table file")
+        if table is FileTable:
+            raise InputError(
+                f"{checked}: cannot tell the table format from "
+                f"{checked.suffix or 'no ending'!r}; give a file ending in {', '.join(SUFFIXES)}"
+            )
+        return table(checked, label_column)
+
+
+_KINDS: dict[str, type[FileTable]] = {  # the table classes by file ending, lower case
+    **dict.fromkeys((".parquet", ".pq"), ParquetTable),
+    **dict.fromkeys((".feather", ".arrow", ".ipc", ".arrows"), ArrowTable),
+    ".csv": CsvTable,
+}

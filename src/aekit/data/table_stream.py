@@ -17,6 +17,9 @@ takes as many rows as the smallest share holds, leaving the rest of its own for 
 (the next epoch deals the pieces anew). A table that can only be read in order (CSV, an
 Arrow stream, a Parquet file with fewer row groups than processes) is dealt in blocks of
 rows in file order instead: each process reads past the others' blocks, keeping its own.
+Empty pieces are left out of the deal. An epoch that would leave a process without a
+batch is refused before anything is read, by every process alike (the same counts on
+each), so that none of them loops through empty epochs or waits for another for ever.
 """
 
 from __future__ import annotations
@@ -69,19 +72,7 @@ def table_input_fn(
     together (a bounded buffer: see the module's docstring). `labels` gives the label
     column as int64 labels; otherwise the labels are None (reconstruct the features).
     """
-    if isinstance(source, str | os.PathLike):
-        table = open_table(source, label_column)
-    elif isinstance(source, TableSource):
-        if label_column is not None:
-            raise ConfigError(
-                "label_column applies when opening a table file; give it to open_table"
-            )
-        table = source
-    else:
-        raise ConfigError(
-            f"source must be a TableSource or a table file's path, got {shown(source)}; "
-            f"open arrays with aekit.data.numpy_input_fn"
-        )
+    table = _opened(source, label_column)
     if dtype not in _DTYPES:
         raise ConfigError(
             f"dtype must be one of {', '.join(map(str, _DTYPES))}, got {shown(dtype)}"
@@ -101,7 +92,7 @@ def table_input_fn(
             f"{table.name}: the table has no label column; name it with label_column=..., "
             f"or give labels=False"
         )
-    if table.n_rows == 0:
+    if _total_rows(table) == 0:
         raise InputError(f"{table.name}: the table has no rows; give at least one")
 
     def input_fn() -> Iterable[Batch]:
@@ -109,6 +100,22 @@ def table_input_fn(
         return _Stream(table, settings, input_context())
 
     return input_fn
+
+
+def _opened(
+    source: TableSource | str | os.PathLike[str], label_column: int | str | bool | None
+) -> TableSource:
+    """`source` as a TableSource: a table file opened, a TableSource as it is."""
+    if isinstance(source, str | os.PathLike):
+        return open_table(source, label_column)
+    if not isinstance(source, TableSource):
+        raise ConfigError(
+            f"source must be a TableSource or a table file's path, got {shown(source)}; "
+            f"open arrays with aekit.data.numpy_input_fn"
+        )
+    if label_column is not None:
+        raise ConfigError("label_column applies when opening a table file; give it to open_table")
+    return source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,9 +143,17 @@ class _Stream(EpochStream):
         for epoch in range(count) if count is not None else itertools.count():
             # Each epoch ends with its own smaller batch, as numpy_input_fn's do.
             parts = self._epoch(seed, epoch)
+            batches = 0
             for x, y in _rebatched(parts, settings.batch_size, settings.drop_remainder):
                 features = torch.from_numpy(x).to(settings.dtype)
                 yield features, None if y is None else torch.from_numpy(y)
+                batches += 1
+            if not batches:  # else an endless input would loop for ever, yielding nothing
+                raise InputError(
+                    f"{self.table.name}: epoch {epoch} gave process {self.context.shard_index} "
+                    f"no batch, though its pieces declare rows for it; the table's pieces "
+                    f"hold fewer rows than they declare"
+                )
             yield EpochEnd(epoch, count)
 
     def _epoch(self, seed: int, epoch: int) -> Iterator[Part]:
@@ -146,28 +161,29 @@ class _Stream(EpochStream):
         table, settings = self.table, self.settings
         shards, shard = self.context.num_shards, self.context.shard_index
         sizes = table.piece_sizes()
-        if sizes is not None and len(sizes) >= shards:
-            pieces = np.arange(len(sizes))
+        # Empty pieces are left out: dealt to a process, one would be its whole share.
+        pieces = np.flatnonzero(sizes) if sizes is not None else np.empty(0, np.int64)
+        if sizes is not None and len(pieces) >= shards:
             if settings.shuffle:  # the same permutation on every process: disjoint shares
-                pieces = np.random.default_rng([seed, epoch]).permutation(len(sizes))
+                pieces = pieces[np.random.default_rng([seed, epoch]).permutation(len(pieces))]
             shares, rows = _deal(pieces, sizes, shards)
             groups: Iterator[list[Part]] = (
                 [part for i in group for part in table.read_piece(i, settings.labels)]
                 for group in _chunked(iter(shares[shard]), settings.shuffle_pieces)
             )
         else:
-            n = table.n_rows
+            n = _total_rows(table)
             if n < shards:
                 raise InputError(
                     f"{table.name}: {n} row(s) cannot give each of {shards} processes a share; "
                     f"add rows or start fewer processes"
                 )
             block = min(BLOCK_ROWS, n // shards)  # every process gets at least one block
-            starts = range(0, n, block)
-            rows = [sum(min(block, n - s) for s in starts[k::shards]) for k in range(shards)]
+            rows = _block_rows(n, block, shards)
             blocks = _rebatched(table.read_rows(settings.labels), block, False)
             mine = (part for k, part in enumerate(blocks) if k % shards == shard)
             groups = (list(group) for group in _chunked(mine, settings.shuffle_pieces))
+        _check_shares(table.name, rows, settings)
         rng = np.random.default_rng([seed, epoch, shard])
         mixed = (part for group in groups for part in self._mixed(group, rng))
         if self.context.equal_shards and shards > 1:
@@ -207,6 +223,44 @@ def _rebatched(parts: Iterable[Part], rows: int, drop_remainder: bool) -> Iterat
     x_batches = rebatch((x for x, _ in xs), rows, drop_remainder)
     y_batches = rebatch((y for _, y in ys if y is not None), rows, drop_remainder)
     yield from zip(x_batches, y_batches, strict=True)
+
+
+def _total_rows(table: TableSource) -> int:
+    """The table's rows by its pieces' declared sizes where it has them (each piece is
+    checked as it is read): counting a Parquet file's rows would read a column of every
+    row group, where each process reads its own row groups only."""
+    sizes = table.piece_sizes()
+    return sum(sizes) if sizes is not None else table.n_rows
+
+
+def _block_rows(n: int, block: int, shards: int) -> list[int]:
+    """The rows of each process when `n` rows are dealt in blocks, block k to process
+    k % shards: counted, not summed block by block (a footer may declare billions)."""
+    count = -(-n // block)
+    rows = [len(range(k, count, shards)) * block for k in range(shards)]
+    rows[(count - 1) % shards] -= count * block - n  # the last block is short
+    return rows
+
+
+def _check_shares(name: str, rows: list[int], settings: _Settings) -> None:
+    """Refuse an epoch that would give a process no batch, before any is read.
+
+    Every process decides alike, from the same declared counts (`rows`: each process's),
+    so that all refuse together and none waits for one that has stopped; a process left
+    without batches would otherwise loop through empty epochs for ever.
+    """
+    least = min(rows)
+    if least == 0:
+        raise InputError(
+            f"{name}: an epoch's rows split {rows} among {len(rows)} processes leave one "
+            f"without rows; add rows or start fewer processes"
+        )
+    if settings.drop_remainder and least < settings.batch_size:
+        raise InputError(
+            f"{name}: an epoch's rows split {rows} among {len(rows)} process(es) give one "
+            f"{least} rows, fewer than batch_size={settings.batch_size}, which "
+            f"drop_remainder=True drops; lower batch_size, add rows or keep the remainder"
+        )
 
 
 def _deal(

@@ -15,15 +15,19 @@ or infinite value; the error names the column. The label column follows the CSV 
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aekit.data.batching import rebatch
-from aekit.errors import ConfigError, InputError
+from aekit.errors import AekitError, ConfigError, InputError
+from aekit.files import os_reason
 
 __all__ = ["SUFFIXES", "ArrayTable", "TableSource"]
 
@@ -183,7 +187,8 @@ class ArrayTable(TableSource):
         yield self._checked(self.x[start : start + self.piece_rows], start), None
 
     def _checked(self, rows: np.ndarray, first_row: int | None) -> np.ndarray:
-        converted = np.asarray(rows, dtype=np.float64)
+        with np.errstate(invalid="ignore"):  # a signalling NaN warns as it widens: refused next
+            converted = np.asarray(rows, dtype=np.float64)
         check_finite(converted, first_row, self)
         return converted
 
@@ -204,3 +209,92 @@ def check_finite(rows: np.ndarray, first_row: int | None, table: TableSource) ->
         f"{table.name}: column {table.feature_names[column]!r} holds NaN or infinite values"
         f"{where}; fill or drop them first"
     )
+
+
+# --- reading files: pyarrow on demand, its errors as InputErrors, declared sizes checked ---
+
+
+def arrow(module: str = "pyarrow") -> Any:
+    """pyarrow (or one of its modules), or a ConfigError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            "reading Parquet, Arrow/Feather and CSV tables needs pyarrow; install it with "
+            "pip install pyarrow"
+        ) from None
+
+
+@contextlib.contextmanager
+def reading_table(path: Path, kind: str) -> Iterator[None]:
+    """pyarrow's and the system's errors while reading `path` as one-line InputErrors.
+
+    A damaged file fails in pyarrow's words (ArrowInvalid, or an OSError such as "Couldn't
+    deserialize thrift" for a bad page), an unreadable or vanished one with the system's:
+    either is the file's fault, not a bug, at its first read or only at its last row group.
+    """
+    pa = arrow()
+    try:
+        yield
+    except AekitError:
+        raise
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        text = (os_reason(exc) if isinstance(exc, OSError) else str(exc)).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        fix = (  # an errno: the system refused; none: pyarrow found the bytes wrong
+            "check that the file is there and readable"
+            if isinstance(exc, OSError) and exc.errno is not None
+            else f"the file is damaged, truncated or not {kind}: write it again"
+        )
+        raise InputError(f"{path}: cannot read as {kind} ({first}); {fix}") from None
+
+
+def checked_count(batches: Iterator[Any], declared: int, what: str) -> Iterator[Any]:
+    """Record `batches`, refused once they hold more rows than `what` declares, or at their
+    end fewer: the declared counts plan the reading, so a count that lies must not pass."""
+    seen = 0
+    for batch in batches:
+        seen += batch.num_rows
+        if seen > declared:
+            break
+        yield batch
+    if seen != declared:
+        held = f"more than {declared}" if seen > declared else str(seen)
+        raise InputError(
+            f"{what} declares {declared} rows but holds {held}; the file is damaged or "
+            f"truncated: write it again"
+        )
+
+
+_PAGE_HEADER = 17
+"""The fewest bytes a Parquet data page takes: its Thrift header alone (page type, both sizes
+and a data page header of four fields) is 17 bytes at the least."""
+_PAGE_VALUES = 2**31 - 1  # a page header's num_values is an i32
+
+
+def parquet_row_groups(meta: Any, path: Path) -> tuple[int, ...]:
+    """A Parquet footer's row counts per row group, refused unless the file's bytes can hold
+    them: a row group's column chunks lie in the file, in pages of fewer than 2**31 values.
+
+    The bound is sound, not tight: a page of one repeated value holds thousands of rows in
+    a few bytes (pyarrow writes 256 rows of zeros a byte), so fewer bytes than rows is no
+    lie. Rows declared but absent are caught as they are read (see `checked_count`). The
+    column chunks' own sizes are not read here: pyarrow aborts the whole process, past any
+    `except`, when a damaged footer's column chunk metadata is opened that way.
+    """
+    size = path.stat().st_size
+    room = size // _PAGE_HEADER * _PAGE_VALUES
+    groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    for i, rows in enumerate(groups):
+        if not 0 <= rows <= room:
+            raise InputError(
+                f"{path}: row group {i} declares {rows} rows but holds at most {size} bytes "
+                f"of data, room for {room} rows at most; the footer is damaged: write the "
+                f"file again"
+            )
+    if meta.num_rows != sum(groups):
+        raise InputError(
+            f"{path}: the footer declares {meta.num_rows} rows but its row groups "
+            f"{sum(groups)}; the footer is damaged: write the file again"
+        )
+    return groups

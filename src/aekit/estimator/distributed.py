@@ -23,27 +23,13 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from aekit.errors import ConfigError, DistributedError
+from aekit.estimator.job import launched
 from aekit.metrics import MetricUpdate
 
 _log = logging.getLogger("aekit")
 
 # torch.OutOfMemoryError since 2.5; torch.cuda's before.
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-def launched() -> bool:
-    """Whether this process is one of several started by torchrun (or another launcher)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
-
-
-def launched_world_size() -> int:
-    """Number of processes the launcher started (1 without one), known before joining."""
-    return int(os.environ["WORLD_SIZE"]) if launched() else 1
-
-
-def launched_as_chief() -> bool:
-    """Whether this process is rank 0 of its launch (or not launched): it writes the files."""
-    return not launched() or os.environ.get("RANK") == "0"
 
 
 class Strategy:

@@ -9,12 +9,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
-
-import torch
+from typing import TYPE_CHECKING, Literal, get_args
 
 from aekit.checks import Check, Choice, Flag, Integer, Number, Optional, OrAuto, resolve_device
 from aekit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 _log = logging.getLogger("aekit")
 

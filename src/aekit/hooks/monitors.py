@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from aekit.checks import Choice, Integer, Number, Text
+from aekit.checks import Choice, Integer, Number, Text, check_bool
 from aekit.errors import ConfigError
 from aekit.hooks.base import Hook, RunContext
 
@@ -31,16 +31,26 @@ class Plateau:
     """The best value of a metric so far and how many values in a row have not beaten it.
 
     A value beats the best when it is lower (mode "min"; higher for "max") by more than
-    `min_delta`. "auto" is "max" for accuracy-like names and "min" otherwise.
+    `min_delta` plus `relative_delta` times the best's size (0.001: a 0.1% gain, whatever the
+    metric's scale). "auto" is "max" for accuracy-like names and "min" otherwise. The one
+    tracker of best values: EarlyStopping, ReduceLROnPlateau and EvalSpec.best_metric use it.
     """
 
-    def __init__(self, monitor: str, mode: str = "auto", min_delta: float = 0.0) -> None:
+    def __init__(
+        self,
+        monitor: str,
+        mode: str = "auto",
+        min_delta: float = 0.0,
+        relative_delta: float = 0.0,
+    ) -> None:
         Text()("monitor", monitor)
         Choice("auto", "min", "max")("mode", mode)
         Number()("min_delta", min_delta)
+        Number(most=1)("relative_delta", relative_delta)
         if mode == "auto":
             mode = "max" if any(part in monitor.lower() for part in _HIGHER_IS_BETTER) else "min"
         self.monitor, self.higher, self.min_delta = monitor, mode == "max", float(min_delta)
+        self.relative_delta = float(relative_delta)
         self.best = -math.inf if self.higher else math.inf
         self.best_step: int | None = None
         self.waited = 0
@@ -69,7 +79,9 @@ class Plateau:
     def update(self, value: float, step: int) -> bool:
         """Take a new value; whether it is the new best."""
         gain = value - self.best if self.higher else self.best - value
-        if math.isfinite(value) and gain > self.min_delta:
+        share = self.relative_delta * abs(self.best) if math.isfinite(self.best) else 0.0
+        needed = self.min_delta + share
+        if math.isfinite(value) and gain > needed:
             self.best, self.best_step, self.waited = value, step, 0
             return True
         self.waited += 1
@@ -98,8 +110,8 @@ class EarlyStopping(Hook):
 
     With `restore_best_weights`, the network ends with the weights of the best record and
     the final checkpoint holds them: when it stops, or at the end of training when the best
-    record was not the last. Those weights live in memory; after a restart, the best
-    record's weights are kept only if they are the checkpoint's.
+    record was not the last. The best weights go into the checkpoints with the counters, so
+    a run resumed after a crash stops and restores as the uninterrupted one would.
 
     Args:
         monitor: the record's key to watch, e.g. "val_loss" or "val_rmse".
@@ -107,6 +119,8 @@ class EarlyStopping(Hook):
         min_delta: how much a value must beat the best by to count as an improvement.
         mode: "min", "max", or "auto" (from the name).
         restore_best_weights: end with the best record's weights.
+        relative_delta: the improvement must also exceed this share of the best value
+            (0.001: 0.1%, whatever the metric's scale).
     """
 
     def __init__(
@@ -116,10 +130,12 @@ class EarlyStopping(Hook):
         min_delta: float = 0.0,
         mode: str = "auto",
         restore_best_weights: bool = True,
+        relative_delta: float = 0.0,
     ) -> None:
         Integer(0)("patience", patience)
-        self.plateau = Plateau(monitor, mode, min_delta)
-        self.patience, self.restore_best_weights = patience, restore_best_weights
+        self.plateau = Plateau(monitor, mode, min_delta, relative_delta)
+        self.patience = patience
+        self.restore_best_weights = check_bool("restore_best_weights", restore_best_weights)
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.stopped_step: int | None = None
 
@@ -153,10 +169,9 @@ class EarlyStopping(Hook):
         best_step = self.plateau.best_step
         if not self.restore_best_weights or best_step in (None, context.global_step):
             return
-        if self.best_weights is None:
+        if self.best_weights is None:  # a checkpoint written without them
             _log.info(
-                "the best %s was at step %s, whose weights this process does not hold (a "
-                "restart); keeping step %d's",
+                "the best %s was at step %s, whose weights the checkpoint lacks; keeping step %d's",
                 self.plateau.monitor,
                 best_step,
                 context.global_step,
@@ -168,10 +183,17 @@ class EarlyStopping(Hook):
                   self.plateau.best)  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
-        return self.plateau.state_dict()
+        state = self.plateau.state_dict()
+        if self.best_weights is not None:
+            state["best_weights"] = self.best_weights
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("monitor", self.plateau.monitor) != self.plateau.monitor:
+            return  # another key's watch: this one starts afresh
         self.plateau.load_state_dict(state)
+        weights = state.get("best_weights")
+        self.best_weights = dict(weights) if weights is not None else None
 
 
 class ReduceLROnPlateau(Hook):

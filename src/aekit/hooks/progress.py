@@ -8,6 +8,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from aekit.checks import Integer, Number, check_bool, shown
+from aekit.errors import ConfigError
 from aekit.hooks.base import Hook, RunContext, StepResult
 
 
@@ -67,11 +69,13 @@ class ProgressHook(Hook):
         interval: float = 0.5,
         draws: bool = True,
     ) -> None:
+        if bar is not None and not isinstance(bar, ProgressBar):
+            raise ConfigError(f"bar must be a ProgressBar or None, got {shown(bar)}")
         self._given = bar
         self._bar = bar
-        self._last_step = last_step
-        self._interval = interval
-        self.draws = draws
+        self._last_step = None if last_step is None else Integer(0)("last_step", last_step)
+        self._interval = Number()("interval", interval)
+        self.draws = check_bool("draws", draws)
 
     @property
     def bar(self) -> ProgressBar | None:
