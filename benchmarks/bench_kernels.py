@@ -19,7 +19,7 @@ import torch
 
 from aekit.estimator.cpu import reuse_heap_pages
 from aekit.models.convolutional import ConvolutionalNetwork
-from aekit.models.fully_connected import FullyConnectedAutoencoder
+from aekit.models.fully_connected import FullyConnectedNetwork
 from aekit.models.heads import l2_of_weights
 
 
@@ -37,7 +37,7 @@ def micros(fn: Callable[[], object], calls: int = 300, rounds: int = 3) -> float
 
 
 def main() -> None:
-    net = FullyConnectedAutoencoder()
+    net = FullyConnectedNetwork()
     weights = [p for p in net.parameters() if p.dim() > 1]
 
     def autograd_l2() -> None:

@@ -25,7 +25,7 @@ def main() -> None:
     x_train, _, x_test, _ = load_mnist(args.data_dir)
     estimator = aekit.AutoEncoder(
         hidden_units=[128, 64, 32],
-        dropout=None,
+        keep_prob=None,
         weight_decay=1e-5,
         learning_rate=1e-3,
         noise_factor=args.noise_factor,

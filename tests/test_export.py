@@ -16,7 +16,7 @@ import torch
 from aekit.errors import ConfigError
 from aekit.estimator import checkpoint as ckpt
 from aekit.export import example_input, export_model, export_spec, read_spec
-from aekit.models import ConvolutionalNetwork, FullyConnectedAutoencoder, ReconstructionNetwork
+from aekit.models import ConvolutionalNetwork, FullyConnectedNetwork, ReconstructionNetwork
 
 PARTS = ("encoder", "decoder", "autoencoder")
 State = tuple[dict[str, torch.Tensor], list[bool], list[bool]]
@@ -25,7 +25,7 @@ State = tuple[dict[str, torch.Tensor], list[bool], list[bool]]
 def make(kind: str) -> ReconstructionNetwork:
     torch.manual_seed(0)
     if kind == "fc":
-        return FullyConnectedAutoencoder((28, 28), [32, 8])
+        return FullyConnectedNetwork((28, 28), [32, 8])
     return ConvolutionalNetwork((1, 28, 28), [4, 4])
 
 

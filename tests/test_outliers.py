@@ -8,7 +8,7 @@ import subprocess
 import sys
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -22,6 +22,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import aekit
 from aekit.anomaly.sampling import SampledRecipe, row_cap, uniform_sample
 from aekit.anomaly.scores import ErrorAndCodeScore, threshold_at
+from aekit.anomaly.table_score import NearestRows, TableScore
 from aekit.anomaly.tabular import sized_batch, sized_epochs, sized_hidden_units
 from aekit.data.table_files import open_table
 from aekit.data.tables import ArrayTable
@@ -133,6 +134,39 @@ def test_seeds_ensemble_averages_and_the_callers_random_state_is_kept() -> None:
         each.append(parts + 20 * nearest(x) / nearest.mean_)
     assert len(each) == 3 and not np.allclose(each[0], each[1])  # three seeds, three models
     np.testing.assert_allclose(det.score_samples(x), -np.mean(each, axis=0), rtol=1e-12)
+
+
+def test_the_nearest_rows_part_is_in_units_of_each_features_range_and_its_training_mean() -> None:
+    # Computed here from its definition, not with the part's own methods: features min-max
+    # scaled by the training rows, the mean Euclidean distance to the 2 nearest other
+    # training rows, over that mean on the training rows. Any other unit fails.
+    train = correlated(300, seed=21) * [1, 10, 100, 1000, 1, 1, 1, 1]
+    new = correlated(50, seed=22) * [1, 10, 100, 1000, 1, 1, 1, 1]
+    low, span = train.min(axis=0), np.ptp(train, axis=0)
+
+    def mean_nearest(rows: np.ndarray) -> np.ndarray:
+        d = np.linalg.norm((rows - low)[:, None] / span - (train - low)[None] / span, axis=2)
+        d[d == 0] = np.inf  # a row is not its own neighbour
+        means: np.ndarray = np.sort(d, axis=1)[:, :2].mean(axis=1)
+        return means
+
+    part = NearestRows(2).fit(train)
+    np.testing.assert_allclose(part(new), mean_nearest(new), rtol=1e-9)
+    np.testing.assert_allclose(part.mean_, mean_nearest(train).mean(), rtol=1e-9)
+    score = TableScore()  # what the detector adds: 20 times the distance over that mean
+    score.nearest_, score.members_ = part, []
+    members_none = cast(Any, _NoMembers())
+    np.testing.assert_allclose(score(members_none, new), 20 * mean_nearest(new) / part.mean_)
+    # A feature's unit (metres or millimetres) and origin change nothing.
+    moved = NearestRows(2).fit(train * 1000 - 7)
+    np.testing.assert_allclose(moved(new * 1000 - 7), part(new), rtol=1e-6)
+
+
+class _NoMembers:
+    """A cross-fitted network without members: the score is its nearest-rows part alone."""
+
+    def errors_and_codes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.zeros((0, len(rows))), np.zeros((0, len(rows), 1)), np.zeros(len(rows), int)
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ def test_what_users_write(tmp_path: Path) -> None:
     assert x_train.dtype == np.uint8 and x_train.shape == (8000, 28, 28) and y_test.shape == (2000,)
     est = aekit.AutoEncoder(
         hidden_units=[128, 64, 32],
-        dropout=None,
+        keep_prob=None,
         weight_decay=1e-5,
         learning_rate=1e-3,
         model_dir=tmp_path / "fc",

@@ -320,9 +320,9 @@ def _shown(tensor: Mapping[str, Any]) -> str:
 
 
 def _is_table(network: nn.Module) -> bool:
-    from aekit.anomaly.tabular import TabularAutoencoder  # the anomaly package is heavier
+    from aekit.anomaly.tabular import TabularNetwork  # the anomaly package is heavier
 
-    return isinstance(network, TabularAutoencoder)
+    return isinstance(network, TabularNetwork)
 
 
 def _output_name(network: nn.Module) -> str:

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from aekit.cli.main import main
+from aekit.cli.settings import SETTINGS
+from setting_examples import EXAMPLES
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str]:
@@ -120,16 +122,23 @@ def test_the_flag_overrides_the_guess_both_ways(
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize("flags", [["--binarize", "fixed"], ["--binarize", "dynamic"]])
-def test_a_refused_setting_leaves_no_model_dir_to_poison_the_next_run(
+@pytest.mark.parametrize(
+    "flags",
+    [[f"--{s.name.replace('_', '-')}", EXAMPLES[s.name][0]] for s in SETTINGS if s.images_only],
+    ids=" ".join,
+)
+def test_a_setting_for_images_is_refused_on_a_table_and_leaves_no_model_dir(
     flags: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Each setting declared `images_only`, whatever it is: none is saved as if it had acted.
     x, y = labelled_rows(np.random.default_rng(6).normal(size=(200, 5)) * 10)
     np.savez(tmp_path / "t.npz", X=x, y=y)
     command: list[str | Path] = ["train", "fully_connected", "--dataset", tmp_path / "t.npz",
                                  "--epochs", "1", "--model-dir", tmp_path / "run"]  # fmt: skip
     status, err = run(capsys, *command, *flags)
-    assert status == 2 and "--binarize is for images" in err and len(err.strip().splitlines()) == 1
+    assert (
+        status == 2 and f"{flags[0]} acts on images" in err and len(err.strip().splitlines()) == 1
+    )
     assert not (tmp_path / "run").exists()
     status, err = run(capsys, *command)  # the same command without the flag just works
     assert status == 0, err

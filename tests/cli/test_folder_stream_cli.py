@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from aekit.cli.main import main
-from aekit.data.checks import MAX_BYTES_ENV
+from aekit.data.arrays import MAX_BYTES_ENV
 from aekit.estimator import checkpoint as ckpt
 
 FAST = ["--batch-size", "8", "--hidden-units", "16,4", "--device", "cpu"]

@@ -135,3 +135,13 @@ def test_likelihood_work_is_bounded_by_samples_times_images(
     assert status == 2 and len(err.splitlines()) == 1, err
     assert "2,400,000,000 codes" in err and "--samples" in err and "--images" in err
     assert not (model_dir / "eval_likelihood").exists()  # refused before any work
+
+
+def test_every_registered_model_has_an_activation_count_and_a_new_one_must_add_its_own() -> None:
+    from aekit.cli import registry
+    from aekit.cli.settings import model_settings
+
+    for name in registry.names():  # the batch-size guard is on for each
+        assert limits.activation_count(model_settings(name), (28, 28)) > 28 * 28, name
+    with pytest.raises(LookupError, match="no activation count for the new model"):
+        limits.activation_count({**model_settings("convolutional"), "model": "new"}, (28, 28))

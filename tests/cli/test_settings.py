@@ -14,48 +14,13 @@ import pytest
 import yaml
 
 from aekit.cli import config, registry
-from aekit.cli.main import _parser
+from aekit.cli.main import _parser, main
 from aekit.cli.settings import BY_NAME, SETTINGS, model_settings, run_config_args
 from aekit.errors import ConfigError
 from aekit.estimator import RunConfig
+from aekit.estimator import checkpoint as ckpt
+from setting_examples import EXAMPLES
 
-# For each setting with a flag: the word given on the command line, and the value it means.
-# Each value differs from the setting's defaults, so that a setting that is dropped on the
-# way shows.
-EXAMPLES: dict[str, tuple[str, Any]] = {
-    "dataset": ("digits", "digits"),
-    "data_dir": ("/tmp/aekit-data", "/tmp/aekit-data"),
-    "label_column": ("is_anomaly", "is_anomaly"),
-    "exclude_classes": ("3,5", [3, 5]),
-    "stream": ("always", "always"),
-    "binarize": ("dynamic", "dynamic"),
-    "scaling": ("robust", "robust"),
-    "hidden_units": ("64,8", [64, 8]),
-    "num_filters": ("8,4", [8, 4]),
-    "downsample": ("strided", "strided"),
-    "activation": ("tanh", "tanh"),
-    "latent_dim": ("3", 3),
-    "encoder": ("convolutional", "convolutional"),
-    "decoder": ("gaussian", "gaussian"),
-    "beta": ("0.5", 0.5),
-    "dense_units": ("32", 32),
-    "n_classes": ("3", 3),
-    "dropout": ("0.25", 0.25),
-    "keep_prob": ("0.8", 0.8),
-    "weight_decay": ("0.001", 0.001),
-    "noise_factor": ("0.3", 0.3),
-    "noise": ("salt_and_pepper", "salt_and_pepper"),
-    "epochs": ("7", 7),
-    "batch_size": ("64", 64),
-    "learning_rate": ("0.01", 0.01),
-    "pretrain_learning_rate": ("0.01", 0.01),
-    "pretrain_epochs": ("2", 2),
-    "clip_grad_norm": ("2.5", 2.5),
-    "seed": ("11", 11),
-    "device": ("cpu", "cpu"),
-    "save_images": ("/tmp/aekit-frames", "/tmp/aekit-frames"),
-    "log_every": ("5", 5),
-}
 FLAGGED = [s for s in SETTINGS if s.flag]
 
 
@@ -132,3 +97,32 @@ def _toml(values: dict[str, Any]) -> str:
         return json.dumps(value)
 
     return "".join(f"{key} = {literal(value)}\n" for key, value in values.items())
+
+
+def test_flags_win_over_the_config_file_and_it_over_the_defaults_with_falsy_values_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Zero is a value: a layer that dropped falsy values would let the config file's seed 7
+    # and 3 pretraining epochs through, and keep the stacked model's default noise 0.5.
+    file = tmp_path / "settings.toml"
+    file.write_text("seed = 7\npretrain-epochs = 3\nnoise-factor = 0.0\nhidden-units = [16]\n")
+    run = tmp_path / "run"
+    flags = [
+        "--seed",
+        "0",
+        "--pretrain-epochs",
+        "0",
+        "--config",
+        str(file),
+        "--model-dir",
+        str(run),
+    ]
+    assert main(["train", "stacked", "--dataset", "digits", "--epochs", "1", *flags]) == 0
+    saved = json.loads((run / config.HPARAMS_FILE).read_text())
+    assert (saved["seed"], saved["pretrain_epochs"], saved["noise_factor"]) == (0, 0, 0.0)
+    latest = ckpt.latest_checkpoint(run)  # fine-tuning only: 1,437 digits in batches of 100
+    assert latest is not None and ckpt.step_of(latest) == 15
+    # Resumed with the same file: the flag's 0 is the saved 0, so nothing contradicts the run.
+    assert main(["train", "--epochs", "2", *flags]) == 0
+    assert json.loads((run / config.HPARAMS_FILE).read_text())["epochs"] == 2
+    capsys.readouterr()

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from aekit.anomaly import AutoencoderOutlierDetector
-from aekit.anomaly.tabular import TabularAutoencoder, set_scaling, tabular_estimator
+from aekit.anomaly.tabular import TabularNetwork, set_scaling, tabular_estimator
 from aekit.cli.main import main
 from aekit.data import numpy_input_fn
 from aekit.errors import ConfigError
@@ -195,7 +195,7 @@ def test_the_python_api_scales_and_reconstructs_in_the_features_units(tmp_path: 
     est = tabular_estimator(FEATURES, [8, 3], model_dir=tmp_path)
     set_scaling(est.network, x, "minmax")
     network = est.network
-    assert isinstance(network, TabularAutoencoder)
+    assert isinstance(network, TabularNetwork)
     np.testing.assert_allclose(network.center.numpy(), x.min(0), rtol=1e-6)
     est.train(numpy_input_fn(x.astype(np.float32), batch_size=50, num_epochs=30))
     first = next(est.predict(numpy_input_fn(x[:1].astype(np.float32), shuffle=False)))

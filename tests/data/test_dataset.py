@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from aekit import ConfigError, InputError
-from aekit.data import Dataset
+from aekit.data import Dataset, numpy_input_fn
 from aekit.data.context import EpochEnd
 
 
@@ -189,3 +189,17 @@ def test_arrays_that_are_not_numbers_are_refused_when_the_dataset_is_made(
         Dataset.from_tensor_slices(values)
     with pytest.raises(InputError, match="arrays of numbers"):
         Dataset.from_tensor_slices((np.zeros(len(values)), values))
+
+
+def test_a_seed_gives_the_same_order_as_numpy_input_fn() -> None:
+    # One seed layout for every input: epoch e of seed s permutes the rows from [s, e]
+    # (the folder streams: tests/data/test_image_folder_stream.py).
+    x = np.arange(50, dtype=np.float32).reshape(50, 1)
+    arrays = numpy_input_fn(x, batch_size=50, num_epochs=2, seed=7)
+    from_arrays = [b[0].flatten() for b in arrays() if isinstance(b, tuple)]
+    pipeline = Dataset.from_tensor_slices(x).shuffle(50, seed=7).batch(50).repeat(2)
+    from_pipeline = [b.flatten() for b in pipeline if isinstance(b, torch.Tensor)]
+    assert len(from_arrays) == len(from_pipeline) == 2
+    for a, b in zip(from_arrays, from_pipeline, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(from_arrays[0], from_arrays[1])  # a new order each epoch

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from aekit.data import InputFunction, numpy_input_fn, sources, to_float
-from aekit.data.checks import MAX_BYTES_ENV, check_values, max_load_bytes
+from aekit.data.arrays import MAX_BYTES_ENV, check_values, max_load_bytes
 from aekit.data.sources import load_csv, load_dataset, load_image_folder, load_npz
 from aekit.errors import ConfigError, InputError
 

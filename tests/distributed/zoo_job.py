@@ -98,7 +98,7 @@ def build(name: str, model_dir: Path, run_config: aekit.RunConfig | None = None)
         return aekit.AutoEncoder([16, 4], input_shape=(8, 8), model_dir=model_dir, config=c)
     if name == "denoising":
         return aekit.AutoEncoder(
-            [16, 4], input_shape=(8, 8), noise_factor=0.3, dropout=0.8, model_dir=model_dir,
+            [16, 4], input_shape=(8, 8), noise_factor=0.3, keep_prob=0.8, model_dir=model_dir,
             config=c,
         )  # fmt: skip
     if name == "conv":

@@ -43,7 +43,7 @@ def zoo(root: Path, **settings: Any) -> Iterator[tuple[str, aekit.Estimator, boo
     image: dict[str, Any] = {"image_shape": (1, 8, 8), "config": c}
     vae: dict[str, Any] = {"latent_dim": 2, "input_shape": (8, 8), "config": c}
     yield "fc", aekit.AutoEncoder(**fc, model_dir=root / "fc"), False
-    noisy = aekit.AutoEncoder(**fc, dropout=0.8, noise_factor=0.3, model_dir=root / "dn")
+    noisy = aekit.AutoEncoder(**fc, keep_prob=0.8, noise_factor=0.3, model_dir=root / "dn")
     yield "denoising", noisy, False
     yield "conv", aekit.ConvolutionalAutoencoder([4, 4], **image, model_dir=root / "cv"), False
     strided = aekit.ConvolutionalAutoencoder([4], "strided", **image, model_dir=root / "cs")

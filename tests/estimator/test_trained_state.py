@@ -85,7 +85,7 @@ def test_nan_weights_are_refused_everywhere(tmp_path: Path) -> None:
     ("change", "param"),
     [
         ({"activation_fn": "elu"}, "activation_fn"),
-        ({"dropout": 0.5}, "dropout"),
+        ({"keep_prob": 0.5}, "keep_prob"),
         ({"noise_factor": 0.3}, "noise"),
         ({"weight_decay": 0.1}, "weight_decay"),
         ({"hidden_units": [16, 8]}, "hidden_units"),

@@ -53,21 +53,26 @@ def test_rerun_after_max_steps_only_evaluates(tmp_path: Path) -> None:
     assert again == pytest.approx(first)
 
 
-def test_best_checkpoint_is_exported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "max"])
+def test_the_best_checkpoint_is_exported_by_its_mode(tmp_path: Path, mode: str) -> None:
+    # "auto" reads rmse as lower is better; "max" keeps the worst, as EarlyStopping's mode.
     x = tiny_data()
     est = make(tmp_path)
     aekit.train_and_evaluate(
         est,
         aekit.TrainSpec(lambda: batches(x, 8, epochs=4), max_steps=32),
-        aekit.EvalSpec(lambda: [x], every_n_steps=8, best_metric="rmse"),
+        aekit.EvalSpec(lambda: [x], every_n_steps=8, best_metric="rmse", best_mode=mode),
     )
     record = json.loads((tmp_path / "best" / "best.json").read_text())
     best = tmp_path / "best" / record["checkpoint"]
     assert best.is_file() and len(ckpt.list_checkpoints(tmp_path / "best")) == 1
     rmse_of_best = est.evaluate([x], checkpoint_path=best)["rmse"]
     assert rmse_of_best == pytest.approx(record["metrics"]["rmse"])
-    for path in ckpt.list_checkpoints(tmp_path):
-        assert est.evaluate([x], checkpoint_path=path)["rmse"] >= rmse_of_best - 1e-12
+    every = [est.evaluate([x], checkpoint_path=p)["rmse"] for p in ckpt.list_checkpoints(tmp_path)]
+    chosen = min if mode == "auto" else max
+    assert rmse_of_best == pytest.approx(chosen(every)) and min(every) < max(every)
+    with pytest.raises(aekit.ConfigError, match="best_mode must be one of"):
+        aekit.EvalSpec(lambda: [x], best_metric="rmse", best_mode="lower")
 
 
 def test_unknown_best_metric_is_refused(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import aekit
 from aekit.data import numpy_input_fn
-from aekit.models import ConvolutionalNetwork, FullyConnectedAutoencoder, ReconstructionNetwork
+from aekit.models import ConvolutionalNetwork, FullyConnectedNetwork, ReconstructionNetwork
 from aekit.models.heads import l2_of_weights
 
 TRAIN, EVAL = aekit.ModeKeys.TRAIN, aekit.ModeKeys.EVAL
@@ -30,7 +30,7 @@ def digits(n: int = 64) -> np.ndarray:
 
 
 def test_exact_parameter_counts_of_the_seeds(tmp_path: Path) -> None:
-    assert count(FullyConnectedAutoencoder((28, 28), [128, 64, 32])) == 222_384
+    assert count(FullyConnectedNetwork((28, 28), [128, 64, 32])) == 222_384
     assert count(ConvolutionalNetwork((1, 28, 28), [16, 8, 8])) == 7_873
     est = aekit.ConvolutionalAutoencoder(model_dir=tmp_path)
     assert count(est.network) == 7_873
@@ -106,7 +106,7 @@ def test_loss_decreases_when_training(tmp_path: Path, kind: str) -> None:
 
 
 def test_weight_decay_is_on_weights_only_and_in_training_only(tmp_path: Path) -> None:
-    net = FullyConnectedAutoencoder((4,), [3])
+    net = FullyConnectedNetwork((4,), [3])
     with torch.no_grad():
         for name, p in net.named_parameters():
             p.fill_(0.0 if "weight" in name else 5.0)
@@ -128,15 +128,18 @@ def test_weight_decay_is_on_weights_only_and_in_training_only(tmp_path: Path) ->
 
 
 def test_dropout_only_in_training_mode() -> None:
-    net = FullyConnectedAutoencoder((64,), [64, 32], keep_prob=0.5)
+    net = FullyConnectedNetwork((64,), [64, 32], keep_prob=0.5)
     x = torch.rand(4, 64)
     net.eval()
     assert torch.equal(net(x)[0], net(x)[0])
     net.train()
     torch.manual_seed(0)
     assert not torch.equal(net(x)[0], net(x)[0])
-    with pytest.raises(aekit.ConfigError, match="keep probability"):
-        FullyConnectedAutoencoder((4,), [2], keep_prob=0.0)
+    with pytest.raises(aekit.ConfigError, match="keep_prob is a keep probability"):
+        aekit.AutoEncoder(keep_prob=0.0, input_shape=(4,)).save_checkpoint()  # builds it
+    # `dropout` is a drop rate wherever it is a name: the seed's keep probability is not one.
+    with pytest.raises(TypeError, match="dropout"):
+        aekit.AutoEncoder(dropout=0.2)  # type: ignore[call-arg]
 
 
 def test_denoising_target_is_the_clean_image(tmp_path: Path) -> None:
@@ -214,7 +217,7 @@ def test_seed_summaries_are_written(tmp_path: Path, kind: str) -> None:
 
 def test_l2_of_weights_value_and_gradient_match_autograd_of_the_formula() -> None:
     torch.manual_seed(0)
-    net = FullyConnectedAutoencoder((6,), [5, 3])
+    net = FullyConnectedNetwork((6,), [5, 3])
     l2_of_weights(net).backward()  # type: ignore[no-untyped-call]
     fused = {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}
     net.zero_grad(set_to_none=True)

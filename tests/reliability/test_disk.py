@@ -270,14 +270,14 @@ def write_each(kind: str, directory: Path, scale: float = 1.0) -> None:
     from aekit.anomaly import write_scores_csv
     from aekit.export import export_model
     from aekit.files import atomic_write_text
-    from aekit.models import FullyConnectedAutoencoder
+    from aekit.models import FullyConnectedNetwork
     from aekit.viz import write_projector
 
     if kind == "atomic_write":
         atomic_write_text(directory / "notes.txt", f"{scale}")
     elif kind == "export":
         torch.manual_seed(int(scale))
-        network = FullyConnectedAutoencoder((8,), [4])
+        network = FullyConnectedNetwork((8,), [4])
         export_model(network, directory / "export", formats=("torchscript",))
     elif kind == "scores":
         write_scores_csv(directory / "scores" / "scores.csv", np.arange(5) * scale, 2.0)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from aekit import summary
 from aekit.data import numpy_input_fn, to_float
-from aekit.data.checks import MAX_BYTES_ENV
+from aekit.data.arrays import MAX_BYTES_ENV
 from aekit.data.csv_file import LABEL_NAMES
 from aekit.data.sources import load_csv, load_image_folder, load_npz
 from aekit.errors import ConfigError, InputError

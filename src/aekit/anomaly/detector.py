@@ -15,7 +15,7 @@ import numpy as np
 
 from aekit.anomaly.scores import CODE_KEY, SCORE_KEY, ErrorAndCodeScore, threshold_at
 from aekit.anomaly.table_score import TableScore
-from aekit.anomaly.tabular import TabularAutoencoder
+from aekit.anomaly.tabular import TabularNetwork
 from aekit.data.dataset import Array
 from aekit.data.input_fn import predict_input_fn
 from aekit.errors import ConfigError, SpecError
@@ -81,9 +81,9 @@ class AnomalyDetector:
         self.neighbors = neighbors
         two_part = ErrorAndCodeScore(code_weight, neighbors)  # checks both
         self._two_part = two_part if code_weight or neighbors else None
-        table = isinstance(estimator.network, TabularAutoencoder)
+        table = isinstance(estimator.network, TabularNetwork)
         self._table = TableScore(code_weight, neighbors) if table else None
-        self._network: TabularAutoencoder | None = None
+        self._network: TabularNetwork | None = None
         self.threshold: float | None = None
         self.training_scores: np.ndarray | None = None
 
@@ -116,11 +116,11 @@ class AnomalyDetector:
         assert self._two_part is not None
         return self._two_part(*errors_and_codes(self.estimator, x))
 
-    def _scoring_network(self) -> TabularAutoencoder:
+    def _scoring_network(self) -> TabularNetwork:
         # Scored in float64 on the CPU, as the outlier detector scores: the same figures.
         if self._network is None:
             network = self.estimator.network
-            assert isinstance(network, TabularAutoencoder)
+            assert isinstance(network, TabularNetwork)
             self._network = copy.deepcopy(network).cpu().double().eval()
         return self._network
 

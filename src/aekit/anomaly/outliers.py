@@ -39,7 +39,7 @@ from aekit.anomaly.table_score import TABLE_CODE_WEIGHT, TABLE_NEIGHBORS, TableS
 from aekit.anomaly.tabular import (
     SCALINGS,
     TABLE_LEARNING_RATE,
-    TabularAutoencoder,
+    TabularNetwork,
     TabularRecipe,
     load_scaling,
     set_scaling,
@@ -217,7 +217,7 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
         seed: int,
         cap: int,
         scaling: tuple[np.ndarray, np.ndarray] | None,
-    ) -> TabularAutoencoder:
+    ) -> TabularNetwork:
         """One network: on the rows in memory, or on samples of a table with `scaling`."""
         if isinstance(data, np.ndarray):
             recipe: TabularRecipe | SampledRecipe = TabularRecipe.of(
@@ -249,7 +249,7 @@ class AutoencoderOutlierDetector(OutlierMixin, BaseEstimator):  # type: ignore[m
             est.train(recipe.input_fn(), hooks=recipe.hooks(), verbose=self.verbose)
             est.event_writers.close()
         network = est.network
-        assert isinstance(network, TabularAutoencoder)
+        assert isinstance(network, TabularNetwork)
         # Scoring in float64 on the CPU: a row's score does not depend on the rows scored with
         # it (float32 sums in another order differ in the last bits), and the model pickles.
         return network.cpu().double().eval()

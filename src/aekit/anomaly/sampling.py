@@ -33,7 +33,7 @@ SAMPLE_ROWS = 100_000
 SAMPLE_BYTES = 64 * 2**20
 """The most float64 bytes a training sample holds by default (fewer rows for wide tables)."""
 _SCORE_BYTES = 4 * 2**20  # float64 rows of a large table scored at a time
-_FORWARD_ROWS = 8192  # TabularAutoencoder.errors_and_codes's batch: chunks are multiples of it
+_FORWARD_ROWS = 8192  # TabularNetwork.errors_and_codes's batch: chunks are multiples of it
 
 
 def row_cap(n_features: int, max_rows: int | None = None) -> int:

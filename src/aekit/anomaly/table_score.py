@@ -26,7 +26,7 @@ import logging
 import numpy as np
 
 from aekit.anomaly.scores import REFERENCE_CODES, ErrorAndCodeScore, nearest
-from aekit.anomaly.tabular import TabularAutoencoder
+from aekit.anomaly.tabular import TabularNetwork
 from aekit.errors import ConfigError, InputError
 
 TABLE_CODE_WEIGHT = 0.5
@@ -102,7 +102,7 @@ class TableScore:
         ErrorAndCodeScore(code_weight, neighbors)  # checks both
         self.code_weight, self.neighbors = code_weight, neighbors
 
-    def fit(self, network: TabularAutoencoder, rows: np.ndarray) -> TableScore:
+    def fit(self, network: TabularNetwork, rows: np.ndarray) -> TableScore:
         """Fit on the model's training rows (normal rows, the held-out ones too), float64."""
         errors, codes, folds = network.errors_and_codes(rows)
         self.members_: list[ErrorAndCodeScore] = []
@@ -118,7 +118,7 @@ class TableScore:
         self.nearest_ = NearestRows(self.neighbors).fit(rows) if self.neighbors else None
         return self
 
-    def __call__(self, network: TabularAutoencoder, rows: np.ndarray) -> np.ndarray:
+    def __call__(self, network: TabularNetwork, rows: np.ndarray) -> np.ndarray:
         """The scores of rows (higher is more abnormal), each from its fold's member."""
         errors, codes, folds = network.errors_and_codes(rows)
         scores = np.zeros(len(rows))

@@ -52,7 +52,7 @@ __all__ = [  # fit_scaling and SCALINGS live in aekit.anomaly.scaling; imported 
     "SCALINGS",
     "TABLE_LEARNING_RATE",
     "HeldOutError",
-    "TabularAutoencoder",
+    "TabularNetwork",
     "TabularRecipe",
     "fit_scaling",
     "load_scaling",
@@ -102,7 +102,7 @@ def sized_epochs(n_rows: int, batch_size: int) -> int:
     return int(np.clip(min(10_000 // steps_per_epoch, _ROWS_SEEN // max(n_rows, 1)), 5, 100))
 
 
-class TabularAutoencoder(ReconstructionNetwork):
+class TabularNetwork(ReconstructionNetwork):
     """Scaled features; per member, a fully-connected encoder to a linear code and a mirrored
     linear decoder.
 
@@ -227,7 +227,7 @@ def _stack(widths: Sequence[int], activation_fn: Activation) -> nn.Sequential:
 
 
 def tabular_model_fn(
-    network: TabularAutoencoder,
+    network: TabularNetwork,
     features: torch.Tensor,
     labels: torch.Tensor | None,
     mode: ModeKeys,
@@ -286,7 +286,7 @@ def tabular_estimator(
     model_dir: str | Path | None = None,
     config: RunConfig | None = None,
 ) -> Estimator:
-    """An Estimator of a TabularAutoencoder, its initial weights drawn from config's seed.
+    """An Estimator of a TabularNetwork, its initial weights drawn from config's seed.
 
     Set the network's scaling (`set_scaling`) before training; checkpoints keep it.
     """
@@ -295,7 +295,7 @@ def tabular_estimator(
     if config.random_seed is not None:
         torch.manual_seed(config.random_seed)  # the same initial weights for the same seed
     network = build_within_memory(
-        lambda: TabularAutoencoder(n_features, units, activation_fn),
+        lambda: TabularNetwork(n_features, units, activation_fn),
         f"n_features={n_features}, hidden_units={units}",
     )
     return Estimator(
@@ -315,8 +315,8 @@ def tabular_estimator(
 
 
 def set_scaling(network: torch.nn.Module, rows: np.ndarray, method: str) -> None:
-    """Fit `method`'s scaling on training rows (N, features) into a TabularAutoencoder."""
-    if not isinstance(network, TabularAutoencoder):
+    """Fit `method`'s scaling on training rows (N, features) into a TabularNetwork."""
+    if not isinstance(network, TabularNetwork):
         raise ConfigError("set_scaling needs the network of a tabular_estimator")
     flat = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
     if flat.shape[1] != network.n_features or not len(flat):
@@ -326,7 +326,7 @@ def set_scaling(network: torch.nn.Module, rows: np.ndarray, method: str) -> None
 
 def load_scaling(network: torch.nn.Module, center: np.ndarray, scale: np.ndarray) -> None:
     """Put statistics already fitted (by `fit_scaling` or a streaming pass) into the network."""
-    if not isinstance(network, TabularAutoencoder):
+    if not isinstance(network, TabularNetwork):
         raise ConfigError("load_scaling needs the network of a tabular_estimator")
     with torch.no_grad():
         network.center.copy_(torch.from_numpy(np.asarray(center, dtype=np.float64)))
@@ -345,7 +345,7 @@ class HeldOutError(Hook):
         if context.global_step % self.every_n_steps or context.history is None:
             return
         network = context.network
-        assert isinstance(network, TabularAutoencoder)
+        assert isinstance(network, TabularNetwork)
         network.eval()
         errors, _, _ = network.errors_and_codes(self.held)
         network.train()

@@ -15,7 +15,7 @@ import torch
 
 from aekit.cli.settings import absolute, check_values
 from aekit.data import mnist
-from aekit.data.checks import max_load_bytes
+from aekit.data.arrays import max_load_bytes
 from aekit.data.folder_stream import image_folder_input_fn, split_image_folder
 from aekit.data.image_folder import ImageFolderFiles, list_image_folder
 from aekit.data.rows import Rows, row_chunks, take_rows

@@ -108,8 +108,8 @@ def activation_count(settings: Mapping[str, Any], example_shape: Sequence[int]) 
         count = 2 * (n_features + sum(units))
     elif model in ("convolutional", "classifier", "variational"):
         count = _conv_maps(*_image(example_shape), settings["num_filters"])
-    else:
-        return 0  # a model registered elsewhere
+    else:  # a model without a count would turn the batch-size guard off unseen
+        raise LookupError(f"no activation count for the {model} model: add it here")
     extra = [settings.get(k) for k in ("latent_dim", "dense_units", "n_classes")]
     return count + 3 * sum(int(v) for v in extra if isinstance(v, int))
 

@@ -187,12 +187,7 @@ def _fully_connected(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunC
     from aekit.anomaly.tabular import tabular_estimator
     from aekit.models.fully_connected import AutoEncoder
 
-    if is_table_run(hp):
-        if hp.get("keep_prob") is not None or hp.get("noise_factor"):
-            raise ConfigError(
-                "--keep-prob and --noise-factor act on images; a table trains the outlier "
-                "detector's model without them: drop them, or give --scaling none for images"
-            )
+    if is_table_run(hp):  # settings for images only were refused (settings.images_only)
         return tabular_estimator(
             n_features=math.prod(shape),
             hidden_units=hidden_units(hp),
@@ -204,7 +199,7 @@ def _fully_connected(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunC
     return AutoEncoder(
         hidden_units=hidden_units(hp),
         activation_fn=hp["activation"],
-        dropout=hp["keep_prob"],  # AutoEncoder's `dropout` is seed 000's keep probability
+        keep_prob=hp["keep_prob"],
         weight_decay=_weight_decay(hp),
         learning_rate=learning_rate(hp),
         input_shape=shape,

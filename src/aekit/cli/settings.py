@@ -36,11 +36,13 @@ from aekit.checks import (
     Sizes,
     Text,
 )
+from aekit.cli import registry
 from aekit.errors import ConfigError
 from aekit.estimator.run_config import CHECKS as RUN_CONFIG_CHECKS
 
-EVERY_MODEL = ("fully_connected", "convolutional", "variational", "stacked", "classifier")
-AUTOENCODERS = ("fully_connected", "convolutional", "variational")
+EVERY_MODEL = tuple(registry.names())
+AUTOENCODERS = tuple(name for name in EVERY_MODEL if not registry.get(name).supervised)
+_IMAGE_UNITS = ",".join(map(str, registry.IMAGE_UNITS))
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Setting:
         flag: it has a command-line flag (else it lives in files only).
         exclusive: settings no command line may give together with this one.
         run_config: the RunConfig field it fills, if any.
+        images_only: it acts on images only; a table run refuses it when it differs from
+            its default (a setting nothing uses must not be saved as if it had acted).
     """
 
     name: str
@@ -72,6 +76,7 @@ class Setting:
     flag: bool = True
     exclusive: tuple[str, ...] = ()
     run_config: str | None = None
+    images_only: bool = False
 
     def takes(self, model: str) -> bool:
         """Whether `model` takes this setting."""
@@ -134,6 +139,7 @@ SETTINGS: tuple[Setting, ...] = (
         "0/1 pixels drawn with their "
         "intensity as p: anew every batch, or once; the test images are drawn once "
         "(seed 0)",
+        images_only=True,
     ),
     Setting(
         "scaling",
@@ -149,7 +155,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "hidden_units",
         OrAuto(Sizes()),
-        "layer sizes, e.g. 128,64,32; auto: 128,64,32 on "
+        f"layer sizes, e.g. 128,64,32; auto: {_IMAGE_UNITS} on "
         "images, sized from the features on a table",
         models=NO_MODELS,
         per_model=_per_model(
@@ -222,11 +228,13 @@ SETTINGS: tuple[Setting, ...] = (
         "probability of keeping a unit, seed 000's form of --dropout",
         models=("fully_connected",),
         exclusive=("dropout",),
+        images_only=True,
     ),
     Setting(
         "weight_decay",
         OrAuto(Optional(Number())),
-        "L2 factor on the weights; auto: 1e-05 on images, none on a table",
+        f"L2 factor on the weights; auto: {registry.IMAGE_WEIGHT_DECAY:g} on images, none on a "
+        "table",
         models=NO_MODELS,
         per_model=_per_model(fully_connected="auto", convolutional=1e-5),
     ),
@@ -236,6 +244,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Gaussian input noise: a denoising autoencoder (stacked: the share of pixels masked)",
         models=NO_MODELS,
         per_model=_per_model(fully_connected=None, convolutional=None, stacked=0.5),
+        images_only=True,
     ),
     Setting(
         "noise",
@@ -248,7 +257,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "epochs",
         OrAuto(Integer(1)),
-        "passes over the training data; auto: 30 on "
+        f"passes over the training data; auto: {registry.IMAGE_EPOCHS} on "
         "images, on a table at most what its size allows, stopping early",
         resumable=True,
         models=NO_MODELS,
@@ -259,7 +268,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "batch_size",
         OrAuto(Integer(1)),
-        "examples per step; auto: 256 on images, sized from the rows on a table",
+        f"examples per step; auto: {registry.IMAGE_BATCH} on images, sized from the rows on a "
+        "table",
         models=NO_MODELS,
         per_model=_per_model(
             fully_connected="auto", convolutional=256, variational=128, stacked=100, classifier=100
@@ -268,8 +278,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "learning_rate",
         OrAuto(Number(positive=True)),
-        "Adam's rate; auto: 1e-3 on images, 3e-3 on a table (a resumed run may lower it: a "
-        "step decay by hand)",
+        f"Adam's rate; auto: {registry.IMAGE_LEARNING_RATE:g} on images, 0.003 on a table (a "
+        "resumed run may lower it: a step decay by hand)",
         resumable=True,
         models=NO_MODELS,
         per_model=_per_model(
@@ -324,6 +334,7 @@ SETTINGS: tuple[Setting, ...] = (
         "write a PNG of reconstructions per epoch and a GIF here (autoencoders)",
         resumable=True,
         path=True,
+        images_only=True,
     ),
     Setting(
         "log_every",
@@ -360,6 +371,23 @@ def model_settings(model: str) -> dict[str, Any]:
         "model": model,
         **{s.name: s.default_for(model) for s in SETTINGS if s.takes(model)},
     }
+
+
+def check_for_a_table(settings: Mapping[str, Any]) -> None:
+    """ConfigError naming the settings given to a table's run that act on images only."""
+    model = settings["model"]
+    given = [
+        f"--{s.name.replace('_', '-')}"
+        for s in SETTINGS
+        if s.images_only and s.takes(model) and settings.get(s.name) != s.default_for(model)
+    ]
+    if given:
+        raise ConfigError(
+            f"{' and '.join(given)} act{'s' if len(given) == 1 else ''} on images, and this "
+            "run's rows are a table; drop "
+            f"{'it' if len(given) == 1 else 'them'}, or give --scaling none to read the data "
+            "as images"
+        )
 
 
 def check_values(settings: Mapping[str, Any], source: str | None = None) -> None:

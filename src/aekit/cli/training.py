@@ -30,6 +30,7 @@ from aekit.cli.data import (
 )
 from aekit.cli.progress import EpochProgress
 from aekit.cli.run import build, eval_input_fn, reconstruction_grid
+from aekit.cli.settings import check_for_a_table
 from aekit.data.context import InputContext
 from aekit.data.input_fn import numpy_input_fn
 from aekit.data.sampler import Sampler
@@ -164,12 +165,7 @@ def _from_the_data(
         )
     if settings.get("columns") is None:  # later commands match a table's columns by name
         settings["columns"] = table_columns(settings["dataset"], settings.get("label_column"))
-    for flag, key in (("--save-images", "save_images"), ("--binarize", "binarize")):
-        if settings.get(key):
-            raise ConfigError(
-                f"{flag} is for images, and this run's rows are a table; drop it, or give "
-                "--scaling none to read the data as images"
-            )
+    check_for_a_table(settings)
     anomalies = (
         anomaly_labels(y_train, y_test)
         if y_train is not None and y_test is not None and not settings.get("exclude_classes")

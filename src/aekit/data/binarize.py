@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from aekit.checks import shown
-from aekit.data.checks import as_array, check_values, to_float
+from aekit.data.arrays import as_array, check_values, to_float
 from aekit.data.rows import Rows
 from aekit.errors import ConfigError, InputError
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from aekit.checks import shown
-from aekit.data.checks import to_float
+from aekit.data.arrays import to_float
 from aekit.errors import ConfigError
 
 

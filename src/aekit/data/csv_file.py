@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aekit.checks import check_int, shown
-from aekit.data.checks import MAX_BYTES_ENV, check_size, existing_path, format_bytes, max_load_bytes
+from aekit.data.arrays import MAX_BYTES_ENV, check_size, existing_path, format_bytes, max_load_bytes
 from aekit.errors import ConfigError, InputError
 
 __all__ = ["LABEL_NAMES", "load_csv"]

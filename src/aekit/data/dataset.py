@@ -25,6 +25,7 @@ import torch
 from aekit.data.batching import rebatch
 from aekit.data.context import EpochEnd, EpochStream, input_context
 from aekit.data.rows import Rows, read_rows
+from aekit.data.sampler import order_seed
 from aekit.errors import ConfigError, InputError
 
 Array = torch.Tensor | np.ndarray | Rows
@@ -132,8 +133,7 @@ def _seed_stream(seed: int | None) -> Iterator[np.random.Generator]:
 def _generators(
     seed: int | None, generator: torch.Generator | None
 ) -> Iterator[np.random.Generator]:
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, (), generator=generator).item())
+    seed = order_seed(seed, False, generator)  # the seed rule of every input (sampler.py)
     for epoch in itertools.count():
         yield np.random.default_rng([seed, epoch])
 

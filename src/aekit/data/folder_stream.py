@@ -26,8 +26,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from aekit.checks import check_bool, check_int, shown
+from aekit.data.arrays import to_float
 from aekit.data.binarize import Binarization, bernoulli_pixels, check_binarization
-from aekit.data.checks import to_float
 from aekit.data.context import EpochEnd, EpochStream, InputContext, input_context
 from aekit.data.corruption import Corruption
 from aekit.data.image_folder import ImageFolderFiles, list_image_folder

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from aekit.checks import shown
-from aekit.data.checks import check_size, existing_path
+from aekit.data.arrays import check_size, existing_path
 from aekit.errors import ConfigError, InputError
 from aekit.files import reading
 

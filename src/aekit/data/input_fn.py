@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from aekit.checks import check_bool, check_int, resolve_device, shown
+from aekit.data.arrays import as_array, check_values, to_float
 from aekit.data.binarize import Binarization, bernoulli_pixels, binarize, check_binarization
-from aekit.data.checks import as_array, check_values, to_float
 from aekit.data.context import EpochEnd, input_context
 from aekit.data.corruption import Corruption, GaussianNoise
 from aekit.data.dataset import Array, Dataset

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from aekit.checks import check_bool, shown
 from aekit.data import mnist
-from aekit.data.checks import check_size, existing_path
+from aekit.data.arrays import check_size, existing_path
 from aekit.data.csv_file import load_csv
 from aekit.data.image_folder import IMAGE_SUFFIXES, load_image_folder
 from aekit.data.rows import Rows, row_chunks, take_rows

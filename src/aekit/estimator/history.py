@@ -7,7 +7,9 @@ input of 3 epochs gives 3 records, and `train_and_evaluate` evaluates into each 
 an input that does not mark epochs (a generator, a DataLoader) gets a record per
 evaluation. A record holds "step" (the global step), "epoch" (from 0, as Keras's
 `History.epoch`; an epoch's records only), "steps" and "seconds" (the training since the
-previous record), "loss" (the mean of those steps' batch losses) and the evaluation's
+previous record), "loss" (the mean over those steps' examples of the batch losses, each
+batch weighted by its size, as Keras's; a last partial batch counts for its examples, as
+an evaluation's "val_loss" does) and the evaluation's
 metrics prefixed "val_" (or "<name>_" for a named evaluation), as Keras names them.
 """
 
@@ -29,6 +31,7 @@ class History:
         self.records: list[Record] = []
         self._loss_sum: torch.Tensor | None = None  # summed on the device, read when closed
         self._steps = 0
+        self._examples = 0
         self._started: float | None = None
 
     @classmethod
@@ -62,13 +65,14 @@ class History:
         """Each key's values over the records (NaN where a record lacks the key)."""
         return {key: [r.get(key, math.nan) for r in self.records] for key in self.keys()}
 
-    def add_loss(self, loss: torch.Tensor) -> None:
-        """Count one training step's loss (stays on the device: no sync)."""
+    def add_loss(self, loss: torch.Tensor, examples: int) -> None:
+        """Count one training step's mean loss over `examples` (stays on the device: no sync)."""
         if self._started is None:
             self._started = time.monotonic()
-        loss = loss.detach().to(torch.float64)
+        loss = loss.detach().to(torch.float64) * examples
         self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
         self._steps += 1
+        self._examples += examples
 
     @property
     def epoch(self) -> list[int]:
@@ -97,10 +101,10 @@ class History:
             "step": float(global_step),
             "steps": float(self._steps),
             "seconds": time.monotonic() - self._started,
-            "loss": float(self._loss_sum) / self._steps,
+            "loss": float(self._loss_sum) / max(self._examples, 1),
         }
         self.records.append(record)
-        self._loss_sum, self._steps, self._started = None, 0, None
+        self._loss_sum, self._steps, self._examples, self._started = None, 0, 0, None
         return record
 
     def add_evaluation(

@@ -271,10 +271,11 @@ class TrainLoop:
             self.state.lr_scheduler.step()
         self.state.global_step += 1
         self.nonfinite.observe(out.loss)
-        self.history.add_loss(out.loss)
+        examples = batch_size(features)
+        self.history.add_loss(out.loss, examples)
         return StepResult(
             out.spec,
-            batch_size(features),
+            examples,
             out.loss,
             float(learning_rate) if learning_rate is not None else None,
             out.grad_norm,

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aekit.checks import Choice
 from aekit.errors import ConfigError
 from aekit.estimator import checkpoint as ckpt
 from aekit.estimator.inputs import InputFn
 from aekit.files import atomic_write, atomic_write_text
 from aekit.hooks.base import CheckpointSaverListener, Hook, RunContext, StepResult
+from aekit.hooks.monitors import Plateau
 
 if TYPE_CHECKING:  # the Estimator is handed in: it calls train_and_evaluate from fit
     from aekit.estimator.estimator import Estimator
@@ -44,7 +46,9 @@ class EvalSpec:
     evaluates every that many steps instead. For an input that does not mark epochs (a
     generator), evaluation follows the checkpoint saves (TensorFlow's schedule). Either
     way, evaluations are `throttle_secs` apart at least, and one runs at the end. With
-    `best_metric`, the checkpoint with the best value is copied to `model_dir/best/`.
+    `best_metric`, the checkpoint with the best value is copied to `model_dir/best/`;
+    `best_mode` says whether lower ("min") or higher ("max") is better, and "auto" guesses
+    from the name, as `EarlyStopping`'s `mode` does (accuracy-like names: higher).
     """
 
     input_fn: InputFn
@@ -54,13 +58,14 @@ class EvalSpec:
     every_n_steps: int | None = None
     throttle_secs: float = 0.0
     best_metric: str | None = None
-    higher_is_better: bool = False
+    best_mode: str = "auto"
 
     def __post_init__(self) -> None:
         if self.every_n_steps is not None and self.every_n_steps <= 0:
             raise ConfigError(f"EvalSpec.every_n_steps must be positive, got {self.every_n_steps}")
         if self.throttle_secs < 0:
             raise ConfigError(f"EvalSpec.throttle_secs must be >= 0, got {self.throttle_secs}")
+        Choice("auto", "min", "max")("EvalSpec.best_mode", self.best_mode)
 
 
 def train_and_evaluate(
@@ -150,12 +155,10 @@ def _export_if_best(
     best_dir = Path(estimator.model_dir) / "best"
     record = best_dir / "best.json"
     value = result[metric]
+    best = Plateau(metric, spec.best_mode)  # the one tracker of best values
     if record.is_file():
-        previous = json.loads(record.read_text())["metrics"][metric]
-        better = value > previous if spec.higher_is_better else value < previous
-        if not better:
-            return
-    if not math.isfinite(value):
+        best.update(json.loads(record.read_text())["metrics"][metric], step=0)
+    if not best.update(value, estimator.global_step):
         return
     best_dir.mkdir(parents=True, exist_ok=True)
     target = best_dir / path.name

@@ -2,7 +2,7 @@
 
 from aekit.models.classifier import Classifier
 from aekit.models.convolutional import ConvolutionalAutoencoder, ConvolutionalNetwork
-from aekit.models.fully_connected import AutoEncoder, FullyConnectedAutoencoder
+from aekit.models.fully_connected import AutoEncoder, FullyConnectedNetwork
 from aekit.models.heads import ReconstructionNetwork, reconstruction_model_fn
 from aekit.models.layers import Decoder, Encoder
 from aekit.models.stacked import StackedDenoisingAutoencoder
@@ -15,7 +15,7 @@ __all__ = [
     "ConvolutionalNetwork",
     "Decoder",
     "Encoder",
-    "FullyConnectedAutoencoder",
+    "FullyConnectedNetwork",
     "ReconstructionNetwork",
     "StackedDenoisingAutoencoder",
     "VariationalAutoencoder",

@@ -30,7 +30,7 @@ def _image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     return (1, 1, math.prod(shape))
 
 
-class FullyConnectedAutoencoder(ReconstructionNetwork):
+class FullyConnectedNetwork(ReconstructionNetwork):
     """Encoder of `hidden_units`, mirrored decoder back to the input size, linear output."""
 
     def __init__(
@@ -70,10 +70,10 @@ class AutoEncoder(ReconstructionEstimator):
     Args:
         hidden_units: encoder layer sizes; the decoder mirrors them.
         activation_fn: name or callable for every hidden layer.
-        dropout: the probability of KEEPING a unit (seed 000's `keep_prob`, as in
-            `tf.nn.dropout`), not PyTorch's drop rate: 0.9 drops 10% of the units after
-            each hidden layer; None: no dropout. The name is kept from the seed; the
-            command line calls it `--keep-prob` and reads `--dropout` as the drop rate.
+        keep_prob: the probability of keeping a unit (seed 000's, as in `tf.nn.dropout`):
+            0.9 drops 10% of the units after each hidden layer; None: no dropout. The
+            other models' `dropout` is the drop rate; `--dropout D` on the command line
+            gives `keep_prob = 1 - D`.
         weight_decay: L2 factor on weights (not biases), training loss only.
         learning_rate: Adam's initial rate, ×0.96 every 1000 steps.
         input_shape: shape of one example, e.g. (28, 28) for MNIST.
@@ -88,7 +88,7 @@ class AutoEncoder(ReconstructionEstimator):
         self,
         hidden_units: Sequence[int] = (128, 64, 32),
         activation_fn: Activation = "relu",
-        dropout: float | None = None,
+        keep_prob: float | None = None,
         weight_decay: float | None = 1e-5,
         learning_rate: float = 1e-3,
         model_dir: str | Path | None = None,
@@ -99,7 +99,7 @@ class AutoEncoder(ReconstructionEstimator):
     ) -> None:
         units = check_units("hidden_units", hidden_units)
         super().__init__(
-            lambda: FullyConnectedAutoencoder(input_shape, units, activation_fn, dropout),
+            lambda: FullyConnectedNetwork(input_shape, units, activation_fn, keep_prob),
             learning_rate,
             weight_decay,
             ("gaussian", noise_factor) if noise_factor is not None else noise,
@@ -108,7 +108,7 @@ class AutoEncoder(ReconstructionEstimator):
             extra_params={
                 "hidden_units": units,
                 "activation_fn": activation_fn,
-                "dropout": dropout,
+                "keep_prob": keep_prob,
                 "input_shape": list(input_shape),
             },
         )

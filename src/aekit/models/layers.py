@@ -200,5 +200,5 @@ def _dropout(keep_prob: float | None) -> nn.Module:
         or not isinstance(keep_prob, int | float)
         or not 0 < keep_prob <= 1
     ):
-        raise ConfigError(f"dropout is a keep probability in (0, 1], got {keep_prob!r}")
+        raise ConfigError(f"keep_prob is a keep probability in (0, 1], got {keep_prob!r}")
     return nn.Dropout(p=1.0 - keep_prob) if keep_prob < 1 else nn.Identity()

@@ -34,7 +34,7 @@ from aekit.estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig
 from aekit.estimator.inputs import InputFn, iterate_batches, to_device
 from aekit.estimator.optimizers import adam
 from aekit.models.convolutional import ConvolutionalNetwork, Downsample
-from aekit.models.fully_connected import FullyConnectedAutoencoder
+from aekit.models.fully_connected import FullyConnectedNetwork
 from aekit.models.heads import IMAGES_IN_SUMMARY, ReconstructionNetwork, as_images
 from aekit.models.layers import Activation, ActivationLayer, check_shape, check_units
 from aekit.models.memory import build_within_memory, check_fits
@@ -95,7 +95,7 @@ class VariationalNetwork(ReconstructionNetwork):
         self.input_shape = check_shape("input_shape", input_shape)
         self.body: ReconstructionNetwork
         if encoder == "fully_connected":
-            self.body = FullyConnectedAutoencoder(input_shape, hidden_units, activation_fn)
+            self.body = FullyConnectedNetwork(input_shape, hidden_units, activation_fn)
         else:
             if len(self.input_shape) not in (2, 3):
                 raise ConfigError(

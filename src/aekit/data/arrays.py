@@ -1,4 +1,6 @@
-"""Checks shared by the data loaders and input functions: sizes, values and arguments.
+"""What data given as arrays must be, for every loader and input function.
+
+(The checks of settings and arguments are `aekit.checks`; these look at the data.)
 
 One mechanism per kind of problem, whatever the container (numpy array, memory map, torch
 tensor): a size is checked before it is allocated, integer data other than uint8 must hold
