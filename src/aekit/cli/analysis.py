@@ -229,18 +229,14 @@ def score(
     labels = None if y is None else np.asarray(y)
     with writing(out / "scores.csv"):
         csv_path = write_scores_csv(out / "scores.csv", scores, detector.threshold, labels)
-    excluded = settings.get("exclude_classes")
+    anomalous = None
+    if settings.get("exclude_classes") and labels is not None:
+        anomalous = np.isin(labels, settings["exclude_classes"])  # the classes left out
+    groups = {"training": detector.training_scores, **_scored_groups(scores, anomalous)}
     area = normal_flagged = None
-    groups = {"training": detector.training_scores}
-    if excluded and labels is not None:
-        anomalous = np.isin(labels, excluded)
-        if not anomalous.all():
-            normal_flagged = float((scores[~anomalous] > detector.threshold).mean())
-        if anomalous.any() and not anomalous.all():
-            area = auroc(scores, anomalous)
-            groups |= {"scored, normal": scores[~anomalous], "scored, anomalous": scores[anomalous]}
-    if len(groups) == 1:
-        groups["scored"] = scores
+    if anomalous is not None and not anomalous.all():
+        normal_flagged = float((scores[~anomalous] > detector.threshold).mean())
+        area = auroc(scores, anomalous) if anomalous.any() else None
     with writing(out / "histogram.png"):
         figure = histogram_plot(
             groups,
@@ -261,6 +257,13 @@ def score(
         auroc=area,
         normal_flagged=normal_flagged,
     )
+
+
+def _scored_groups(scores: np.ndarray, anomalous: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The scored examples for the histogram: normal and anomalous apart when both occur."""
+    if anomalous is None or anomalous.all() or not anomalous.any():
+        return {"scored": scores}
+    return {"scored, normal": scores[~anomalous], "scored, anomalous": scores[anomalous]}
 
 
 def _score_name(code_weight: float, neighbors: int) -> str:

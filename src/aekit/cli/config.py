@@ -170,26 +170,7 @@ def resolve(
     if preset is not None and preset not in registry.PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(registry.PRESETS)}")
     from_preset = dict(registry.PRESETS[preset]) if preset else {}
-    if from_file.get("model") is not None:
-        _check_model_name(from_file["model"], f"config file {config_file}")
-    model = (
-        model
-        or from_file.pop("model", None)
-        or from_preset.pop("model", None)
-        or (saved or {}).get("model")
-    )
-    from_file.pop("model", None)
-    from_preset.pop("model", None)
-    if model is None:
-        raise ConfigError(
-            f"no model named and {model_dir} holds no run; name one: `aekit train MODEL` with "
-            f"MODEL one of {', '.join(registry.names())}"
-        )
-    _check_model_name(model, "the command line")
-    if saved is not None and model != saved["model"]:
-        raise ConfigError(
-            f"{model_dir} holds a {saved['model']} model, not {model}; use a new --model-dir"
-        )
+    model = _model_of(model, from_file, from_preset, saved, model_dir, config_file)
     settings = model_settings(model)
     flags = {k: v for k, v in given.items() if v is not None}
     requested = {
@@ -220,6 +201,36 @@ def resolve(
     settings.update(requested)
     check_values(settings)
     return absolute(settings)
+
+
+def _model_of(
+    named: str | None,
+    from_file: dict[str, Any],
+    from_preset: dict[str, Any],
+    saved: Mapping[str, Any] | None,
+    model_dir: str | Path,
+    config_file: str | Path | None,
+) -> str:
+    """The run's model, named by the command line, the config file, the preset or the dir.
+
+    Takes "model" out of the file's and the preset's settings; refuses a misspelt name and
+    a name the dir contradicts.
+    """
+    if from_file.get("model") is not None:
+        _check_model_name(from_file["model"], f"config file {config_file}")
+    in_file, in_preset = from_file.pop("model", None), from_preset.pop("model", None)
+    model = named or in_file or in_preset or (saved or {}).get("model")
+    if model is None:
+        raise ConfigError(
+            f"no model named and {model_dir} holds no run; name one: `aekit train MODEL` with "
+            f"MODEL one of {', '.join(registry.names())}"
+        )
+    _check_model_name(model, "the command line")
+    if saved is not None and model != saved["model"]:
+        raise ConfigError(
+            f"{model_dir} holds a {saved['model']} model, not {model}; use a new --model-dir"
+        )
+    return str(model)
 
 
 def _keep_prob(model: str, source: dict[str, Any], where: str) -> dict[str, Any]:

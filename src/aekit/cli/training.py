@@ -163,6 +163,14 @@ def _from_the_data(
             None,
             describe(settings, splits, left_out=settings.get("exclude_classes")) + guess,
         )
+    return _as_a_table(settings, (y_train, y_test), guess)
+
+
+def _as_a_table(
+    settings: dict[str, Any], labels: tuple[np.ndarray | None, np.ndarray | None], guess: str
+) -> tuple[Splits, TabularRecipe, str]:
+    """A table's run: its columns, the anomalies its labels mark, its normal rows, its recipe."""
+    y_train, y_test = labels
     if settings.get("columns") is None:  # later commands match a table's columns by name
         settings["columns"] = table_columns(settings["dataset"], settings.get("label_column"))
     check_for_a_table(settings)

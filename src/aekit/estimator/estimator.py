@@ -302,40 +302,16 @@ class Estimator:
             summary.repair_event_files(self.model_dir)
         restored = self._restore(with_rng=True)
         strategy.agree_on_step(self.global_step, self.model_dir)  # also a barrier
-        if max_steps is not None and self.global_step >= max_steps:
-            line = (
-                f"nothing to train: {self.model_dir} is at step {self.global_step}, already "
-                f"max_steps={max_steps}; give a larger max_steps, or steps=N for N more"
-            )
-            if verbose and strategy.is_chief:
-                say(line)
-            else:  # a quiet caller says it in its own terms (the command line: --epochs)
-                _log.debug("%s", line)
+        if self._at_max_steps(max_steps, verbose):
             return
         if not restored:
-            # Rank 0's seed, from which every rank derives a stream of its own.
-            seed = strategy.broadcast_seed(self._config.random_seed)
-            if seed is not None:
-                rng.seed_everything(seed, strategy.rank)
-            shuffle_seed = seed if seed is not None else strategy.shared_random_int()
-            self._state.shuffle_rng.manual_seed(shuffle_seed)
+            self._seed_a_new_run()
         if (Path(self.model_dir) / "train").is_dir():  # events of an earlier run may follow
             self.event_writers.restart("train", self.global_step + 1)
         last_step = max_steps if steps is None else self.global_step + steps
-        if self._stepper is None:
-            self._stepper = Stepper(
-                self._model_fn,
-                self.network,
-                self._params,
-                self.optimizer,
-                self._config,
-                self._device,
-                strategy,
-                self._state.grad_scaler,
-            )
         loop = TrainLoop(
             self._state,
-            self._stepper,
+            self._the_stepper(),
             strategy,
             self._config,
             self.event_writers,
@@ -365,6 +341,43 @@ class Estimator:
             # After a failure (a full disk, say) a second error from flushing summaries to
             # the same disk must not hide the first.
             self.event_writers.flush(strict=finished)
+
+    def _the_stepper(self) -> Stepper:
+        """The update step, built at the first train call and kept (compiled graphs with it)."""
+        if self._stepper is None:
+            self._stepper = Stepper(
+                self._model_fn,
+                self.network,
+                self._params,
+                self.optimizer,
+                self._config,
+                self._device,
+                self.strategy,
+                self._state.grad_scaler,
+            )
+        return self._stepper
+
+    def _at_max_steps(self, max_steps: int | None, verbose: int) -> bool:
+        """Whether the run already stands at `max_steps` (then it says so, and trains nothing)."""
+        if max_steps is None or self.global_step < max_steps:
+            return False
+        line = (
+            f"nothing to train: {self.model_dir} is at step {self.global_step}, already "
+            f"max_steps={max_steps}; give a larger max_steps, or steps=N for N more"
+        )
+        if verbose and self.strategy.is_chief:
+            say(line)
+        else:  # a quiet caller says it in its own terms (the command line: --epochs)
+            _log.debug("%s", line)
+        return True
+
+    def _seed_a_new_run(self) -> None:
+        """Seed a run that restored nothing: rank 0's seed, a stream of its own per rank."""
+        seed = self.strategy.broadcast_seed(self._config.random_seed)
+        if seed is not None:
+            rng.seed_everything(seed, self.strategy.rank)
+        shuffle_seed = seed if seed is not None else self.strategy.shared_random_int()
+        self._state.shuffle_rng.manual_seed(shuffle_seed)
 
     def fit(
         self,
