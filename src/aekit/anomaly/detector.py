@@ -16,8 +16,8 @@ import numpy as np
 from aekit.anomaly.scores import CODE_KEY, SCORE_KEY, ErrorAndCodeScore, threshold_at
 from aekit.anomaly.table_score import TableScore
 from aekit.anomaly.tabular import TabularNetwork
-from aekit.data.dataset import Array
 from aekit.data.input_fn import predict_input_fn
+from aekit.data.slices import Array
 from aekit.errors import ConfigError, SpecError
 from aekit.estimator import Estimator
 

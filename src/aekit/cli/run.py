@@ -13,15 +13,14 @@ from PIL import Image
 
 from aekit.cli import config, limits, registry
 from aekit.cli.data import (
-    FolderImages,
     Split,
     Splits,
     describe,
     load_images,
-    stream_input_fn,
     with_data,
 )
 from aekit.cli.settings import run_config_args
+from aekit.cli.streamed import FolderImages, stream_input_fn
 from aekit.data.binarize import Binarization
 from aekit.data.corruption import make_corruption
 from aekit.data.input_fn import numpy_input_fn, to_float

@@ -18,19 +18,18 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from aekit.anomaly.tabular import TabularRecipe, set_scaling, sized_hidden_units
 from aekit.cli import config, limits, registry
 from aekit.cli.data import (
-    FolderImages,
     Splits,
     anomaly_labels,
     check_pixels,
     describe,
     load_images,
     shown,
-    stream_input_fn,
     table_or_images,
 )
 from aekit.cli.progress import EpochProgress
 from aekit.cli.run import build, eval_input_fn, reconstruction_grid
 from aekit.cli.settings import check_for_a_table
+from aekit.cli.streamed import FolderImages, stream_input_fn
 from aekit.data.context import InputContext
 from aekit.data.input_fn import numpy_input_fn
 from aekit.data.sampler import Sampler

@@ -13,140 +13,22 @@ batch, and tensors moved with `to(device)` before `batch` are gathered on that d
 from __future__ import annotations
 
 import itertools
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from aekit.data.batching import rebatch
-from aekit.data.context import EpochEnd, EpochStream, input_context
-from aekit.data.rows import Rows, read_rows
-from aekit.data.sampler import order_seed
+from aekit.data.context import EpochEnd, EpochStream
+from aekit.data.rows import Rows
+from aekit.data.slices import Source, elements, flatten, move, stack
+from aekit.data.stages import apply, buffer_shuffle, parallel_map, prefetch, seed_stream, unmarked
 from aekit.errors import ConfigError, InputError
 
-Array = torch.Tensor | np.ndarray | Rows
 _CHUNK = 4096  # indices handed on at a time by the element-wise shuffle
 Indices = Callable[[], Iterator[Any]]  # a stream of index arrays and EpochEnds
 Passes = tuple[int, int | None]  # a marked stream's (length of one pass, number of passes)
-
-
-class _Source:
-    """The arrays of from_tensor_slices, flattened, with how to rebuild the structure."""
-
-    def __init__(self, leaves: list[Array], rebuild: Callable[[list[Any]], Any]) -> None:
-        self.leaves = leaves
-        self.rebuild = rebuild
-        self.length = len(leaves[0])
-
-    def to(self, device: torch.device) -> _Source:
-        leaves: list[Array] = [
-            (
-                torch.from_numpy(np.ascontiguousarray(a)) if not isinstance(a, torch.Tensor) else a
-            ).to(device)
-            for a in self.leaves
-        ]
-        return _Source(leaves, self.rebuild)
-
-    def gather(self, index: np.ndarray) -> list[torch.Tensor]:
-        out = []
-        for leaf in self.leaves:
-            if isinstance(leaf, torch.Tensor):
-                # index_select copies rows ~10x faster than advanced indexing on CPU
-                # (benchmarks/bench_kernels.py).
-                out.append(leaf.index_select(0, _index_on(leaf.device, index)))
-            else:  # numpy, a memory map or Rows: read just these rows
-                out.append(torch.from_numpy(np.ascontiguousarray(read_rows(leaf, index))))
-        return out
-
-
-def _index_on(device: torch.device, index: np.ndarray) -> torch.Tensor:
-    """Row indices on `device`; to a GPU through pinned memory, so the host does not wait."""
-    host = torch.from_numpy(index)
-    if device.type != "cuda":
-        return host.to(device)
-    return host.pin_memory().to(device, non_blocking=True)
-
-
-def _flatten(tensors: Any) -> tuple[list[Array], Callable[[list[Any]], Any]]:
-    if isinstance(tensors, Mapping):
-        keys = list(tensors)
-        return [tensors[k] for k in keys], lambda leaves: dict(zip(keys, leaves, strict=True))
-    if isinstance(tensors, tuple | list):
-        return list(tensors), tuple
-    return [tensors], lambda leaves: leaves[0]
-
-
-def _apply(fn: Callable[..., Any], element: Any) -> Any:
-    """Call fn the tf.data way: a tuple element is spread over the arguments."""
-    return fn(*element) if isinstance(element, tuple) else fn(element)
-
-
-def _elements(
-    source: _Source, index: np.ndarray, fns: tuple[Callable[..., Any], ...]
-) -> Iterator[Any]:
-    """The examples at `index`, one by one, each passed through the element-wise maps."""
-    rows = source.gather(index)
-    for i in range(len(index)):
-        element = source.rebuild([row[i] for row in rows])
-        for fn in fns:
-            element = _apply(fn, element)
-        yield element
-
-
-def _stack(elements: list[Any]) -> Any:
-    first = elements[0]
-    if isinstance(first, torch.Tensor):
-        return torch.stack(elements)
-    if isinstance(first, Mapping):
-        return {k: _stack([e[k] for e in elements]) for k in first}
-    if isinstance(first, tuple | list):
-        return tuple(_stack(list(parts)) for parts in zip(*elements, strict=True))
-    return torch.as_tensor(elements)
-
-
-def _move(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, Mapping):
-        return {k: _move(v, device) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return tuple(_move(v, device) for v in value)
-    return value
-
-
-def _seed_stream(seed: int | None) -> Iterator[np.random.Generator]:
-    """One generator per pass over the data: new order each pass, reproducible under a seed.
-
-    Without a seed, one is drawn when iteration starts: in a pipeline built for an
-    Estimator's training, from the generator it shares with every process of its job
-    (InputContext.shuffle_generator); elsewhere from torch's global generator. Either
-    way RunConfig.random_seed, and the state restored from a checkpoint, decide the order.
-    """
-    # Read now: iteration runs outside the input_fn call, where the context is gone.
-    return _generators(seed, input_context().shuffle_generator)
-
-
-def _generators(
-    seed: int | None, generator: torch.Generator | None
-) -> Iterator[np.random.Generator]:
-    seed = order_seed(seed, False, generator)  # the seed rule of every input (sampler.py)
-    for epoch in itertools.count():
-        yield np.random.default_rng([seed, epoch])
-
-
-def _buffer_shuffle(items: Iterator[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
-    """tf.data's shuffle: fill a buffer, emit a random slot, refill it from the input."""
-    buffer = list(itertools.islice(items, size))
-    for item in items:
-        slot = int(rng.integers(len(buffer)))
-        yield buffer[slot]
-        buffer[slot] = item
-    rng.shuffle(buffer)
-    yield from buffer
 
 
 class Dataset(EpochStream):
@@ -158,7 +40,7 @@ class Dataset(EpochStream):
 
     def __init__(
         self,
-        source: _Source,
+        source: Source,
         indices: Indices | None,
         length: int | None,
         element_fns: tuple[Callable[..., Any], ...] = (),
@@ -177,7 +59,7 @@ class Dataset(EpochStream):
     @staticmethod
     def from_tensor_slices(tensors: Any) -> Dataset:
         """Slice arrays (a tensor/array, a tuple or a dict of them) along the first dimension."""
-        leaves, rebuild = _flatten(tensors)
+        leaves, rebuild = flatten(tensors)
         if not leaves:
             raise InputError("from_tensor_slices needs at least one array")
         for leaf in leaves:
@@ -199,7 +81,7 @@ class Dataset(EpochStream):
                 f"from_tensor_slices got arrays of different lengths {sorted(lengths)}; "
                 "they must share the first dimension"
             )
-        source = _Source(leaves, rebuild)
+        source = Source(leaves, rebuild)
         n = source.length
         return Dataset(source, lambda: iter([np.arange(n)]), n)
 
@@ -241,11 +123,11 @@ class Dataset(EpochStream):
     def shuffle(self, buffer_size: int, seed: int | None = None) -> Dataset:
         """Shuffle with a buffer of `buffer_size`, freshly on every pass over the data."""
         _check_count("buffer_size", buffer_size)
-        seeds = _seed_stream(seed)
+        seeds = seed_stream(seed)
         if self._items is not None:
             upstream = self._items
             return self._with_items(
-                lambda: _buffer_shuffle(_unmarked(upstream()), buffer_size, next(seeds)),
+                lambda: buffer_shuffle(unmarked(upstream()), buffer_size, next(seeds)),
                 self._length,
                 None,  # the passes mix: no epoch ends any more
             )
@@ -256,12 +138,12 @@ class Dataset(EpochStream):
             rng = next(seeds)
             if length is not None and length <= buffer_size:
                 # The buffer holds everything: one permutation is exactly that shuffle.
-                chunks = list(_unmarked(upstream_indices()))
+                chunks = list(unmarked(upstream_indices()))
                 if chunks:
                     yield rng.permutation(np.concatenate(chunks))
                 return
-            flat = (int(i) for chunk in _unmarked(upstream_indices()) for i in chunk)
-            stream = _buffer_shuffle(flat, buffer_size, rng)
+            flat = (int(i) for chunk in unmarked(upstream_indices()) for i in chunk)
+            stream = buffer_shuffle(flat, buffer_size, rng)
             while chunk := list(itertools.islice(stream, _CHUNK)):
                 yield np.asarray(chunk, dtype=np.int64)
 
@@ -282,7 +164,7 @@ class Dataset(EpochStream):
             def run() -> Iterator[Any]:
                 for epoch in range(count) if count is not None else itertools.count():
                     empty = True
-                    for item in _unmarked(upstream()):
+                    for item in unmarked(upstream()):
                         empty = False
                         yield item
                     if empty:  # repeating nothing forever would hang
@@ -340,7 +222,7 @@ class Dataset(EpochStream):
         def gather(index: np.ndarray) -> Any:
             if not fns:
                 return source.rebuild(source.gather(index))
-            return _stack(list(_elements(source, index, fns)))
+            return stack(list(elements(source, index, fns)))
 
         def batches() -> Iterator[Any]:
             for index in rebatch(indices(), batch_size, drop_remainder):
@@ -411,13 +293,13 @@ class Dataset(EpochStream):
         upstream = self._items
         if not num_parallel_calls or num_parallel_calls == 1:
             return self._with_items(
-                lambda: (b if isinstance(b, EpochEnd) else _apply(fn, b) for b in upstream()),
+                lambda: (b if isinstance(b, EpochEnd) else apply(fn, b) for b in upstream()),
                 self._length,
                 self._passes,
             )
         workers = num_parallel_calls
         return self._with_items(
-            lambda: _parallel_map(fn, upstream(), workers), self._length, self._passes
+            lambda: parallel_map(fn, upstream(), workers), self._length, self._passes
         )
 
     def prefetch(self, buffer_size: int = 2) -> Dataset:
@@ -425,7 +307,7 @@ class Dataset(EpochStream):
         _check_count("buffer_size", buffer_size)
         upstream = self._items if self._items is not None else self._element_iterator
         return self._with_items(
-            lambda: _prefetch(upstream(), buffer_size), self._length, self._passes
+            lambda: prefetch(upstream(), buffer_size), self._length, self._passes
         )
 
     def to(self, device: str | torch.device) -> Dataset:
@@ -438,7 +320,7 @@ class Dataset(EpochStream):
             )
         upstream = self._items
         return self._with_items(
-            lambda: (_move(b, target) for b in upstream()), self._length, self._passes
+            lambda: (move(b, target) for b in upstream()), self._length, self._passes
         )
 
     # -- iteration ------------------------------------------------------------------
@@ -457,7 +339,7 @@ class Dataset(EpochStream):
                 continue
             for start in range(0, len(chunk), _CHUNK):
                 part = chunk[start : start + _CHUNK]
-                yield from _elements(self._source, part, self._element_fns)
+                yield from elements(self._source, part, self._element_fns)
 
     def _with_indices(
         self, indices: Indices, length: int | None, passes: Passes | None = None
@@ -474,67 +356,3 @@ def _check_count(name: str, value: int, allow_zero: bool = False) -> None:
     low = 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
         raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _unmarked(items: Iterable[Any]) -> Iterator[Any]:
-    """The items without their EpochEnds."""
-    return (item for item in items if not isinstance(item, EpochEnd))
-
-
-def _parallel_map(fn: Callable[..., Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: list[Future[Any] | EpochEnd] = []
-        for item in items:
-            pending.append(item if isinstance(item, EpochEnd) else pool.submit(_apply, fn, item))
-            if len(pending) >= workers:
-                first = pending.pop(0)
-                yield first if isinstance(first, EpochEnd) else first.result()
-        for future in pending:
-            yield future if isinstance(future, EpochEnd) else future.result()
-
-
-_END = object()
-
-
-def _prefetch(items: Iterator[Any], size: int) -> Iterator[Any]:
-    """Run `items` in a thread, `size` ahead; errors surface in the consumer."""
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=size)
-    stop = threading.Event()
-    # A new thread starts on GPU 0: give it the consumer's GPU (a job's process works on
-    # GPU LOCAL_RANK), or its copies and pinned buffers would land on another device.
-    gpu = torch.cuda.current_device() if torch.cuda.is_initialized() else None  # type: ignore[no-untyped-call]
-
-    def produce() -> None:
-        if gpu is not None:
-            torch.cuda.set_device(gpu)
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            buffer.put(_END)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            buffer.put(exc)
-
-    thread = threading.Thread(target=produce, daemon=True, name="aekit-prefetch")
-    thread.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)

@@ -13,9 +13,10 @@ from aekit.data.arrays import as_array, check_values, to_float
 from aekit.data.binarize import Binarization, bernoulli_pixels, binarize, check_binarization
 from aekit.data.context import EpochEnd, input_context
 from aekit.data.corruption import Corruption, GaussianNoise
-from aekit.data.dataset import Array, Dataset
+from aekit.data.dataset import Dataset
 from aekit.data.rows import Rows, is_mapped
 from aekit.data.sampler import Sampler, order_seed
+from aekit.data.slices import Array
 from aekit.errors import ConfigError, InputError
 from aekit.modes import ModeKeys
 
