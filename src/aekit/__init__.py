@@ -51,11 +51,7 @@ _WHERE = {
                      "StackedDenoisingAutoencoder", "VariationalAutoencoder"), "aekit.models"),
     "ModeKeys": "aekit.modes",
 }  # fmt: skip
-__getattr__, _names = attach(__name__, _WHERE)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_names()})
+__getattr__, __dir__ = attach(__name__, _WHERE)
 
 
 __all__ = [

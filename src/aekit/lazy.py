@@ -26,7 +26,7 @@ def attach(
         setattr(importlib.import_module(package), name, value)  # the next read is direct
         return value
 
-    def __dir__() -> list[str]:
-        return sorted(names)
+    def __dir__() -> list[str]:  # the names loaded already and those still to load
+        return sorted({*vars(importlib.import_module(package)), *names})
 
     return __getattr__, __dir__

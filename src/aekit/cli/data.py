@@ -9,6 +9,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from aekit.cli import registry
 from aekit.cli.settings import absolute, check_values
 from aekit.cli.streamed import FolderImages, streamed_folder
 from aekit.data import mnist
@@ -114,7 +115,7 @@ def load_images(
         x_test, y_test = _keep(x_test, keep_test), y_test[keep_test]
     if not isinstance(x_train, FolderImages):  # a stream moves channels batch by batch
         assert not isinstance(x_test, FolderImages)
-        if settings.get("scaling") in ("standard", "robust", "minmax"):  # rows, not pixels
+        if registry.is_table_run(settings):  # rows, not pixels
             # float64, as the outlier detector reads them: the same seed gives the same model.
             x_train, x_test = x_train.astype(np.float64), x_test.astype(np.float64)
         x_train, x_test = _channels_first(x_train), _channels_first(x_test)

@@ -55,7 +55,7 @@ class Usable:
 
 
 DIGIT_COUNT = 8000
-DIGITS = "8,000 MNIST digits"
+DIGITS = f"{DIGIT_COUNT:,} MNIST digits"
 """The data the `Usable` figures were measured on (mnist-split), as users know it."""
 SHORT_RUN = 0.5
 """A run of at most this share of `Usable.epochs` is short..."""
@@ -218,16 +218,6 @@ register(
     )
 )
 
-register(
-    ModelEntry(
-        name="convolutional",
-        description="seed 004: convolutional autoencoder (max-pool or strided down-sampling)",
-        needs_images=True,
-        usable=Usable(epochs=20, val_rmse=0.149, batch=256),
-        build=lambda hp, shape, config: _convolutional(hp, shape, config),
-    )
-)
-
 
 def _convolutional(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig) -> Estimator:
     from aekit.models.convolutional import ConvolutionalAutoencoder
@@ -243,6 +233,17 @@ def _convolutional(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunCon
         noise=_noise(hp),
         config=config,
     )
+
+
+register(
+    ModelEntry(
+        name="convolutional",
+        description="seed 004: convolutional autoencoder (max-pool or strided down-sampling)",
+        needs_images=True,
+        usable=Usable(epochs=20, val_rmse=0.149, batch=256),
+        build=_convolutional,
+    )
+)
 
 
 def _stacked(hp: Mapping[str, Any], shape: tuple[int, ...], config: RunConfig) -> Estimator:

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from aekit.cli import registry
 from aekit.data import mnist
 from aekit.data.arrays import max_load_bytes
 from aekit.data.folder_stream import image_folder_input_fn
@@ -85,7 +86,7 @@ def streamed_folder(settings: Mapping[str, Any]) -> ImageFolderFiles | None:
     files = list_image_folder(path)  # headers only: counts, size and mode
     if choice == "auto" and len(files) * math.prod(files.shape) <= max_load_bytes():
         return None
-    if settings.get("scaling") in ("standard", "robust", "minmax"):
+    if registry.is_table_run(settings):
         raise ConfigError(
             f"{path} is streamed, as images; --scaling {settings['scaling']} reads the data "
             "as a table's rows in memory: give --scaling none, or --stream never"

@@ -215,9 +215,10 @@ def _scan(folder: Path) -> tuple[list[str], list[Path]]:
                 if entry.is_dir():
                     folders.append(entry.name)
                 elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
-                    if not entry.is_file():  # a link to nothing, or to a folder
-                        os.stat(entry.path)  # its reason, through reading's message
-                    images.append(entry.name)
+                    if entry.is_file():
+                        images.append(entry.name)
+                    else:  # a link to nothing raises here, its reason in reading's message
+                        os.stat(entry.path)  # (a FIFO or a device named like an image is skipped)
     images.sort()
     folders.sort()
     return [os.path.join(folder, name) for name in images], [folder / name for name in folders]

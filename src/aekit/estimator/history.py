@@ -69,8 +69,9 @@ class History:
         """Count one training step's mean loss over `examples` (stays on the device: no sync)."""
         if self._started is None:
             self._started = time.monotonic()
-        loss = loss.detach().to(torch.float64) * examples
-        self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+        if self._loss_sum is None:
+            self._loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
+        self._loss_sum.add_(loss.detach(), alpha=examples)  # one kernel, no host sync
         self._steps += 1
         self._examples += examples
 

@@ -97,12 +97,13 @@ class Plateau:
             "seen": self.seen,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Take back `state_dict`'s values (a watch of another key starts afresh)."""
+    def load_state_dict(self, state: dict[str, Any]) -> bool:
+        """Take back `state_dict`'s values; False for a watch of another key (it starts afresh)."""
         if state.get("monitor", self.monitor) != self.monitor:
-            return
+            return False
         self.best, self.best_step, self.waited = state["best"], state["best_step"], state["waited"]
         self.seen = bool(state.get("seen", True))  # older checkpoints: it was recorded
+        return True
 
 
 class EarlyStopping(Hook):
@@ -189,9 +190,8 @@ class EarlyStopping(Hook):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("monitor", self.plateau.monitor) != self.plateau.monitor:
+        if not self.plateau.load_state_dict(state):
             return  # another key's watch: this one starts afresh
-        self.plateau.load_state_dict(state)
         weights = state.get("best_weights")
         self.best_weights = dict(weights) if weights is not None else None
 
@@ -262,8 +262,7 @@ class ReduceLROnPlateau(Hook):
         return {**self.plateau.state_dict(), "cooling": self.cooling}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("monitor", self.plateau.monitor) == self.plateau.monitor:
-            self.plateau.load_state_dict(state)
+        if self.plateau.load_state_dict(state):
             self.cooling = state["cooling"]
 
 
